@@ -1,0 +1,1 @@
+"""The cluster registry app: register, list, inspect and remove Proxmox VE clusters."""

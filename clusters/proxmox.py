@@ -1,0 +1,426 @@
+"""A small client for the Proxmox VE HTTPS API (``/api2/json``), on requests.
+
+It does one job: log in with the operator's credentials and read what the
+registry records (version, cluster status, nodes). Every failure becomes one
+of the domain's Proxmox errors, with a message an operator can act on and
+never a secret.
+
+Hardening, each for a reason:
+- ``trust_env = False``: requests would otherwise let ``REQUESTS_CA_BUNDLE`` /
+  ``CURL_CA_BUNDLE`` override ``verify=False``, pick proxies and ``.netrc``
+  credentials from the environment; only the registered endpoint is called.
+- no redirects: a redirect could carry a ticket or token elsewhere.
+- bounded connect/read timeouts and response size.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import socket
+import ssl
+import time
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+from requests.adapters import HTTPAdapter
+
+from clusters.domain import (
+    ClusterStatusEntry,
+    ConnectionTarget,
+    Credentials,
+    NodeEntry,
+    PasswordCredentials,
+    ProxmoxAuthenticationFailed,
+    ProxmoxBadResponse,
+    ProxmoxError,
+    ProxmoxPermissionDenied,
+    ProxmoxReport,
+    ProxmoxSecondFactorRequired,
+    ProxmoxTLSError,
+    ProxmoxUnreachable,
+    normalise_fingerprint,
+)
+
+API_ROOT = "/api2/json"
+DEFAULT_MAX_RESPONSE_BYTES = 1 << 20  # a 1,000-node /cluster/status is ~200 KiB
+_REASON_MAX_LENGTH = 200
+
+FingerprintFetcher = Callable[[str, int, float], "str | None"]
+
+
+def fetch_server_fingerprint(host: str, port: int, timeout: float) -> str | None:
+    """The SHA-256 fingerprint (``AB:CD:…``) of the certificate a server
+    presents, without trusting it; None when it cannot be had."""
+    try:
+        pem = ssl.get_server_certificate((host, port), timeout=timeout)
+    except (OSError, ValueError):
+        return None
+    digest = hashlib.sha256(ssl.PEM_cert_to_DER_cert(pem)).hexdigest()
+    return normalise_fingerprint(digest)
+
+
+class _PinnedCertificateAdapter(HTTPAdapter):
+    """Accepts exactly the certificate with the pinned SHA-256 fingerprint,
+    in place of CA and hostname validation (as PVE's own tools do)."""
+
+    def __init__(self, fingerprint: str) -> None:
+        self._fingerprint = fingerprint
+        super().__init__(pool_maxsize=2, max_retries=0)
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["assert_fingerprint"] = self._fingerprint
+        super().init_poolmanager(*args, **kwargs)
+
+
+def _clean_reason(reason: str | None) -> str:
+    """PVE puts its error message in the HTTP reason phrase; keep it printable."""
+    text = "".join(char if char.isprintable() else " " for char in (reason or ""))
+    return text.strip()[:_REASON_MAX_LENGTH]
+
+
+def _innermost_reason(error: BaseException) -> str:
+    """'connection refused' out of requests' layered ConnectionError."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, OSError) and current.strerror:
+            return current.strerror.lower()
+        if isinstance(current, socket.gaierror):
+            return "host name could not be resolved"
+        nested = getattr(current, "reason", None)
+        if isinstance(nested, BaseException):
+            current = nested
+            continue
+        current = current.__cause__ or current.__context__
+    text = str(error).lower()
+    if "name or service not known" in text or "nodename nor servname" in text:
+        return "host name could not be resolved"
+    if "refused" in text:
+        return "connection refused"
+    return "connection failed"
+
+
+class _Auth:
+    """Headers that authenticate each call after login."""
+
+    def __init__(self, headers: Mapping[str, str], csrf_token: str | None = None) -> None:
+        self._headers = dict(headers)
+        self._csrf_token = csrf_token
+
+    def headers_for(self, method: str) -> dict[str, str]:
+        headers = dict(self._headers)
+        if method != "GET" and self._csrf_token:
+            headers["CSRFPreventionToken"] = self._csrf_token
+        return headers
+
+    def __repr__(self) -> str:
+        return "_Auth(<redacted>)"
+
+
+class ProxmoxClient:
+    """Proves credentials against one cluster and reads its facts.
+
+    Thread-safe: each ``inspect`` opens its own sessions; the executor only
+    runs the status read beside the version read.
+    """
+
+    def __init__(
+        self,
+        *,
+        connect_timeout: float = 5.0,
+        read_timeout: float = 10.0,
+        ca_bundle: str | None = None,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        fingerprint_fetcher: FingerprintFetcher = fetch_server_fingerprint,
+        parallel: bool = True,
+    ) -> None:
+        self.connect_timeout = connect_timeout
+        self.read_timeout = read_timeout
+        self.ca_bundle = ca_bundle
+        self.max_response_bytes = max_response_bytes
+        self._fetch_fingerprint = fingerprint_fetcher
+        self._executor = ThreadPoolExecutor(thread_name_prefix="proxmox") if parallel else None
+
+    # -- public -------------------------------------------------------------
+
+    def inspect(self, target: ConnectionTarget, credentials: Credentials) -> ProxmoxReport:
+        """Log in, then read version and cluster status side by side."""
+        with self._session(target) as session:
+            auth = self._authenticate(session, target, credentials)
+            status_read = self._submit(self._read_cluster_status, target, credentials, auth)
+            # If the version read fails, its error wins; the status read ends on
+            # its own within the timeouts and its outcome is dropped.
+            version = self._read_version(session, target, credentials, auth)
+            cluster_status, nodes = status_read.result()
+        return ProxmoxReport(version=version, cluster_status=cluster_status, nodes=nodes)
+
+    # -- the calls ------------------------------------------------------------
+
+    def _authenticate(
+        self, session: requests.Session, target: ConnectionTarget, credentials: Credentials
+    ) -> _Auth:
+        if not isinstance(credentials, PasswordCredentials):
+            token = f"PVEAPIToken={credentials.token_id}={credentials.secret.reveal()}"
+            return _Auth({"Authorization": token})
+
+        data = self._call(
+            session,
+            target,
+            credentials,
+            "POST",
+            "/access/ticket",
+            form={"username": credentials.username, "password": credentials.password.reveal()},
+        )
+        ticket = data.get("ticket") if isinstance(data, dict) else None
+        if not isinstance(ticket, str) or not ticket.isascii() or not ticket.isprintable():
+            raise ProxmoxBadResponse(
+                f"{target.api_endpoint} answered the login without a usable ticket"
+            )
+        if data.get("NeedTFA") or ticket.startswith("PVE:!tfa!"):
+            raise ProxmoxSecondFactorRequired(
+                f"Proxmox account {credentials.username} needs a second factor (TFA), which "
+                "an unattended registry cannot supply; register it with an API token instead"
+            )
+        csrf = data.get("CSRFPreventionToken")
+        return _Auth({"Cookie": f"PVEAuthCookie={ticket}"}, csrf if isinstance(csrf, str) else None)
+
+    def _read_version(
+        self,
+        session: requests.Session,
+        target: ConnectionTarget,
+        credentials: Credentials,
+        auth: _Auth,
+    ) -> str:
+        data = self._call(session, target, credentials, "GET", "/version", auth=auth)
+        version = data.get("version") if isinstance(data, dict) else None
+        if not isinstance(version, str) or not version:
+            raise ProxmoxBadResponse(f"{target.api_endpoint} answered /version without a version")
+        return version[:64]
+
+    def _read_cluster_status(
+        self, target: ConnectionTarget, credentials: Credentials, auth: _Auth
+    ) -> tuple[list[ClusterStatusEntry] | None, list[NodeEntry] | None]:
+        with self._session(target) as session:
+            try:
+                data = self._call(session, target, credentials, "GET", "/cluster/status", auth=auth)
+            except ProxmoxPermissionDenied:
+                # No Sys.Audit on "/": count what /nodes lets this account see.
+                try:
+                    nodes = self._call(session, target, credentials, "GET", "/nodes", auth=auth)
+                except ProxmoxPermissionDenied:
+                    return None, []
+                return None, self._parse_nodes(target, nodes)
+        return self._parse_cluster_status(target, data), None
+
+    # -- parsing ----------------------------------------------------------------
+
+    @staticmethod
+    def _entries(target: ConnectionTarget, data: Any, path: str) -> list[dict[str, Any]]:
+        if not isinstance(data, list) or not all(isinstance(item, dict) for item in data):
+            raise ProxmoxBadResponse(
+                f"{target.api_endpoint} answered {path} with something other than a list"
+            )
+        return data
+
+    def _parse_cluster_status(
+        self, target: ConnectionTarget, data: Any
+    ) -> list[ClusterStatusEntry]:
+        return [
+            ClusterStatusEntry(
+                type=str(item.get("type", "")),
+                name=str(item.get("name", "")),
+                online=bool(item.get("online")) if "online" in item else None,
+                quorate=bool(item.get("quorate")) if "quorate" in item else None,
+            )
+            for item in self._entries(target, data, "/cluster/status")
+        ]
+
+    def _parse_nodes(self, target: ConnectionTarget, data: Any) -> list[NodeEntry]:
+        return [
+            NodeEntry(node=str(item.get("node", "")), status=str(item.get("status", "unknown")))
+            for item in self._entries(target, data, "/nodes")
+        ]
+
+    # -- transport --------------------------------------------------------------
+
+    def _submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
+        if self._executor is not None:
+            return self._executor.submit(fn, *args)
+        future: Future[Any] = Future()
+        try:
+            future.set_result(fn(*args))
+        except BaseException as error:  # noqa: BLE001 - handed back through result()
+            future.set_exception(error)
+        return future
+
+    @contextmanager
+    def _session(self, target: ConnectionTarget) -> Iterator[requests.Session]:
+        session = requests.Session()
+        session.trust_env = False
+        if target.fingerprint:
+            session.mount("https://", _PinnedCertificateAdapter(target.fingerprint))
+        else:
+            session.mount("https://", HTTPAdapter(pool_maxsize=2, max_retries=0))
+        try:
+            yield session
+        finally:
+            session.close()
+
+    def _verify(self, target: ConnectionTarget) -> bool | str:
+        if target.fingerprint or not target.verify_tls:
+            return False  # a pin replaces CA validation; see _PinnedCertificateAdapter
+        return self.ca_bundle or True
+
+    def _call(
+        self,
+        session: requests.Session,
+        target: ConnectionTarget,
+        credentials: Credentials,
+        method: str,
+        path: str,
+        *,
+        auth: _Auth | None = None,
+        form: Mapping[str, str] | None = None,
+    ) -> Any:
+        """One API call; returns the envelope's ``data`` or raises a ProxmoxError."""
+        endpoint = target.api_endpoint
+        try:
+            response = session.request(
+                method,
+                f"{endpoint}{API_ROOT}{path}",
+                data=form,
+                headers=auth.headers_for(method) if auth else None,
+                timeout=(self.connect_timeout, self.read_timeout),
+                verify=self._verify(target),
+                allow_redirects=False,
+                stream=True,
+            )
+        except requests.exceptions.SSLError as error:
+            raise self._tls_failure(target, error) from None
+        except requests.exceptions.ConnectTimeout:
+            raise ProxmoxUnreachable(
+                f"Timed out connecting to {endpoint} after {self.connect_timeout:g} s"
+            ) from None
+        except requests.exceptions.ReadTimeout:
+            raise ProxmoxUnreachable(
+                f"{endpoint} did not answer {path} within {self.read_timeout:g} s"
+            ) from None
+        except requests.exceptions.ConnectionError as error:
+            raise ProxmoxUnreachable(
+                f"Could not connect to {endpoint}: {_innermost_reason(error)}"
+            ) from None
+        except requests.exceptions.RequestException:
+            # Never str(error): some requests errors quote header values.
+            raise ProxmoxUnreachable(f"The request to {endpoint}{API_ROOT}{path} failed") from None
+
+        with response:
+            body = self._read_body(target, path, response)
+        return self._unwrap(target, credentials, path, response, body)
+
+    def _read_body(self, target: ConnectionTarget, path: str, response: requests.Response) -> bytes:
+        limit = self.max_response_bytes
+        too_large = ProxmoxBadResponse(
+            f"{target.api_endpoint} answered {path} with more than {limit} bytes"
+        )
+        declared = response.headers.get("Content-Length", "")
+        if declared.isdigit() and int(declared) > limit:
+            raise too_large
+        deadline = time.monotonic() + self.read_timeout
+        chunks: list[bytes] = []
+        size = 0
+        try:
+            for chunk in response.iter_content(chunk_size=64 * 1024):
+                size += len(chunk)
+                if size > limit:
+                    raise too_large
+                if time.monotonic() > deadline:
+                    raise ProxmoxUnreachable(
+                        f"{target.api_endpoint} did not finish answering {path} "
+                        f"within {self.read_timeout:g} s"
+                    )
+                chunks.append(chunk)
+        except requests.exceptions.RequestException:
+            raise ProxmoxUnreachable(
+                f"{target.api_endpoint} broke off its answer to {path}"
+            ) from None
+        return b"".join(chunks)
+
+    def _unwrap(
+        self,
+        target: ConnectionTarget,
+        credentials: Credentials,
+        path: str,
+        response: requests.Response,
+        body: bytes,
+    ) -> Any:
+        endpoint = target.api_endpoint
+        status = response.status_code
+        reason = _clean_reason(response.reason)
+        if 300 <= status < 400:
+            location = _clean_reason(response.headers.get("Location"))
+            raise ProxmoxBadResponse(
+                f"{endpoint} answered {path} with a redirect ({status}) to {location or '?'}; "
+                "redirects are not followed, register the API's own address"
+            )
+        if status == 401:
+            raise ProxmoxAuthenticationFailed(
+                f"Proxmox refused the credentials of {credentials.principal}"
+                + (f" ({reason})" if reason else "")
+            )
+        if status == 403:
+            raise ProxmoxPermissionDenied(
+                f"{credentials.principal} may not read {path} on {endpoint}"
+            )
+        if status >= 500:
+            raise ProxmoxBadResponse(
+                f"{endpoint} answered {path} with {status}" + (f" {reason}" if reason else "")
+            )
+        envelope = self._parse_envelope(body)
+        if status != 200:
+            errors = envelope.get("errors") if isinstance(envelope, dict) else None
+            raise ProxmoxBadResponse(
+                f"{endpoint} refused {path} with {status}" + (f" {reason}" if reason else ""),
+                details={"proxmox_errors": errors} if isinstance(errors, dict) else None,
+            )
+        if not isinstance(envelope, dict) or "data" not in envelope:
+            raise ProxmoxBadResponse(
+                f"{endpoint} answered {path} with something that is not the Proxmox VE API's "
+                'JSON envelope ({"data": ...}); is this the API address of a PVE node?'
+            )
+        return envelope["data"]
+
+    @staticmethod
+    def _parse_envelope(body: bytes) -> Any:
+        try:
+            return json.loads(body)
+        except ValueError:
+            return None
+
+    def _tls_failure(self, target: ConnectionTarget, error: Exception) -> ProxmoxError:
+        parts = urlsplit(target.api_endpoint)
+        host = parts.hostname or ""
+        observed = self._fetch_fingerprint(host, parts.port or 8006, self.connect_timeout)
+        endpoint = target.api_endpoint
+        if target.fingerprint:
+            if observed and observed != target.fingerprint:
+                return ProxmoxTLSError(
+                    f"The certificate of {endpoint} does not match the pinned fingerprint: "
+                    f"expected {target.fingerprint}, got {observed}",
+                    details={"expected_fingerprint": target.fingerprint, "fingerprint": observed},
+                )
+            return ProxmoxTLSError(f"TLS handshake with {endpoint} failed")
+        if observed is None:
+            return ProxmoxTLSError(f"TLS handshake with {endpoint} failed")
+        return ProxmoxTLSError(
+            f"The certificate of {endpoint} is not trusted. If it is the cluster's own "
+            "certificate (PVE signs its own by default), compare this fingerprint with the one "
+            "the node shows under System > Certificates and register again with it as "
+            f'"fingerprint": {observed}',
+            details={"fingerprint": observed},
+        )

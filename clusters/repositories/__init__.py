@@ -1,0 +1,1 @@
+"""Storage backends for registered clusters, all keeping ``ClusterRepository``."""

@@ -1,0 +1,115 @@
+"""Input and output shapes of the cluster API.
+
+The input serializer checks types and bounds sizes; the field rules
+themselves (endpoint normalisation, realms, fingerprints, which credentials)
+live in the domain, so the API, management commands and tests share them.
+Secrets are write-only: no output serializer has a field for them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework import serializers
+
+from clusters import domain
+from clusters.api_errors import InvalidInput
+
+_EMPTY_CODES = {"required", "blank", "null"}
+
+
+class InputSerializer(serializers.Serializer):
+    def validated_or_raise(self) -> dict[str, Any]:
+        """Validated data, or InvalidInput with a one-line summary."""
+        if self.is_valid():
+            return self.validated_data
+        field_name, messages = next(iter(self.errors.items()))
+        field = self.fields.get(field_name)
+        label = field.label if field is not None and field.label else field_name
+        first = messages[0] if isinstance(messages, list) and messages else messages
+        if getattr(first, "code", None) in _EMPTY_CODES:
+            message = f"{label} is required"
+        elif field is None:
+            message = str(first)
+        else:
+            message = f"{label}: {first}"
+        raise InvalidInput(message, self.errors)
+
+
+def _secret_field(label: str, help_text: str) -> serializers.CharField:
+    return serializers.CharField(
+        label=label,
+        help_text=help_text,
+        required=False,
+        allow_blank=True,
+        allow_null=True,
+        write_only=True,
+        trim_whitespace=False,
+        max_length=domain.SECRET_MAX_LENGTH,
+        style={"input_type": "password"},
+    )
+
+
+def _optional_text(label: str, help_text: str, max_length: int) -> serializers.CharField:
+    return serializers.CharField(
+        label=label,
+        help_text=help_text,
+        required=False,
+        allow_blank=True,
+        allow_null=True,
+        max_length=max_length,
+    )
+
+
+class RegisterClusterSerializer(InputSerializer):
+    name = serializers.CharField(label="Cluster name", max_length=domain.NAME_MAX_LENGTH)
+    api_endpoint = serializers.CharField(
+        label="API endpoint",
+        max_length=domain.ENDPOINT_MAX_LENGTH,
+        help_text="https://host[:port]; a bare host gets https:// and port 8006",
+    )
+    username = _optional_text("Username", "user@realm, e.g. root@pam (with password)", 255)
+    password = _secret_field("Password", "Password of username; never returned or logged")
+    token_id = _optional_text(
+        "API token id", "user@realm!name, e.g. root@pam!proxmoxer (instead of a password)", 255
+    )
+    token_secret = _secret_field("API token secret", "The token's secret; never returned or logged")
+    verify_tls = serializers.BooleanField(
+        label="Verify TLS certificate",
+        default=True,
+        help_text="Check the certificate against trusted CAs (a pinned fingerprint replaces this)",
+    )
+    fingerprint = _optional_text(
+        "Certificate fingerprint",
+        "SHA-256 fingerprint of the node certificate to pin (AB:CD:…, 64 hex digits)",
+        128,
+    )
+
+    def to_request(self) -> domain.RegistrationRequest:
+        data = self.validated_or_raise()
+        return domain.RegistrationRequest(**data)
+
+
+class ClusterSerializer(serializers.Serializer):
+    """A registered cluster as the API shows it: never a password or token secret."""
+
+    id = serializers.UUIDField()
+    name = serializers.CharField()
+    api_endpoint = serializers.CharField()
+    status = serializers.CharField()
+    proxmox_version = serializers.CharField()
+    node_count = serializers.IntegerField()
+    auth_method = serializers.CharField()
+    username = serializers.CharField(allow_null=True)
+    token_id = serializers.CharField(allow_null=True)
+    verify_tls = serializers.BooleanField()
+    fingerprint = serializers.CharField(allow_null=True)
+    created_at = serializers.DateTimeField()
+    updated_at = serializers.DateTimeField()
+    last_checked_at = serializers.DateTimeField(allow_null=True)
+    last_error = serializers.CharField(allow_null=True)
+
+
+class ClusterListSerializer(serializers.Serializer):
+    clusters = ClusterSerializer(many=True)
+    total = serializers.IntegerField()

@@ -1,0 +1,20 @@
+"""Routes of /api/v1/: every path answers with and without a trailing slash."""
+
+from rest_framework.routers import DefaultRouter
+
+from clusters.views import ClusterViewSet
+
+
+class OptionalSlashRouter(DefaultRouter):
+    """No APPEND_SLASH redirects: a redirect would turn a POST into a GET in
+    many clients, so both spellings are routes of their own."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.trailing_slash = "/?"
+
+
+router = OptionalSlashRouter()
+router.register("clusters", ClusterViewSet, basename="cluster")
+
+urlpatterns = router.urls

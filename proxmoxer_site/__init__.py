@@ -1,0 +1,1 @@
+"""Django project of the proxmoxer cluster registry: settings, URLs, entry points."""

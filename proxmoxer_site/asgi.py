@@ -1,0 +1,10 @@
+"""ASGI entry point. Production unless told otherwise: DJANGO_DEBUG=0."""
+
+import os
+
+from django.core.asgi import get_asgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "proxmoxer_site.settings")
+os.environ.setdefault("DJANGO_DEBUG", "0")
+
+application = get_asgi_application()

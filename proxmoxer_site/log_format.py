@@ -1,0 +1,13 @@
+"""Log lines as the original design writes them: ``[INFO] ...``, ``[WARN] ...``."""
+
+import logging
+import time
+
+
+class SeedFormatter(logging.Formatter):
+    converter = time.gmtime  # timestamps in UTC, like the API's
+
+    def format(self, record: logging.LogRecord) -> str:
+        if record.levelno == logging.WARNING:
+            record = logging.makeLogRecord({**record.__dict__, "levelname": "WARN"})
+        return super().format(record)

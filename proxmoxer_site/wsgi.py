@@ -1,0 +1,10 @@
+"""WSGI entry point (gunicorn). Production unless told otherwise: DJANGO_DEBUG=0."""
+
+import os
+
+from django.core.wsgi import get_wsgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "proxmoxer_site.settings")
+os.environ.setdefault("DJANGO_DEBUG", "0")
+
+application = get_wsgi_application()
