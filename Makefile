@@ -52,5 +52,11 @@ format: venv-dev
 test: venv-dev lint
 	$(BIN)/python -m pytest
 
+# Every benchmarks/bench_*.py prints its own table; the README quotes them.
+bench: venv-dev
+	@for script in benchmarks/bench_*.py; do \
+		echo "== $$script"; $(BIN)/python $$script || exit 1; echo; \
+	done
+
 clean:
 	rm -rf $(VENV) staticfiles .pytest_cache .ruff_cache

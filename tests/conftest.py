@@ -1,0 +1,58 @@
+"""Fixtures shared by every tier.
+
+The network guard makes "tests talk only to loopback" a rule that fails a
+test, rather than a convention: a stray lookup of pve.example.com raises.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from collections.abc import Iterator
+
+import pytest
+
+LOOPBACK_NAMES = {"localhost", "localhost.localdomain", "ip6-localhost"}
+
+
+def _is_loopback(host: object) -> bool:
+    if isinstance(host, bytes):
+        host = host.decode()
+    if not isinstance(host, str):
+        return False
+    host = host.strip("[]")
+    if host in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host.split("%")[0]).is_loopback
+    except ValueError:
+        return False
+
+
+@pytest.fixture(autouse=True)
+def _loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    real_getaddrinfo = socket.getaddrinfo
+
+    def guarded_getaddrinfo(host, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if host is not None and not _is_loopback(host):
+            raise OSError(f"tests may only reach loopback, not {host!r}")
+        return real_getaddrinfo(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", guarded_getaddrinfo)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cluster_service() -> Iterator[None]:
+    """Each test starts with an empty in-memory registry."""
+    from clusters.wiring import reset_cluster_service
+
+    reset_cluster_service()
+    yield
+    reset_cluster_service()
+
+
+def assert_secret_absent(secret: str, text: str | bytes, where: str) -> None:
+    """Fails without printing the secret or the text that holds it."""
+    haystack = text.decode(errors="replace") if isinstance(text, bytes) else text
+    if secret in haystack:
+        pytest.fail(f"a secret appeared in {where}", pytrace=False)

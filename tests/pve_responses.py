@@ -1,0 +1,129 @@
+"""Proxmox VE API answers as real PVE 7/8 sends them (SPEC §5), for
+requests-mock. Each helper registers one endpoint's behaviour on a Mocker."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import requests_mock
+
+ENDPOINT = "https://pve.example.com:8006"
+API = f"{ENDPOINT}/api2/json"
+TICKET = "PVE:root@pam:6745A1B2::K3Ho1r9Ykx2f3Q0hVh4bV5w5m3bM0qCq2cX8q+vHfC2Q3Yx8zQ1s=="
+CSRF_TOKEN = "6745A1B2:Qm9vc3RlZEJ5UHJveG1veGVyVGVzdHM"
+
+
+def node(name: str, nodeid: int, *, online: bool = True, local: bool = False) -> dict[str, Any]:
+    return {
+        "type": "node",
+        "id": f"node/{name}",
+        "name": name,
+        "online": int(online),
+        "local": int(local),
+        "nodeid": nodeid,
+        "ip": f"10.0.0.{nodeid}",
+        "level": "",
+    }
+
+
+def cluster_entry(name: str, nodes: int, *, quorate: bool = True) -> dict[str, Any]:
+    return {
+        "type": "cluster",
+        "id": "cluster",
+        "name": name,
+        "nodes": nodes,
+        "quorate": int(quorate),
+        "version": nodes,
+    }
+
+
+def three_node_cluster(*, offline: int = 0, quorate: bool = True) -> list[dict[str, Any]]:
+    return [
+        cluster_entry("prod", 3, quorate=quorate),
+        *(node(f"pve{i}", i, online=i > offline, local=i == 1) for i in (1, 2, 3)),
+    ]
+
+
+STANDALONE_NODE = [node("pve", 0, local=True)]  # no cluster entry, nodeid 0
+
+NODES = [
+    {
+        "node": "pve1",
+        "status": "online",
+        "cpu": 0.031,
+        "maxcpu": 16,
+        "mem": 8_412_000_256,
+        "maxmem": 67_316_121_600,
+        "uptime": 1_209_600,
+        "ssl_fingerprint": "AB:" * 31 + "AB",
+        "level": "",
+        "type": "node",
+        "id": "node/pve1",
+    },
+    {"node": "pve2", "status": "offline", "type": "node", "id": "node/pve2"},
+]
+
+
+def login_ok(m: requests_mock.Mocker, *, endpoint: str = ENDPOINT, user: str = "root@pam") -> None:
+    data = {
+        "username": user,
+        "ticket": TICKET,
+        "CSRFPreventionToken": CSRF_TOKEN,
+        "cap": {"nodes": {}, "vms": {}, "storage": {}, "access": {}, "dc": {}, "sdn": {}},
+        "clustername": "prod",
+    }
+    m.post(f"{endpoint}/api2/json/access/ticket", json={"data": data})
+
+
+def login_refused(m: requests_mock.Mocker, *, endpoint: str = ENDPOINT) -> None:
+    m.post(
+        f"{endpoint}/api2/json/access/ticket",
+        status_code=401,
+        reason="authentication failure",
+        json={"data": None},
+    )
+
+
+def login_needs_tfa(m: requests_mock.Mocker, *, endpoint: str = ENDPOINT) -> None:
+    data = {
+        "username": "root@pam",
+        "ticket": "PVE:!tfa!root@pam:6745A1B2::c2lnbmF0dXJl",
+        "CSRFPreventionToken": CSRF_TOKEN,
+        "NeedTFA": 1,
+        "cap": {},
+    }
+    m.post(f"{endpoint}/api2/json/access/ticket", json={"data": data})
+
+
+def version(m: requests_mock.Mocker, number: str = "8.2.4", *, endpoint: str = ENDPOINT) -> None:
+    release = number.split("-")[0].rsplit(".", 1)[0] if "-" not in number else number.split("-")[0]
+    data = {"version": number, "release": release, "repoid": "faa83925c9641325"}
+    m.get(f"{endpoint}/api2/json/version", json={"data": data})
+
+
+def cluster_status(
+    m: requests_mock.Mocker, entries: list[dict[str, Any]], *, endpoint: str = ENDPOINT
+) -> None:
+    m.get(f"{endpoint}/api2/json/cluster/status", json={"data": entries})
+
+
+def cluster_status_forbidden(m: requests_mock.Mocker, *, endpoint: str = ENDPOINT) -> None:
+    m.get(
+        f"{endpoint}/api2/json/cluster/status",
+        status_code=403,
+        reason="Permission check failed (/, Sys.Audit)",
+        json={"data": None},
+    )
+
+
+def nodes(
+    m: requests_mock.Mocker, entries: list[dict[str, Any]] = NODES, *, endpoint: str = ENDPOINT
+) -> None:
+    m.get(f"{endpoint}/api2/json/nodes", json={"data": entries})
+
+
+def healthy_cluster(m: requests_mock.Mocker, *, endpoint: str = ENDPOINT) -> None:
+    """Login, PVE 8.2.4, three nodes online and quorate."""
+    login_ok(m, endpoint=endpoint)
+    version(m, endpoint=endpoint)
+    cluster_status(m, three_node_cluster(), endpoint=endpoint)
