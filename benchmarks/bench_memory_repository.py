@@ -1,0 +1,28 @@
+"""Seed §8.1 for the in-memory repository at n = 100 and n = 10,000.
+
+.venv/bin/python benchmarks/bench_memory_repository.py   (or: make bench)
+"""
+
+from __future__ import annotations
+
+import platform
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.repository_rows import measure, print_table
+from clusters.repositories.memory import InMemoryClusterRepository
+
+SIZES = [100, 10_000]
+
+
+def main() -> None:
+    measure(InMemoryClusterRepository, 100, batch=2_000)  # warm-up, discarded
+    rows = [row for n in SIZES for row in measure(InMemoryClusterRepository, n, batch=2_000)]
+    print(f"Python {platform.python_version()} on {platform.machine()}")
+    print_table("InMemoryClusterRepository (per operation, median of 5 batches)", rows, SIZES)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,160 @@
+"""The seed's §8.1 table, measured against any ClusterRepository.
+
+Each row is the mean time of one operation on a repository already holding
+n clusters: the median of several repeats, each timing a batch of calls.
+"""
+
+from __future__ import annotations
+
+import random
+import statistics
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from clusters.domain import (
+    Cluster,
+    ClusterRepository,
+    ClusterStatus,
+    PasswordCredentials,
+    Secret,
+)
+
+REPEATS = 5
+
+# Seed §8.1: expected time per operation (the seed states them at n = 100).
+SEED_TARGETS_NS = {
+    "save": 1_000,
+    "find_by_id": 1_000,
+    "find_by_name": 10_000,
+    "list": 100_000,
+    "delete": 1_000,
+}
+
+
+def make_cluster(index: int) -> Cluster:
+    now = datetime.now(UTC)
+    return Cluster(
+        id=uuid.uuid4(),
+        name=f"Cluster-{index:06d}",
+        api_endpoint=f"https://pve{index}.example.com:8006",
+        credentials=PasswordCredentials("root@pam", Secret(f"password-{index}")),
+        verify_tls=True,
+        fingerprint=None,
+        status=ClusterStatus.HEALTHY,
+        proxmox_version="8.2.4",
+        node_count=3,
+        created_at=now,
+        updated_at=now,
+    )
+
+
+@dataclass
+class Row:
+    operation: str
+    n: int
+    ns_per_op: float
+    note: str = ""
+
+
+def _median_ns(batches: list[tuple[int, int]]) -> float:
+    return statistics.median(elapsed / count for elapsed, count in batches)
+
+
+def measure(factory: Callable[[], ClusterRepository], n: int, batch: int) -> list[Row]:
+    """Time each seed operation on a repository of n clusters."""
+    rng = random.Random(n)
+    rows: list[Row] = []
+
+    def filled() -> tuple[ClusterRepository, list[Cluster]]:
+        repository = factory()
+        clusters = [make_cluster(i) for i in range(n)]
+        for cluster in clusters:
+            repository.save(cluster)
+        return repository, clusters
+
+    repository, clusters = filled()
+
+    saves, deletes = [], []
+    for repeat in range(REPEATS):
+        extra = [make_cluster(n + repeat * batch + i) for i in range(batch)]
+        started = time.perf_counter_ns()
+        for cluster in extra:
+            repository.save(cluster)
+        saves.append((time.perf_counter_ns() - started, batch))
+        started = time.perf_counter_ns()
+        for cluster in extra:
+            repository.delete(cluster.id)
+        deletes.append((time.perf_counter_ns() - started, batch))
+
+    lookups = []
+    for _ in range(REPEATS):
+        ids = [rng.choice(clusters).id for _ in range(batch)]
+        started = time.perf_counter_ns()
+        for cluster_id in ids:
+            repository.find_by_id(cluster_id)
+        lookups.append((time.perf_counter_ns() - started, batch))
+
+    by_name = []
+    for _ in range(REPEATS):
+        names = [rng.choice(clusters).name.upper() for _ in range(batch)]
+        started = time.perf_counter_ns()
+        for name in names:
+            repository.find_by_name(name)
+        by_name.append((time.perf_counter_ns() - started, batch))
+
+    list_calls = max(1, batch // 10)
+    warm, after_write = [], []
+    for _ in range(REPEATS):
+        repository.list()
+        started = time.perf_counter_ns()
+        for _ in range(list_calls):
+            repository.list()
+        warm.append((time.perf_counter_ns() - started, list_calls))
+
+        spare = make_cluster(rng.randrange(10**9))
+        repository.save(spare)
+        started = time.perf_counter_ns()
+        repository.list()
+        after_write.append((time.perf_counter_ns() - started, 1))
+        repository.delete(spare.id)
+
+    rows += [
+        Row("save", n, _median_ns(saves)),
+        Row("find_by_id", n, _median_ns(lookups)),
+        Row("find_by_name", n, _median_ns(by_name), "mixed case"),
+        Row("list", n, _median_ns(warm), "unchanged since the last list"),
+        Row("list", n, _median_ns(after_write), "first list after a write"),
+        Row("delete", n, _median_ns(deletes)),
+    ]
+    return rows
+
+
+def format_ns(ns: float) -> str:
+    if ns < 1_000:
+        return f"{ns:.0f} ns"
+    if ns < 1_000_000:
+        return f"{ns / 1_000:.1f} µs"
+    return f"{ns / 1_000_000:.2f} ms"
+
+
+def print_table(title: str, rows: list[Row], sizes: list[int]) -> None:
+    print(title)
+    header = f"{'operation':<14}{'seed §8.1':>12}" + "".join(f"{f'n={n:,}':>14}" for n in sizes)
+    print(header + "   note")
+    print("-" * (len(header) + 40))
+    keys = list(dict.fromkeys((row.operation, row.note) for row in rows))
+    for operation, note in keys:
+        cells = []
+        for n in sizes:
+            match = next(r for r in rows if (r.operation, r.note, r.n) == (operation, note, n))
+            cells.append(f"{format_ns(match.ns_per_op):>14}")
+        target = f"< {format_ns(SEED_TARGETS_NS[operation])}"
+        largest = next(
+            r for r in rows if (r.operation, r.note, r.n) == (operation, note, sizes[-1])
+        )
+        verdict = "within" if largest.ns_per_op < SEED_TARGETS_NS[operation] else "OVER"
+        print(f"{operation:<14}{target:>12}{''.join(cells)}   {verdict}; {note}".rstrip("; "))
+    print()
