@@ -84,6 +84,12 @@ TEMPLATES = [
 ]
 
 DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
+# One connection per worker thread, kept across requests: opening a PostgreSQL
+# connection costs more than a whole list request. DATABASE_URL's
+# ?conn_max_age= overrides; the health check replaces a connection the server
+# closed meanwhile (a database restart) instead of failing a request with it.
+DATABASES["default"].setdefault("CONN_MAX_AGE", 60)
+DATABASES["default"].setdefault("CONN_HEALTH_CHECKS", True)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
