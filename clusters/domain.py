@@ -383,7 +383,9 @@ def normalise_endpoint(raw: str) -> str:
     try:
         parts = urlsplit(value)
         port = parts.port
-    except ValueError:
+    except ValueError as error:
+        if "IPv6" in str(error):
+            raise FieldInvalid("API endpoint has an invalid IPv6 address") from None
         raise FieldInvalid("API endpoint must be https://host[:port], port 1-65535") from None
     if "@" in parts.netloc:
         raise FieldInvalid(
