@@ -258,9 +258,9 @@ class InvalidClusterId(ClusterError):
 
 
 class ClusterNotFound(ClusterError):
-    def __init__(self, cluster_id: uuid.UUID | str) -> None:
-        super().__init__(f"Cluster {cluster_id} is not registered")
-        self.cluster_id = cluster_id
+    def __init__(self, cluster_id_or_name: uuid.UUID | str) -> None:
+        super().__init__(f"Cluster {cluster_id_or_name} is not registered")
+        self.cluster_id = cluster_id_or_name
 
 
 class ClusterNameTaken(ClusterError):
