@@ -116,3 +116,13 @@ class ClusterSerializer(serializers.Serializer):
 class ClusterListSerializer(serializers.Serializer):
     clusters = ClusterSerializer(many=True)
     total = serializers.IntegerField()
+
+
+class ErrorSerializer(serializers.Serializer):
+    """The envelope of every error under /api/ (documentation only)."""
+
+    code = serializers.CharField(help_text="The HTTP status in PascalCase, e.g. BadRequest")
+    message = serializers.CharField()
+    details = serializers.JSONField(
+        allow_null=True, help_text="Field errors, or e.g. the observed certificate fingerprint"
+    )

@@ -91,3 +91,26 @@ def test_pages_outside_the_api_keep_djangos_own_errors():
     response = APIClient().get("/no-such-page")
     assert response.status_code == 404
     assert not response["Content-Type"].startswith("application/json")
+
+
+def test_the_openapi_schema_is_valid_and_describes_every_endpoint(tmp_path):
+    target = tmp_path / "schema.yaml"
+    call_command("spectacular", "--validate", "--fail-on-warn", "--file", str(target))
+    schema = target.read_text()
+    for path in (
+        "/api/v1/clusters/:",
+        "/api/v1/clusters/{id}/:",
+        "/api/v1/clusters/{id}/refresh/:",
+    ):
+        assert path in schema
+    assert "password:" in schema and "writeOnly: true" in schema
+
+
+def test_schema_and_swagger_ui_are_served_to_authenticated_users_only(api_client):
+    schema = api_client.get("/api/v1/schema", HTTP_ACCEPT="application/vnd.oai.openapi+json")
+    assert schema.status_code == 200
+    assert schema.json()["info"]["title"] == "proxmoxer"
+    docs = api_client.get("/api/v1/docs/")
+    assert docs.status_code == 200
+    assert b"swagger-ui" in docs.content and b"cdn.jsdelivr" not in docs.content
+    assert APIClient().get("/api/v1/schema").status_code == 401
