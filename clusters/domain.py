@@ -258,9 +258,9 @@ class InvalidClusterId(ClusterError):
 
 
 class ClusterNotFound(ClusterError):
-    def __init__(self, cluster_id: uuid.UUID | str) -> None:
-        super().__init__(f"Cluster {cluster_id} is not registered")
-        self.cluster_id = cluster_id
+    def __init__(self, cluster_id_or_name: uuid.UUID | str) -> None:
+        super().__init__(f"Cluster {cluster_id_or_name} is not registered")
+        self.cluster_id = cluster_id_or_name
 
 
 class ClusterNameTaken(ClusterError):
@@ -383,7 +383,9 @@ def normalise_endpoint(raw: str) -> str:
     try:
         parts = urlsplit(value)
         port = parts.port
-    except ValueError:
+    except ValueError as error:
+        if "IPv6" in str(error):
+            raise FieldInvalid("API endpoint has an invalid IPv6 address") from None
         raise FieldInvalid("API endpoint must be https://host[:port], port 1-65535") from None
     if "@" in parts.netloc:
         raise FieldInvalid(

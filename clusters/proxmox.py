@@ -43,6 +43,7 @@ from clusters.domain import (
     ProxmoxSecondFactorRequired,
     ProxmoxTLSError,
     ProxmoxUnreachable,
+    TokenCredentials,
     normalise_fingerprint,
 )
 
@@ -77,9 +78,15 @@ class _PinnedCertificateAdapter(HTTPAdapter):
         super().init_poolmanager(*args, **kwargs)
 
 
-def _clean_reason(reason: str | None) -> str:
-    """PVE puts its error message in the HTTP reason phrase; keep it printable."""
+def _clean_reason(reason: str | None, credentials: Credentials) -> str:
+    """PVE puts its error message in the HTTP reason phrase: keep it printable,
+    short, and free of the secret, should a server ever echo it back."""
     text = "".join(char if char.isprintable() else " " for char in (reason or ""))
+    secret = (
+        credentials.secret if isinstance(credentials, TokenCredentials) else credentials.password
+    )
+    if secret.reveal():
+        text = text.replace(secret.reveal(), "********")
     return text.strip()[:_REASON_MAX_LENGTH]
 
 
@@ -361,9 +368,9 @@ class ProxmoxClient:
     ) -> Any:
         endpoint = target.api_endpoint
         status = response.status_code
-        reason = _clean_reason(response.reason)
+        reason = _clean_reason(response.reason, credentials)
         if 300 <= status < 400:
-            location = _clean_reason(response.headers.get("Location"))
+            location = _clean_reason(response.headers.get("Location"), credentials)
             raise ProxmoxBadResponse(
                 f"{endpoint} answered {path} with a redirect ({status}) to {location or '?'}; "
                 "redirects are not followed, register the API's own address"

@@ -74,9 +74,12 @@ class RegisterClusterSerializer(InputSerializer):
         "API token id", "user@realm!name, e.g. root@pam!proxmoxer (instead of a password)", 255
     )
     token_secret = _secret_field("API token secret", "The token's secret; never returned or logged")
+    # Not default=True: DRF would then read an unticked HTML checkbox as True.
+    # Absent from JSON, RegistrationRequest's own default (True) applies.
     verify_tls = serializers.BooleanField(
         label="Verify TLS certificate",
-        default=True,
+        required=False,
+        initial=True,
         help_text="Check the certificate against trusted CAs (a pinned fingerprint replaces this)",
     )
     fingerprint = _optional_text(
@@ -113,3 +116,13 @@ class ClusterSerializer(serializers.Serializer):
 class ClusterListSerializer(serializers.Serializer):
     clusters = ClusterSerializer(many=True)
     total = serializers.IntegerField()
+
+
+class ErrorSerializer(serializers.Serializer):
+    """The envelope of every error under /api/ (documentation only)."""
+
+    code = serializers.CharField(help_text="The HTTP status in PascalCase, e.g. BadRequest")
+    message = serializers.CharField()
+    details = serializers.JSONField(
+        allow_null=True, help_text="Field errors, or e.g. the observed certificate fingerprint"
+    )

@@ -17,6 +17,7 @@ from typing import Protocol
 from clusters.domain import (
     Cluster,
     ClusterNameTaken,
+    ClusterNotFound,
     ClusterRepository,
     ClusterStatus,
     ConnectionTarget,
@@ -112,6 +113,12 @@ class ClusterService:
 
     def get_cluster(self, cluster_id: str | uuid.UUID) -> Cluster:
         return self._repository.find_by_id(parse_cluster_id(cluster_id))
+
+    def get_cluster_by_name(self, name: str) -> Cluster:
+        cluster = self._repository.find_by_name(name.strip())
+        if cluster is None:
+            raise ClusterNotFound(name.strip())
+        return cluster
 
     def refresh(self, cluster_id: str | uuid.UUID) -> Cluster:
         """Check a registered cluster again with its stored credentials.

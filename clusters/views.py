@@ -10,7 +10,14 @@ from typing import Any
 
 from django.utils.decorators import method_decorator
 from django.views.decorators.debug import sensitive_post_parameters
-from rest_framework import status, viewsets
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    inline_serializer,
+)
+from rest_framework import serializers, status, viewsets
 from rest_framework.decorators import (
     action,
     api_view,
@@ -24,9 +31,30 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.reverse import reverse
 
-from clusters.serializers import ClusterListSerializer, ClusterSerializer, RegisterClusterSerializer
+from clusters.serializers import (
+    ClusterListSerializer,
+    ClusterSerializer,
+    ErrorSerializer,
+    RegisterClusterSerializer,
+)
 from clusters.services import ClusterService
 from clusters.wiring import get_cluster_service
+
+_ERRORS = {
+    code: OpenApiResponse(ErrorSerializer, description=text)
+    for code, text in {
+        400: "Invalid request or malformed cluster id",
+        401: "Not authenticated, or Proxmox refused the credentials",
+        404: "No cluster with this id",
+        409: "Name already registered",
+        502: "Proxmox unreachable, TLS failure, 5xx, or not a PVE API",
+    }.items()
+}
+_ID = OpenApiParameter("id", OpenApiTypes.UUID, OpenApiParameter.PATH)
+
+
+def _errors(*codes: int) -> dict[int, OpenApiResponse]:
+    return {code: _ERRORS[code] for code in codes}
 
 
 @method_decorator(sensitive_post_parameters("password", "token_secret"), name="dispatch")
@@ -51,10 +79,15 @@ class ClusterViewSet(viewsets.ViewSet):
     def get_view_name(self) -> str:
         return "Cluster" if self.detail else "Clusters"
 
+    @extend_schema(responses={200: ClusterListSerializer, **_errors(401)})
     def list(self, request: Request) -> Response:
         listing = self.service.list_clusters()
         return Response(dict(ClusterListSerializer(listing).data))
 
+    @extend_schema(
+        request=RegisterClusterSerializer,
+        responses={201: ClusterSerializer, **_errors(400, 401, 409, 502)},
+    )
     def create(self, request: Request) -> Response:
         registration = RegisterClusterSerializer(data=request.data).to_request()
         cluster = self.service.register(registration)
@@ -64,19 +97,25 @@ class ClusterViewSet(viewsets.ViewSet):
         body = dict(ClusterSerializer(cluster).data)
         return Response(body, status=status.HTTP_201_CREATED, headers={"Location": location})
 
+    @extend_schema(parameters=[_ID], responses={200: ClusterSerializer, **_errors(400, 401, 404)})
     def retrieve(self, request: Request, pk: str) -> Response:
         return Response(dict(ClusterSerializer(self.service.get_cluster(pk)).data))
 
+    @extend_schema(parameters=[_ID], responses={204: None, **_errors(400, 401, 404)})
     def destroy(self, request: Request, pk: str) -> Response:
         self.service.deregister(pk)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
+    @extend_schema(
+        parameters=[_ID], request=None, responses={200: ClusterSerializer, **_errors(400, 401, 404)}
+    )
     @action(detail=True, methods=["post"])
     def refresh(self, request: Request, pk: str) -> Response:
         """Check the cluster again with its stored credentials."""
         return Response(dict(ClusterSerializer(self.service.refresh(pk)).data))
 
 
+@extend_schema(responses=inline_serializer("Health", {"status": serializers.CharField()}), auth=[])
 @api_view(["GET"])
 @authentication_classes([])
 @permission_classes([AllowAny])
@@ -86,6 +125,7 @@ def health(request: Request) -> Response:
     return Response({"status": "healthy"})
 
 
+@extend_schema(exclude=True)
 @api_view(["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"])
 @authentication_classes([])
 @permission_classes([AllowAny])

@@ -1,0 +1,135 @@
+"""``manage.py clusters``: the registry from the command line.
+
+    manage.py clusters list
+    manage.py clusters show <id-or-name>
+    manage.py clusters register --name prod --endpoint pve1.example.com --username root@pam
+    manage.py clusters refresh <id-or-name> | --all
+    manage.py clusters remove <id-or-name>
+
+Secrets are read from a prompt or from stdin (``--secret-stdin``), never from
+the command line, where ``ps`` and shell history would keep them.
+
+It drives the same ClusterService as the REST API, so it only makes sense
+with a shared backend (``CLUSTER_REPOSITORY=django``): the memory backend
+lives inside the server process and this command runs in its own.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import sys
+from typing import Any
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from clusters.domain import (
+    Cluster,
+    ClusterError,
+    InvalidClusterId,
+    RegistrationRequest,
+    parse_cluster_id,
+)
+from clusters.serializers import ClusterSerializer
+from clusters.services import ClusterService
+from clusters.wiring import get_cluster_service
+
+
+class Command(BaseCommand):
+    help = "List, show, register, refresh and remove registered Proxmox VE clusters."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        actions = parser.add_subparsers(dest="action", required=True)
+        actions.add_parser("list", help="every cluster, by name")
+        show = actions.add_parser("show", help="one cluster as JSON")
+        show.add_argument("cluster", help="id or name")
+        remove = actions.add_parser("remove", help="deregister a cluster")
+        remove.add_argument("cluster", help="id or name")
+        refresh = actions.add_parser("refresh", help="check clusters again")
+        target = refresh.add_mutually_exclusive_group(required=True)
+        target.add_argument("cluster", nargs="?", help="id or name")
+        target.add_argument("--all", action="store_true", help="every registered cluster")
+        register = actions.add_parser("register", help="register a cluster")
+        register.add_argument("--name", required=True)
+        register.add_argument("--endpoint", required=True, help="e.g. pve1.example.com")
+        credentials = register.add_mutually_exclusive_group(required=True)
+        credentials.add_argument("--username", help="user@realm; the password is prompted for")
+        credentials.add_argument("--token-id", help="user@realm!name; the secret is prompted for")
+        register.add_argument(
+            "--secret-stdin",
+            action="store_true",
+            help="read the password or token secret from the first line of stdin",
+        )
+        register.add_argument("--fingerprint", help="SHA-256 fingerprint to pin")
+        register.add_argument("--no-verify-tls", action="store_true")
+
+    def handle(self, *args: Any, action: str, **options: Any) -> None:
+        if settings.CLUSTER_REPOSITORY == "memory":
+            raise CommandError(
+                "CLUSTER_REPOSITORY=memory keeps clusters inside the server process; this "
+                "command runs in its own process and would see an empty registry. Use "
+                "CLUSTER_REPOSITORY=django (see README, 'Durable storage')."
+            )
+        service = get_cluster_service()
+        try:
+            getattr(self, f"_{action}")(service, **options)
+        except ClusterError as error:
+            raise CommandError(error.message) from None
+
+    def _list(self, service: ClusterService, **options: Any) -> None:
+        listing = service.list_clusters()
+        for cluster in listing.clusters:
+            self.stdout.write(
+                f"{cluster.id}  {cluster.name:<24} {cluster.status:<9} "
+                f"{cluster.proxmox_version:<8} {cluster.node_count:>3} nodes  "
+                f"{cluster.api_endpoint}"
+            )
+        self.stdout.write(f"{listing.total} cluster(s)")
+
+    def _show(self, service: ClusterService, *, cluster: str, **options: Any) -> None:
+        found = self._find(service, cluster)
+        self.stdout.write(json.dumps(ClusterSerializer(found).data, indent=2))
+
+    def _remove(self, service: ClusterService, *, cluster: str, **options: Any) -> None:
+        found = self._find(service, cluster)
+        service.deregister(found.id)
+        self.stdout.write(f"Removed {found.name} ({found.id})")
+
+    def _refresh(
+        self, service: ClusterService, *, cluster: str | None, all: bool, **options: Any
+    ) -> None:
+        targets = service.list_clusters().clusters if all else [self._find(service, cluster or "")]
+        for target in targets:
+            checked = service.refresh(target.id)
+            note = f"  ({checked.last_error})" if checked.last_error else ""
+            self.stdout.write(f"{checked.name}: {checked.status}{note}")
+
+    def _register(self, service: ClusterService, **options: Any) -> None:
+        label = "Password" if options["username"] else "Token secret"
+        if options["secret_stdin"]:
+            secret = sys.stdin.readline().rstrip("\r\n")
+        else:
+            secret = getpass.getpass(f"{label} of {options['username'] or options['token_id']}: ")
+        request = RegistrationRequest(
+            name=options["name"],
+            api_endpoint=options["endpoint"],
+            username=options["username"],
+            password=secret if options["username"] else None,
+            token_id=options["token_id"],
+            token_secret=secret if options["token_id"] else None,
+            verify_tls=not options["no_verify_tls"],
+            fingerprint=options["fingerprint"],
+        )
+        cluster = service.register(request)
+        self.stdout.write(
+            f"Registered {cluster.name} ({cluster.id}): {cluster.status}, "
+            f"PVE {cluster.proxmox_version}, {cluster.node_count} node(s)"
+        )
+
+    @staticmethod
+    def _find(service: ClusterService, id_or_name: str) -> Cluster:
+        try:
+            return service.get_cluster(parse_cluster_id(id_or_name))
+        except InvalidClusterId:
+            return service.get_cluster_by_name(id_or_name)

@@ -1,0 +1,63 @@
+"""Fixtures for tests that go through the HTTP stack (APIClient) and mock
+Proxmox at the transport (requests-mock)."""
+
+from __future__ import annotations
+
+import pytest
+import requests_mock
+from django.core.cache import cache
+from rest_framework.test import APIClient
+
+from clusters import wiring
+from clusters.proxmox import ProxmoxClient
+from tests import pve_responses as pve
+
+OBSERVED_FINGERPRINT = ":".join(["3F"] * 32)
+
+
+@pytest.fixture(autouse=True)
+def _empty_cache():
+    """Throttling counts requests in the cache; each test starts from zero."""
+    cache.clear()
+    yield
+    cache.clear()
+
+
+@pytest.fixture
+def user(django_user_model):
+    return django_user_model.objects.create_user("operator", password="operator-login-pw")
+
+
+@pytest.fixture
+def api_client(user):
+    client = APIClient()
+    client.force_authenticate(user)
+    return client
+
+
+@pytest.fixture
+def anonymous_client():
+    return APIClient()
+
+
+@pytest.fixture(autouse=True)
+def _client_reads_a_fake_certificate(monkeypatch):
+    """A TLS failure makes the client read the server's certificate; here it
+    reads a fixed fingerprint instead of opening a socket."""
+
+    def build():
+        return ProxmoxClient(fingerprint_fetcher=lambda host, port, timeout: OBSERVED_FINGERPRINT)
+
+    monkeypatch.setattr(wiring, "build_proxmox_client", build)
+
+
+@pytest.fixture
+def pve_api():
+    with requests_mock.Mocker() as mocker:
+        yield mocker
+
+
+@pytest.fixture
+def healthy_pve(pve_api):
+    pve.healthy_cluster(pve_api)
+    return pve_api

@@ -1,0 +1,140 @@
+"""The DRF browsable API in a browser: log in, see the register form with
+every field, submit it, and never see a secret echoed back."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from django.test import Client
+
+from tests import pve_responses as pve
+from tests.conftest import assert_secret_absent
+
+pytestmark = pytest.mark.django_db
+
+PASSWORD = "Pa55-browser-secret-6e2d"
+
+
+@pytest.fixture
+def browser(user):
+    client = Client(enforce_csrf_checks=True)
+    login_page = client.get("/api-auth/login/?next=/api/v1/clusters")
+    assert login_page.status_code == 200
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', login_page.content.decode())
+    response = client.post(
+        "/api-auth/login/?next=/api/v1/clusters",
+        {
+            "username": "operator",
+            "password": "operator-login-pw",
+            "csrfmiddlewaretoken": token.group(1),
+            "next": "/api/v1/clusters",
+        },
+    )
+    assert response.status_code == 302
+    return client
+
+
+def csrf_token(page):
+    return re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.content.decode()).group(1)
+
+
+def test_cluster_list_shows_a_register_form_with_every_field(browser):
+    page = browser.get("/api/v1/clusters", HTTP_ACCEPT="text/html")
+    assert page.status_code == 200
+    html = page.content.decode()
+    for field in ("name", "api_endpoint", "username", "token_id", "fingerprint"):
+        assert re.search(rf'<input[^>]+name="{field}"[^>]+type="text"', html), field
+    for field in ("password", "token_secret"):
+        assert re.search(rf'<input[^>]+name="{field}"[^>]+type="password"', html), field
+    assert re.search(r'<input[^>]+type="checkbox"[^>]+name="verify_tls"[^>]+checked', html)
+
+
+def test_submitting_the_form_registers_a_cluster(browser, pve_api):
+    pve.healthy_cluster(pve_api)
+    page = browser.get("/api/v1/clusters", HTTP_ACCEPT="text/html")
+    response = browser.post(
+        "/api/v1/clusters",
+        {
+            "csrfmiddlewaretoken": csrf_token(page),
+            "name": "from-the-browser",
+            "api_endpoint": "pve.example.com",
+            "username": "root@pam",
+            "password": PASSWORD,
+            "verify_tls": "on",
+        },
+        HTTP_ACCEPT="text/html",
+    )
+    assert response.status_code == 201
+    assert_secret_absent(PASSWORD, response.content, "the 201 page")
+    listing = browser.get("/api/v1/clusters", HTTP_ACCEPT="application/json").json()
+    assert [c["name"] for c in listing["clusters"]] == ["from-the-browser"]
+    assert listing["clusters"][0]["verify_tls"] is True
+
+
+def test_an_unchecked_verify_box_turns_verification_off(browser, pve_api):
+    pve.healthy_cluster(pve_api)
+    page = browser.get("/api/v1/clusters", HTTP_ACCEPT="text/html")
+    browser.post(
+        "/api/v1/clusters",
+        {
+            "csrfmiddlewaretoken": csrf_token(page),
+            "name": "lab",
+            "api_endpoint": "pve.example.com",
+            "username": "root@pam",
+            "password": PASSWORD,
+        },
+        HTTP_ACCEPT="text/html",
+    )
+    cluster = browser.get("/api/v1/clusters", HTTP_ACCEPT="application/json").json()["clusters"][0]
+    assert cluster["verify_tls"] is False
+
+
+def test_a_refused_submission_does_not_echo_the_password(browser, pve_api):
+    pve.login_refused(pve_api)
+    page = browser.get("/api/v1/clusters", HTTP_ACCEPT="text/html")
+    response = browser.post(
+        "/api/v1/clusters",
+        {
+            "csrfmiddlewaretoken": csrf_token(page),
+            "name": "lab",
+            "api_endpoint": "pve.example.com",
+            "username": "root@pam",
+            "password": PASSWORD,
+        },
+        HTTP_ACCEPT="text/html",
+    )
+    assert response.status_code == 401
+    assert "Proxmox refused the credentials" in response.content.decode()
+    assert_secret_absent(PASSWORD, response.content, "the error page")
+
+
+def test_a_form_post_without_the_csrf_token_is_refused(browser, pve_api):
+    response = browser.post(
+        "/api/v1/clusters",
+        {"name": "lab", "api_endpoint": "pve.example.com", "username": "root@pam", "password": "x"},
+        HTTP_ACCEPT="application/json",
+    )
+    assert response.status_code == 403
+    assert response.json()["code"] == "Forbidden"
+    assert "CSRF" in response.json()["message"]
+    assert pve_api.call_count == 0
+
+
+def test_the_detail_page_offers_delete(browser, pve_api):
+    pve.healthy_cluster(pve_api)
+    page = browser.get("/api/v1/clusters", HTTP_ACCEPT="text/html")
+    browser.post(
+        "/api/v1/clusters",
+        {
+            "csrfmiddlewaretoken": csrf_token(page),
+            "name": "lab",
+            "api_endpoint": "pve.example.com",
+            "username": "root@pam",
+            "password": PASSWORD,
+        },
+    )
+    cluster = browser.get("/api/v1/clusters", HTTP_ACCEPT="application/json").json()["clusters"][0]
+    detail = browser.get(f"/api/v1/clusters/{cluster['id']}", HTTP_ACCEPT="text/html")
+    assert detail.status_code == 200
+    assert 'data-method="DELETE"' in detail.content.decode()

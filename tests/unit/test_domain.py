@@ -1,0 +1,271 @@
+"""Field rules, the health model and secret handling of the domain."""
+
+from __future__ import annotations
+
+import pickle
+import uuid
+from datetime import UTC, datetime
+
+import pytest
+
+from clusters.domain import (
+    Cluster,
+    ClusterStatus,
+    ClusterStatusEntry,
+    FieldInvalid,
+    InvalidClusterId,
+    NodeEntry,
+    PasswordCredentials,
+    ProxmoxReport,
+    RegistrationRequest,
+    Secret,
+    TokenCredentials,
+    ValidationFailed,
+    assess_health,
+    normalise_endpoint,
+    normalise_fingerprint,
+    normalise_name,
+    normalise_token_id,
+    normalise_username,
+    parse_cluster_id,
+)
+from tests.conftest import assert_secret_absent
+
+
+@pytest.mark.parametrize(
+    ("raw", "normalised"),
+    [
+        ("pve.example.com", "https://pve.example.com:8006"),
+        ("pve.example.com:443", "https://pve.example.com:443"),
+        ("https://pve.example.com:8006", "https://pve.example.com:8006"),
+        ("https://pve.example.com:8006/", "https://pve.example.com:8006"),
+        ("https://pve.example.com:8006/api2/json", "https://pve.example.com:8006"),
+        ("https://pve.example.com:8006/api2/json/", "https://pve.example.com:8006"),
+        ("HTTPS://PVE.Example.COM", "https://pve.example.com:8006"),
+        ("  10.0.0.5  ", "https://10.0.0.5:8006"),
+        ("https://[2001:db8::1]:8006", "https://[2001:db8::1]:8006"),
+        ("[2001:0db8:0:0::1]", "https://[2001:db8::1]:8006"),
+        ("2001:db8::1", "https://[2001:db8::1]:8006"),
+        ("pve-1.lab.example.com.", "https://pve-1.lab.example.com:8006"),
+    ],
+)
+def test_endpoint_is_normalised_to_https_host_port(raw, normalised):
+    assert normalise_endpoint(raw) == normalised
+
+
+@pytest.mark.parametrize(
+    ("raw", "complaint"),
+    [
+        ("http://pve.example.com:8006", "must use https://"),
+        ("ftp://pve.example.com", "must use https://"),
+        ("https://root:secret@pve.example.com:8006", "must not embed credentials"),
+        ("root@pve.example.com", "must not embed credentials"),
+        ("https://pve.example.com:8006/?x=1", "query or a fragment"),
+        ("https://pve.example.com:8006#frag", "query or a fragment"),
+        ("https://pve.example.com:8006/pve2", "server root"),
+        ("https://pve.example.com:0", "port"),
+        ("https://pve.example.com:70000", "port"),
+        ("https://pve.example.com:http", "port"),
+        ("https://", "name a host"),
+        ("https://pve example.com", "spaces"),
+        ("https://-pve.example.com", "valid host"),
+        ("https://[2001:db8::zz]:8006", "IPv6"),
+        ("", "required"),
+    ],
+)
+def test_endpoint_refuses_what_is_not_a_pve_api_root(raw, complaint):
+    with pytest.raises(FieldInvalid, match=complaint):
+        normalise_endpoint(raw)
+
+
+def test_endpoint_complaint_never_repeats_embedded_credentials():
+    with pytest.raises(FieldInvalid) as caught:
+        normalise_endpoint("https://root:hunter2@pve.example.com")
+    assert_secret_absent("hunter2", str(caught.value), "the error message")
+
+
+def test_name_is_trimmed():
+    assert normalise_name("  prod  ") == "prod"
+
+
+@pytest.mark.parametrize(
+    ("raw", "complaint"),
+    [
+        ("   ", "required"),
+        ("x" * 256, "at most 255"),
+        ("prod\ncluster", "control characters"),
+        ("prod\x00", "control characters"),
+        ("prod\u202e", "control characters"),
+    ],
+)
+def test_name_refuses_blank_long_and_control_characters(raw, complaint):
+    with pytest.raises(FieldInvalid, match=complaint):
+        normalise_name(raw)
+
+
+def test_name_of_255_characters_is_accepted():
+    assert normalise_name("x" * 255) == "x" * 255
+
+
+@pytest.mark.parametrize("username", ["root@pam", "admin@pve", "j.doe@example.com@ldap-corp"])
+def test_username_with_realm_is_accepted(username):
+    assert normalise_username(username) == username
+
+
+@pytest.mark.parametrize("username", ["root", "root@", "@pam", "ro ot@pam", "root@p", "a/b@pam"])
+def test_username_without_a_valid_realm_is_refused(username):
+    with pytest.raises(FieldInvalid, match="realm"):
+        normalise_username(username)
+
+
+def test_token_id_needs_user_realm_and_token_name():
+    assert normalise_token_id(" root@pam!proxmoxer ") == "root@pam!proxmoxer"
+    for bad in ["root@pam", "root@pam!", "root!tok", "root@pam!1tok"]:
+        with pytest.raises(FieldInvalid, match="user@realm!tokenname"):
+            normalise_token_id(bad)
+
+
+def test_fingerprint_is_normalised_to_colon_pairs_in_upper_case():
+    digits = "ab" * 32
+    expected = ":".join(["AB"] * 32)
+    assert normalise_fingerprint(digits) == expected
+    assert normalise_fingerprint(":".join(["ab"] * 32)) == expected
+
+
+@pytest.mark.parametrize("raw", ["ab" * 31, "ab" * 33, "zz" * 32, "AB:CD"])
+def test_fingerprint_must_be_sha256(raw):
+    with pytest.raises(FieldInvalid, match="64 hex digits"):
+        normalise_fingerprint(raw)
+
+
+def _request(**overrides):
+    fields = {
+        "name": "prod",
+        "api_endpoint": "pve.example.com",
+        "username": "root@pam",
+        "password": "hunter2",
+    }
+    fields.update(overrides)
+    return RegistrationRequest(**fields)
+
+
+def test_registration_with_password_validates_to_password_credentials():
+    registration = _request(fingerprint="ab" * 32, verify_tls=False).validate()
+    assert registration.name == "prod"
+    assert registration.target.api_endpoint == "https://pve.example.com:8006"
+    assert registration.target.verify_tls is False
+    assert registration.target.fingerprint == ":".join(["AB"] * 32)
+    assert registration.credentials == PasswordCredentials("root@pam", Secret("hunter2"))
+
+
+def test_registration_with_token_validates_to_token_credentials():
+    registration = _request(
+        username=None, password=None, token_id="root@pam!ci", token_secret="0f1e-uuid"
+    ).validate()
+    assert registration.credentials == TokenCredentials("root@pam!ci", Secret("0f1e-uuid"))
+
+
+def test_registration_lists_every_failing_field():
+    with pytest.raises(ValidationFailed) as caught:
+        _request(name=" ", api_endpoint="http://x", username="root").validate()
+    assert set(caught.value.details) == {"name", "api_endpoint", "username"}
+    assert caught.value.message == "Cluster name is required"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "complaint"),
+    [
+        ({"password": ""}, "Password is required"),
+        ({"username": None, "password": None}, "Credentials are required"),
+        ({"token_id": "root@pam!ci", "token_secret": "s"}, "not both"),
+        ({"username": None, "password": None, "token_id": "root@pam!ci"}, "Token secret"),
+        ({"password": "x" * 1025}, "at most 1024"),
+    ],
+)
+def test_registration_needs_exactly_one_complete_kind_of_credentials(overrides, complaint):
+    with pytest.raises(ValidationFailed, match=complaint):
+        _request(**overrides).validate()
+
+
+def test_registration_request_repr_hides_secrets():
+    text = repr(_request(token_secret="tok-secret-1", password="pw-secret-1"))
+    assert_secret_absent("pw-secret-1", text, "repr(RegistrationRequest)")
+    assert_secret_absent("tok-secret-1", text, "repr(RegistrationRequest)")
+
+
+def test_cluster_id_parses_uuids_and_refuses_anything_else():
+    value = uuid.uuid4()
+    assert parse_cluster_id(str(value)) == value
+    assert parse_cluster_id(value) is value
+    for bad in ["nope", "1234", "x" * 200, ""]:
+        with pytest.raises(InvalidClusterId):
+            parse_cluster_id(bad)
+
+
+def test_secret_never_shows_its_value():
+    secret = Secret("s3cr3t-value")
+    for text in (repr(secret), str(secret), f"{secret}", f"{secret!r}", "%s" % (secret,)):  # noqa: UP031 - logging formats with %
+        assert_secret_absent("s3cr3t-value", text, "a formatted Secret")
+    assert secret.reveal() == "s3cr3t-value"
+    assert secret == Secret("s3cr3t-value")
+    assert secret != Secret("other")
+
+
+def test_secret_refuses_to_be_pickled():
+    with pytest.raises(TypeError, match="cannot be pickled"):
+        pickle.dumps(Secret("s3cr3t-value"))
+
+
+def test_cluster_repr_shows_no_password():
+    now = datetime.now(UTC)
+    cluster = Cluster(
+        id=uuid.uuid4(),
+        name="prod",
+        api_endpoint="https://pve.example.com:8006",
+        credentials=PasswordCredentials("root@pam", Secret("pw-in-repr")),
+        verify_tls=True,
+        fingerprint=None,
+        status=ClusterStatus.HEALTHY,
+        proxmox_version="8.2.4",
+        node_count=3,
+        created_at=now,
+        updated_at=now,
+    )
+    assert_secret_absent("pw-in-repr", repr(cluster), "repr(Cluster)")
+    assert cluster.username == "root@pam"
+    assert cluster.token_id is None
+
+
+def _node(name, online=True):
+    return ClusterStatusEntry(type="node", name=name, online=online)
+
+
+def _cluster(quorate=True):
+    return ClusterStatusEntry(type="cluster", name="prod", quorate=quorate)
+
+
+@pytest.mark.parametrize(
+    ("entries", "status", "nodes"),
+    [
+        ([_cluster(), _node("a"), _node("b"), _node("c")], ClusterStatus.HEALTHY, 3),
+        ([_cluster(), _node("a"), _node("b", False), _node("c")], ClusterStatus.DEGRADED, 3),
+        ([_cluster(False), _node("a"), _node("b"), _node("c")], ClusterStatus.UNHEALTHY, 3),
+        ([_cluster(), _node("a", False), _node("b", False)], ClusterStatus.UNHEALTHY, 2),
+        ([_node("standalone")], ClusterStatus.HEALTHY, 1),
+        ([_node("standalone", False)], ClusterStatus.UNHEALTHY, 1),
+    ],
+    ids=["healthy", "degraded", "no-quorum", "no-node-online", "standalone", "standalone-down"],
+)
+def test_health_follows_quorum_and_nodes_online(entries, status, nodes):
+    health = assess_health(ProxmoxReport(version="8.2.4", cluster_status=entries))
+    assert (health.status, health.node_count) == (status, nodes)
+
+
+def test_health_is_unknown_when_cluster_status_is_forbidden_and_counts_visible_nodes():
+    report = ProxmoxReport(
+        version="8.2.4",
+        cluster_status=None,
+        nodes=[NodeEntry("pve1", "online"), NodeEntry("pve2", "offline")],
+    )
+    health = assess_health(report)
+    assert (health.status, health.node_count) == (ClusterStatus.UNKNOWN, 2)

@@ -1,0 +1,309 @@
+"""ClusterService with an in-memory repository and a fake Proxmox client:
+the seed's §7.1 service tests, and what SPEC adds (nothing stored on
+failure, the log lines of seed §10.2, refresh)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+
+import pytest
+
+from clusters.domain import (
+    ClusterNameTaken,
+    ClusterNotFound,
+    ClusterStatus,
+    ClusterStatusEntry,
+    InvalidClusterId,
+    NodeEntry,
+    PasswordCredentials,
+    ProxmoxAuthenticationFailed,
+    ProxmoxBadResponse,
+    ProxmoxReport,
+    ProxmoxSecondFactorRequired,
+    ProxmoxUnreachable,
+    RegistrationRequest,
+    Secret,
+    TokenCredentials,
+    ValidationFailed,
+)
+from clusters.repositories.memory import InMemoryClusterRepository
+from clusters.services import ClusterService
+from tests.conftest import assert_secret_absent
+from tests.fakes import FakeClock, FakeProxmox
+
+PASSWORD = "Pa55-unit-secret-91c2"
+
+
+@pytest.fixture
+def repository():
+    return InMemoryClusterRepository()
+
+
+@pytest.fixture
+def proxmox():
+    return FakeProxmox()
+
+
+@pytest.fixture
+def clock():
+    return FakeClock()
+
+
+@pytest.fixture
+def service(repository, proxmox, clock):
+    return ClusterService(repository=repository, proxmox=proxmox, clock=clock)
+
+
+def request(**overrides):
+    fields = {
+        "name": "prod",
+        "api_endpoint": "pve.example.com",
+        "username": "root@pam",
+        "password": PASSWORD,
+    }
+    return RegistrationRequest(**{**fields, **overrides})
+
+
+def test_register_cluster_success(service, repository, proxmox, clock):
+    cluster = service.register(request(name="  prod  "))
+
+    assert cluster.name == "prod"
+    assert cluster.api_endpoint == "https://pve.example.com:8006"
+    assert cluster.status is ClusterStatus.HEALTHY
+    assert cluster.proxmox_version == "8.2.4"
+    assert cluster.node_count == 3
+    assert cluster.created_at == cluster.updated_at == cluster.last_checked_at == clock.now
+    assert cluster.last_error is None
+    assert repository.find_by_id(cluster.id) == cluster
+    target, credentials = proxmox.calls[0]
+    assert target.api_endpoint == "https://pve.example.com:8006"
+    assert credentials == PasswordCredentials("root@pam", Secret(PASSWORD))
+
+
+def test_register_cluster_with_an_api_token(service, proxmox):
+    cluster = service.register(
+        request(username=None, password=None, token_id="root@pam!ci", token_secret="tok-1")
+    )
+    assert cluster.auth_method == "token"
+    assert cluster.token_id == "root@pam!ci"
+    assert cluster.username is None
+    assert proxmox.calls[0][1] == TokenCredentials("root@pam!ci", Secret("tok-1"))
+
+
+def test_register_cluster_duplicate_name(service, repository, proxmox):
+    service.register(request(name="Prod"))
+    proxmox.calls.clear()
+
+    with pytest.raises(ClusterNameTaken):
+        service.register(request(name=" PROD "))
+
+    assert proxmox.calls == [], "a taken name must not cost a login at Proxmox"
+    assert len(repository.list()) == 1
+
+
+def test_register_cluster_invalid_request(service, repository, proxmox):
+    with pytest.raises(ValidationFailed) as caught:
+        service.register(request(api_endpoint="http://pve.example.com", username="root"))
+
+    assert set(caught.value.details) == {"api_endpoint", "username"}
+    assert proxmox.calls == []
+    assert list(repository.list()) == []
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        ProxmoxAuthenticationFailed("Proxmox refused the credentials of root@pam"),
+        ProxmoxSecondFactorRequired("root@pam needs a second factor"),
+        ProxmoxUnreachable("Could not connect to https://pve.example.com:8006"),
+        ProxmoxBadResponse("answered /version with 500"),
+    ],
+    ids=["refused", "second-factor", "unreachable", "bad-response"],
+)
+def test_failed_registration_stores_nothing(service, repository, proxmox, error):
+    proxmox.error = error
+    with pytest.raises(type(error)):
+        service.register(request())
+    assert list(repository.list()) == []
+    assert repository.find_by_name("prod") is None
+
+
+def test_authentication_failure(service, proxmox, caplog):
+    proxmox.error = ProxmoxAuthenticationFailed(
+        "Proxmox refused the credentials of root@pam (authentication failure)"
+    )
+    with (
+        caplog.at_level(logging.INFO, logger="clusters"),
+        pytest.raises(ProxmoxAuthenticationFailed),
+    ):
+        service.register(request())
+
+    assert [(r.levelname, r.getMessage()) for r in caplog.records] == [
+        (
+            "ERROR",
+            "Proxmox authentication failed, error=Proxmox refused the credentials of root@pam "
+            "(authentication failure)",
+        )
+    ]
+
+
+def test_list_clusters(service):
+    for name in ["beta", "Alpha", "gamma"]:
+        service.register(request(name=name))
+    listing = service.list_clusters()
+    assert listing.total == 3
+    assert [c.name for c in listing.clusters] == ["Alpha", "beta", "gamma"]
+
+
+def test_list_clusters_when_none_is_registered(service):
+    listing = service.list_clusters()
+    assert (list(listing.clusters), listing.total) == ([], 0)
+
+
+def test_get_cluster(service):
+    cluster = service.register(request())
+    assert service.get_cluster(str(cluster.id)) == cluster
+    assert service.get_cluster(cluster.id) == cluster
+
+
+def test_get_cluster_with_malformed_id(service):
+    with pytest.raises(InvalidClusterId):
+        service.get_cluster("not-a-uuid")
+
+
+def test_deregister_cluster_success(service, repository):
+    cluster = service.register(request())
+    service.deregister(str(cluster.id))
+    assert not repository.exists(cluster.id)
+    with pytest.raises(ClusterNotFound):
+        service.get_cluster(cluster.id)
+
+
+def test_deregister_cluster_not_found(service):
+    with pytest.raises(ClusterNotFound):
+        service.deregister(str(uuid.uuid4()))
+
+
+def test_deregister_cluster_with_malformed_id(service):
+    with pytest.raises(InvalidClusterId):
+        service.deregister("../../etc")
+
+
+def test_register_logs_success_and_taken_names_as_the_seed_does(service, caplog):
+    with caplog.at_level(logging.INFO, logger="clusters"):
+        cluster = service.register(request())
+        with pytest.raises(ClusterNameTaken):
+            service.register(request(name="PROD"))
+
+    assert [(r.levelname, r.getMessage()) for r in caplog.records] == [
+        ("INFO", f"Cluster registered successfully, cluster_id={cluster.id}, name=prod"),
+        ("WARNING", "Cluster name already exists, name=PROD"),
+    ]
+
+
+def test_no_log_line_carries_the_password(service, proxmox, caplog):
+    with caplog.at_level(logging.DEBUG):
+        service.register(request())
+        proxmox.error = ProxmoxAuthenticationFailed("refused")
+        with pytest.raises(ProxmoxAuthenticationFailed):
+            service.register(request(name="other"))
+    for record in caplog.records:
+        assert_secret_absent(PASSWORD, record.getMessage(), "a log line")
+
+
+def test_concurrent_registrations_of_one_name_store_exactly_one(repository, clock):
+    """Each registration spends time at Proxmox between its duplicate check
+    and its save; the atomic save still lets exactly one through."""
+    threads = 16
+    barrier = threading.Barrier(threads)
+    proxmox = FakeProxmox(before_answer=lambda: time.sleep(0.05))
+    service = ClusterService(repository=repository, proxmox=proxmox, clock=clock)
+    outcomes = []
+
+    def register():
+        barrier.wait()
+        try:
+            service.register(request(name="contended"))
+            outcomes.append("registered")
+        except ClusterNameTaken:
+            outcomes.append("taken")
+
+    workers = [threading.Thread(target=register) for _ in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+
+    assert len(proxmox.calls) == threads, "all passed the early check: the race was real"
+    assert outcomes.count("registered") == 1
+    assert len(repository.list()) == 1
+
+
+def test_refresh_records_the_current_health(service, proxmox, clock):
+    cluster = service.register(request())
+    clock.advance(minutes=5)
+    proxmox.report = ProxmoxReport(
+        version="8.3.0",
+        cluster_status=[
+            ClusterStatusEntry("cluster", "prod", quorate=True),
+            ClusterStatusEntry("node", "pve1", online=True),
+            ClusterStatusEntry("node", "pve2", online=False),
+        ],
+    )
+
+    checked = service.refresh(str(cluster.id))
+
+    assert checked.status is ClusterStatus.DEGRADED
+    assert (checked.proxmox_version, checked.node_count) == ("8.3.0", 2)
+    assert checked.last_checked_at == checked.updated_at == clock.now
+    assert checked.created_at == cluster.created_at
+    assert service.get_cluster(cluster.id) == checked
+
+
+def test_refresh_of_an_unreachable_cluster_marks_it_unhealthy_and_keeps_its_facts(service, proxmox):
+    cluster = service.register(request())
+    proxmox.error = ProxmoxUnreachable("Could not connect to https://pve.example.com:8006")
+
+    checked = service.refresh(cluster.id)
+
+    assert checked.status is ClusterStatus.UNHEALTHY
+    assert checked.last_error == "Could not connect to https://pve.example.com:8006"
+    assert (checked.proxmox_version, checked.node_count) == ("8.2.4", 3)
+
+
+def test_refresh_with_refused_credentials_marks_it_unknown(service, proxmox):
+    cluster = service.register(request())
+    proxmox.error = ProxmoxAuthenticationFailed("Proxmox refused the credentials of root@pam")
+    checked = service.refresh(cluster.id)
+    assert checked.status is ClusterStatus.UNKNOWN
+    assert "refused" in checked.last_error
+
+
+def test_refresh_clears_the_last_error_once_the_cluster_answers_again(service, proxmox):
+    cluster = service.register(request())
+    proxmox.error = ProxmoxUnreachable("down")
+    service.refresh(cluster.id)
+    proxmox.error = None
+    checked = service.refresh(cluster.id)
+    assert (checked.status, checked.last_error) == (ClusterStatus.HEALTHY, None)
+
+
+def test_refresh_of_a_cluster_deleted_meanwhile_does_not_bring_it_back(
+    service, repository, proxmox
+):
+    cluster = service.register(request())
+    proxmox.before_answer = lambda: repository.delete(cluster.id)
+    with pytest.raises(ClusterNotFound):
+        service.refresh(cluster.id)
+    assert not repository.exists(cluster.id)
+
+
+def test_permission_limited_account_registers_as_unknown_with_visible_nodes(service, proxmox):
+    proxmox.report = ProxmoxReport(
+        version="8.2.4", cluster_status=None, nodes=[NodeEntry("pve1", "online")]
+    )
+    cluster = service.register(request())
+    assert (cluster.status, cluster.node_count) == (ClusterStatus.UNKNOWN, 1)
