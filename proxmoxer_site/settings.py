@@ -45,6 +45,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "clusters",
+    "pve_simulator",  # manage.py pve_simulator: a PVE API to try the registry against
 ]
 
 MIDDLEWARE = [
