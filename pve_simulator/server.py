@@ -153,6 +153,7 @@ class PveSimulator:
         self.log = log
         self._tickets: dict[str, tuple[str, str, float, bool]] = {}
         self._requests: list[RecordedRequest] = []
+        self._cleared_at = 0.0
         self._servers: list[_TLSServer] = []
         self._threads: list[threading.Thread] = []
         self._connections: set[socket.socket] = set()
@@ -202,8 +203,11 @@ class PveSimulator:
             return list(self._requests)
 
     def clear_requests(self) -> None:
+        """Forget the requests so far, including those still being answered
+        (a slow answer from an earlier test must not show up in the next)."""
         with self._lock:
             self._requests.clear()
+            self._cleared_at = time.monotonic()
 
     # -- switching at run time ---------------------------------------------------
 
@@ -327,6 +331,8 @@ class PveSimulator:
 
     def _record(self, entry: RecordedRequest) -> None:
         with self._lock:
+            if entry.started < self._cleared_at:
+                return
             self._requests.append(entry)
         if self.log is not None:
             self.log(f"{entry.method} {entry.path} {entry.status} auth={entry.auth}")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import socket
 import ssl
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -361,3 +362,13 @@ def test_a_client_refusing_the_certificate_does_not_stop_the_server(sim, http):
         strict.trust_env = False
         strict.get(api(sim, "/version"))  # verify against certifi: refused
     assert http.get(api(sim, "/version"), headers=token_headers(sim)).status_code == 200
+
+
+def test_clearing_the_log_also_drops_requests_still_being_answered(sim, http):
+    sim.configure(scenario="slow", slow_delay=0.5)
+    slow = threading.Thread(target=http.get, args=(api(sim, "/version"),))
+    slow.start()
+    time.sleep(0.2)
+    sim.clear_requests()
+    slow.join()
+    assert sim.requests == []
