@@ -10,7 +10,7 @@ Hardening, each for a reason:
   ``CURL_CA_BUNDLE`` override ``verify=False``, pick proxies and ``.netrc``
   credentials from the environment; only the registered endpoint is called.
 - no redirects: a redirect could carry a ticket or token elsewhere.
-- bounded connect/read timeouts and response size.
+- bounded connect/read timeouts, response size, and time to read a body.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import requests
+import urllib3
 from requests.adapters import HTTPAdapter
 
 from clusters.domain import (
@@ -48,6 +49,7 @@ from clusters.domain import (
 
 API_ROOT = "/api2/json"
 DEFAULT_MAX_RESPONSE_BYTES = 1 << 20  # a 1,000-node /cluster/status is ~200 KiB
+_READ_CHUNK_BYTES = 64 * 1024
 _REASON_MAX_LENGTH = 200
 
 FingerprintFetcher = Callable[[str, int, float], "str | None"]
@@ -324,9 +326,11 @@ class ProxmoxClient:
         return self._unwrap(target, credentials, path, response, body)
 
     def _read_body(self, target: ConnectionTarget, path: str, response: requests.Response) -> bytes:
+        endpoint = target.api_endpoint
         limit = self.max_response_bytes
-        too_large = ProxmoxBadResponse(
-            f"{target.api_endpoint} answered {path} with more than {limit} bytes"
+        too_large = ProxmoxBadResponse(f"{endpoint} answered {path} with more than {limit} bytes")
+        too_slow = ProxmoxUnreachable(
+            f"{endpoint} did not finish answering {path} within {self.read_timeout:g} s"
         )
         declared = response.headers.get("Content-Length", "")
         if declared.isdigit() and int(declared) > limit:
@@ -335,20 +339,21 @@ class ProxmoxClient:
         chunks: list[bytes] = []
         size = 0
         try:
-            for chunk in response.iter_content(chunk_size=64 * 1024):
+            # read1 returns whatever one socket read brings: a server that
+            # trickles its body a byte at a time never lets a read time out,
+            # and iter_content() would wait for a whole chunk before the
+            # deadline could be checked.
+            while chunk := response.raw.read1(_READ_CHUNK_BYTES, decode_content=True):
                 size += len(chunk)
                 if size > limit:
                     raise too_large
                 if time.monotonic() > deadline:
-                    raise ProxmoxUnreachable(
-                        f"{target.api_endpoint} did not finish answering {path} "
-                        f"within {self.read_timeout:g} s"
-                    )
+                    raise too_slow
                 chunks.append(chunk)
-        except requests.exceptions.RequestException:
-            raise ProxmoxUnreachable(
-                f"{target.api_endpoint} broke off its answer to {path}"
-            ) from None
+        except urllib3.exceptions.ReadTimeoutError:
+            raise too_slow from None
+        except (urllib3.exceptions.HTTPError, requests.exceptions.RequestException, OSError):
+            raise ProxmoxUnreachable(f"{endpoint} broke off its answer to {path}") from None
         return b"".join(chunks)
 
     def _unwrap(
