@@ -9,6 +9,10 @@ Hardening, each for a reason:
 - ``trust_env = False``: requests would otherwise let ``REQUESTS_CA_BUNDLE`` /
   ``CURL_CA_BUNDLE`` override ``verify=False``, pick proxies and ``.netrc``
   credentials from the environment; only the registered endpoint is called.
+- trust is an ``SSLContext`` built once per client and policy (CA-verified,
+  or unverified for pins and ``verify_tls=false``) and handed to urllib3 by
+  ``_TrustAdapter``; left to requests, every connection would load a CA
+  store again (~25 ms of CPU each, twice per registration).
 - no redirects: a redirect could carry a ticket or token elsewhere.
 - bounded connect/read timeouts, response size, and time to read a body.
 """
@@ -17,8 +21,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import socket
 import ssl
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -29,6 +35,8 @@ from urllib.parse import urlsplit
 import requests
 import urllib3
 from requests.adapters import HTTPAdapter
+from requests.utils import DEFAULT_CA_BUNDLE_PATH
+from urllib3.util.ssl_ import create_urllib3_context
 
 from clusters.domain import (
     ClusterStatusEntry,
@@ -66,17 +74,70 @@ def fetch_server_fingerprint(host: str, port: int, timeout: float) -> str | None
     return normalise_fingerprint(digest)
 
 
-class _PinnedCertificateAdapter(HTTPAdapter):
-    """Accepts exactly the certificate with the pinned SHA-256 fingerprint,
-    in place of CA and hostname validation (as PVE's own tools do)."""
+class _TrustAdapter(HTTPAdapter):
+    """Opens every connection with one prepared SSLContext and, for a pinned
+    cluster, accepts exactly the certificate with the pinned SHA-256
+    fingerprint in place of CA and hostname validation (as PVE's own tools
+    and Proxmox Datacenter Manager do).
 
-    def __init__(self, fingerprint: str) -> None:
+    requests' per-request ``verify`` plumbing would put a CA file on each
+    pool, which urllib3 then loads into the context for every connection;
+    the context already holds the trust decision, so that is overridden here
+    (``build_connection_pool_key_attributes`` is requests' documented hook
+    for a custom SSLContext).
+    """
+
+    def __init__(self, context: ssl.SSLContext, fingerprint: str | None = None) -> None:
+        self._context = context
         self._fingerprint = fingerprint
+        verifies = context.verify_mode == ssl.CERT_REQUIRED
+        self._cert_reqs = "CERT_REQUIRED" if verifies else "CERT_NONE"
         super().__init__(pool_maxsize=2, max_retries=0)
 
+    def _tls_settings(self) -> dict[str, Any]:
+        settings: dict[str, Any] = {"ssl_context": self._context, "cert_reqs": self._cert_reqs}
+        if self._fingerprint:
+            settings["assert_fingerprint"] = self._fingerprint
+        return settings
+
     def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
-        kwargs["assert_fingerprint"] = self._fingerprint
-        super().init_poolmanager(*args, **kwargs)
+        # The pool manager's defaults too, so a pin can never fall away if
+        # requests stops consulting the hook below.
+        super().init_poolmanager(*args, **kwargs, **self._tls_settings())
+
+    def build_connection_pool_key_attributes(
+        self, request: requests.PreparedRequest, verify: Any, cert: Any = None
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        host_params, pool_kwargs = super().build_connection_pool_key_attributes(
+            request, verify, cert
+        )
+        pool_kwargs.pop("ca_certs", None)
+        pool_kwargs.pop("ca_cert_dir", None)
+        pool_kwargs.update(self._tls_settings())
+        return host_params, pool_kwargs
+
+    def cert_verify(self, conn: Any, url: str, verify: Any, cert: Any) -> None:
+        conn.cert_reqs = self._cert_reqs
+        conn.ca_certs = None
+        conn.ca_cert_dir = None
+
+
+def _unverified_context() -> ssl.SSLContext:
+    """For pinned clusters (the pin is checked after the handshake) and for
+    ``verify_tls=false``."""
+    return create_urllib3_context(cert_reqs=ssl.CERT_NONE)
+
+
+def _verifying_context(ca_bundle: str | None) -> ssl.SSLContext:
+    """CA and hostname validation against ``ca_bundle``, or requests' own
+    bundle (certifi) when none is configured: never the environment's."""
+    context = create_urllib3_context(cert_reqs=ssl.CERT_REQUIRED)
+    location = ca_bundle or DEFAULT_CA_BUNDLE_PATH
+    if os.path.isdir(location):
+        context.load_verify_locations(capath=location)
+    else:
+        context.load_verify_locations(cafile=location)
+    return context
 
 
 def _clean_reason(reason: str | None) -> str:
@@ -147,6 +208,8 @@ class ProxmoxClient:
         self.ca_bundle = ca_bundle
         self.max_response_bytes = max_response_bytes
         self._fetch_fingerprint = fingerprint_fetcher
+        self._contexts: dict[bool, ssl.SSLContext] = {}
+        self._contexts_lock = threading.Lock()
         self._executor = ThreadPoolExecutor(thread_name_prefix="proxmox") if parallel else None
 
     # -- public -------------------------------------------------------------
@@ -265,19 +328,34 @@ class ProxmoxClient:
     def _session(self, target: ConnectionTarget) -> Iterator[requests.Session]:
         session = requests.Session()
         session.trust_env = False
-        if target.fingerprint:
-            session.mount("https://", _PinnedCertificateAdapter(target.fingerprint))
-        else:
-            session.mount("https://", HTTPAdapter(pool_maxsize=2, max_retries=0))
+        session.mount("https://", _TrustAdapter(self._context(target), target.fingerprint))
         try:
             yield session
         finally:
             session.close()
 
-    def _verify(self, target: ConnectionTarget) -> bool | str:
-        if target.fingerprint or not target.verify_tls:
-            return False  # a pin replaces CA validation; see _PinnedCertificateAdapter
-        return self.ca_bundle or True
+    def _verify(self, target: ConnectionTarget) -> bool:
+        # A pin replaces CA validation (see _TrustAdapter); requests only
+        # needs to agree with the context the adapter uses.
+        return target.verify_tls and not target.fingerprint
+
+    def _context(self, target: ConnectionTarget) -> ssl.SSLContext:
+        verify = self._verify(target)
+        with self._contexts_lock:
+            context = self._contexts.get(verify)
+            if context is None:
+                try:
+                    context = (
+                        _verifying_context(self.ca_bundle) if verify else _unverified_context()
+                    )
+                except (OSError, ValueError):  # ssl.SSLError is an OSError
+                    raise ProxmoxTLSError(
+                        f"Cannot verify {target.api_endpoint}: the CA bundle "
+                        f"{self.ca_bundle or DEFAULT_CA_BUNDLE_PATH} holds no readable "
+                        "certificate (check PROXMOX_CA_BUNDLE)"
+                    ) from None
+                self._contexts[verify] = context
+        return context
 
     def _call(
         self,
