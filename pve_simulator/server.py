@@ -62,9 +62,9 @@ class RecordedRequest:
     path: str
     auth: str  # "ticket", "token" or "none"
     csrf_header: bool
-    status: int
+    status: int  # 0: the simulator never answered (the client left first)
     started: float  # time.monotonic()
-    finished: float
+    answered: float  # when the answer began: recorded before the client can see it
 
 
 class _Reply(Exception):
@@ -477,7 +477,8 @@ class _Handler(BaseHTTPRequestHandler):
     def _handle(self, method: str) -> None:
         started = time.monotonic()
         path = self.path.split("?", 1)[0]
-        self._status = 0
+        self._request = (method, path, started)
+        self._recorded = False
         self._auth = "none"
         try:
             body = self._read_body()
@@ -495,17 +496,21 @@ class _Handler(BaseHTTPRequestHandler):
             extra = {"errors": reply.errors} if reply.errors else {}
             self._send_json(reply.status, reply.reason, None, **extra)
         finally:
-            self.simulator._record(
-                RecordedRequest(
-                    method,
-                    path,
-                    self._auth,
-                    "CSRFPreventionToken" in self.headers,
-                    self._status,
-                    started,
-                    time.monotonic(),
-                )
+            self._record(0)
+
+    def _record(self, status: int) -> None:
+        """Log the request once, as its answer begins: a client that has
+        seen the answer can rely on finding the request in the log."""
+        if self._recorded:
+            return
+        self._recorded = True
+        method, path, started = self._request
+        csrf_header = "CSRFPreventionToken" in self.headers
+        self.simulator._record(
+            RecordedRequest(
+                method, path, self._auth, csrf_header, status, started, time.monotonic()
             )
+        )
 
     def _read_body(self) -> bytes:
         length = self.headers.get("Content-Length", "0")
@@ -527,7 +532,7 @@ class _Handler(BaseHTTPRequestHandler):
         *,
         announce_length: bool = True,
     ) -> None:
-        self._status = status
+        self._record(status)
         self.send_response(status, reason)
         self.send_header("Content-Type", content_type)
         self.send_header("Cache-Control", "max-age=0")
@@ -645,7 +650,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_json(200, "OK", scenario.version)
 
     def _trickle(self, body: bytes) -> None:
-        self._status = 200
+        self._record(200)
         self.send_response(200, "OK")
         self.send_header("Content-Type", "application/json;charset=UTF-8")
         self.send_header("Content-Length", str(len(body)))

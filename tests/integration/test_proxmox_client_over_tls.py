@@ -313,7 +313,7 @@ def test_ipv6_literal_endpoints_work(sim):
 def _overlap(sim: PveSimulator) -> bool:
     version = next(r for r in sim.requests if r.path.endswith("/version"))
     status = next(r for r in sim.requests if r.path.endswith("/cluster/status"))
-    return version.started < status.finished and status.started < version.finished
+    return version.started < status.answered and status.started < version.answered
 
 
 def test_version_and_status_are_read_in_parallel(sim):
