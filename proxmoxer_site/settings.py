@@ -9,6 +9,7 @@ fails fast on a missing secret key or credentials key; ``manage.py`` defaults to
 import base64
 import hashlib
 import hmac
+import ssl
 import sys
 from pathlib import Path
 
@@ -52,6 +53,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "clusters",
+    "pve_simulator",  # manage.py pve_simulator: a PVE API to try the registry against
 ]
 
 MIDDLEWARE = [
@@ -122,8 +124,19 @@ CLUSTER_REPOSITORY = env.str("CLUSTER_REPOSITORY", default="memory")
 PROXMOX_CONNECT_TIMEOUT = env.float("PROXMOX_CONNECT_TIMEOUT", default=5.0)
 PROXMOX_READ_TIMEOUT = env.float("PROXMOX_READ_TIMEOUT", default=10.0)
 PROXMOX_CA_BUNDLE = env.str("PROXMOX_CA_BUNDLE", default="")
-if PROXMOX_CA_BUNDLE and not Path(PROXMOX_CA_BUNDLE).exists():
-    raise ImproperlyConfigured(f"PROXMOX_CA_BUNDLE={PROXMOX_CA_BUNDLE} does not exist")
+if PROXMOX_CA_BUNDLE:
+    _ca_bundle = Path(PROXMOX_CA_BUNDLE)
+    if not _ca_bundle.exists():
+        raise ImproperlyConfigured(f"PROXMOX_CA_BUNDLE={PROXMOX_CA_BUNDLE} does not exist")
+    try:  # fail at start-up rather than at the first registration
+        if _ca_bundle.is_dir():
+            ssl.create_default_context(capath=_ca_bundle)
+        else:
+            ssl.create_default_context(cafile=_ca_bundle)
+    except (OSError, ValueError):  # ssl.SSLError is an OSError
+        raise ImproperlyConfigured(
+            f"PROXMOX_CA_BUNDLE={PROXMOX_CA_BUNDLE} holds no readable PEM certificate"
+        ) from None
 
 # Fernet keys for the secrets the database backend stores, newest first
 # (README, "Key management and rotation").

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import certifi
 import pytest
 import requests
 import requests_mock
@@ -90,7 +91,9 @@ def test_every_call_carries_the_configured_timeouts(client, m):
     ("target", "ca_bundle", "expected_verify"),
     [
         (ConnectionTarget(pve.ENDPOINT), None, True),
-        (ConnectionTarget(pve.ENDPOINT), "/etc/pve/pve-root-ca.pem", "/etc/pve/pve-root-ca.pem"),
+        # The client now loads the bundle into its own TLS context (so it
+        # must be readable) and hands requests a plain True.
+        (ConnectionTarget(pve.ENDPOINT), certifi.where(), True),
         (ConnectionTarget(pve.ENDPOINT, verify_tls=False), None, False),
         (ConnectionTarget(pve.ENDPOINT, fingerprint=OBSERVED), None, False),
     ],

@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class PveSimulatorConfig(AppConfig):
+    name = "pve_simulator"
+    verbose_name = "Proxmox VE API simulator"
