@@ -17,6 +17,7 @@ from urllib.parse import quote
 
 import environ
 import psycopg
+import pytest
 from psycopg import sql
 
 ALIAS = "postgres"
@@ -53,6 +54,20 @@ def unavailable_reason(url: str = URL) -> str | None:
             f"unreachable: {first_line}"
         )
     return None
+
+
+def require() -> None:
+    """Skip the calling test, with the reason, when the server is unreachable;
+    fail it instead under PROXMOXER_REQUIRE_POSTGRES=1 (CI), so a missing
+    database cannot pass as green."""
+    from django.conf import settings
+
+    reason = settings.POSTGRES_UNAVAILABLE
+    if reason is None:
+        return
+    if settings.POSTGRES_REQUIRED:
+        pytest.fail(f"{reason} (PROXMOXER_REQUIRE_POSTGRES=1 requires it)", pytrace=False)
+    pytest.skip(reason)
 
 
 def database_url(name: str, url: str = URL) -> str:
