@@ -37,7 +37,7 @@ SIZES = [100, 10_000]
 # 5 batches of 50 calls (5 of 5 for listing) keep the run to a few minutes.
 BATCH = 50
 ENDPOINT_CLUSTERS = 1_000
-ENDPOINT_REQUESTS = 20
+ENDPOINT_REQUESTS = 50
 CREDENTIALS_KEY = "kVfH0rXq8m1cX5qB2f8dYHZz3o7xw6n9gQeT4sLrJpU="
 
 
