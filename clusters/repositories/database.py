@@ -55,10 +55,6 @@ class DjangoClusterRepository(ClusterRepository):
         self._using = using
         self._cipher = cipher if cipher is not None else CredentialCipher.from_settings()
 
-    @property
-    def using(self) -> str:
-        return self._using
-
     def save(self, cluster: Cluster) -> None:
         record = ClusterRecord.from_domain(cluster, self._cipher)
         try:
