@@ -9,16 +9,22 @@ Hardening, each for a reason:
 - ``trust_env = False``: requests would otherwise let ``REQUESTS_CA_BUNDLE`` /
   ``CURL_CA_BUNDLE`` override ``verify=False``, pick proxies and ``.netrc``
   credentials from the environment; only the registered endpoint is called.
+- trust is an ``SSLContext`` built once per client and policy (CA-verified,
+  or unverified for pins and ``verify_tls=false``) and handed to urllib3 by
+  ``_TrustAdapter``; left to requests, every connection would load a CA
+  store again (~25 ms of CPU each, twice per registration).
 - no redirects: a redirect could carry a ticket or token elsewhere.
-- bounded connect/read timeouts and response size.
+- bounded connect/read timeouts, response size, and time to read a body.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import socket
 import ssl
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -27,7 +33,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import requests
+import urllib3
 from requests.adapters import HTTPAdapter
+from requests.utils import DEFAULT_CA_BUNDLE_PATH
+from urllib3.util.ssl_ import create_urllib3_context
 
 from clusters.domain import (
     ClusterStatusEntry,
@@ -49,6 +58,7 @@ from clusters.domain import (
 
 API_ROOT = "/api2/json"
 DEFAULT_MAX_RESPONSE_BYTES = 1 << 20  # a 1,000-node /cluster/status is ~200 KiB
+_READ_CHUNK_BYTES = 64 * 1024
 _REASON_MAX_LENGTH = 200
 
 FingerprintFetcher = Callable[[str, int, float], "str | None"]
@@ -65,17 +75,70 @@ def fetch_server_fingerprint(host: str, port: int, timeout: float) -> str | None
     return normalise_fingerprint(digest)
 
 
-class _PinnedCertificateAdapter(HTTPAdapter):
-    """Accepts exactly the certificate with the pinned SHA-256 fingerprint,
-    in place of CA and hostname validation (as PVE's own tools do)."""
+class _TrustAdapter(HTTPAdapter):
+    """Opens every connection with one prepared SSLContext and, for a pinned
+    cluster, accepts exactly the certificate with the pinned SHA-256
+    fingerprint in place of CA and hostname validation (as PVE's own tools
+    and Proxmox Datacenter Manager do).
 
-    def __init__(self, fingerprint: str) -> None:
+    requests' per-request ``verify`` plumbing would put a CA file on each
+    pool, which urllib3 then loads into the context for every connection;
+    the context already holds the trust decision, so that is overridden here
+    (``build_connection_pool_key_attributes`` is requests' documented hook
+    for a custom SSLContext).
+    """
+
+    def __init__(self, context: ssl.SSLContext, fingerprint: str | None = None) -> None:
+        self._context = context
         self._fingerprint = fingerprint
+        verifies = context.verify_mode == ssl.CERT_REQUIRED
+        self._cert_reqs = "CERT_REQUIRED" if verifies else "CERT_NONE"
         super().__init__(pool_maxsize=2, max_retries=0)
 
+    def _tls_settings(self) -> dict[str, Any]:
+        settings: dict[str, Any] = {"ssl_context": self._context, "cert_reqs": self._cert_reqs}
+        if self._fingerprint:
+            settings["assert_fingerprint"] = self._fingerprint
+        return settings
+
     def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
-        kwargs["assert_fingerprint"] = self._fingerprint
-        super().init_poolmanager(*args, **kwargs)
+        # The pool manager's defaults too, so a pin can never fall away if
+        # requests stops consulting the hook below.
+        super().init_poolmanager(*args, **kwargs, **self._tls_settings())
+
+    def build_connection_pool_key_attributes(
+        self, request: requests.PreparedRequest, verify: Any, cert: Any = None
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        host_params, pool_kwargs = super().build_connection_pool_key_attributes(
+            request, verify, cert
+        )
+        pool_kwargs.pop("ca_certs", None)
+        pool_kwargs.pop("ca_cert_dir", None)
+        pool_kwargs.update(self._tls_settings())
+        return host_params, pool_kwargs
+
+    def cert_verify(self, conn: Any, url: str, verify: Any, cert: Any) -> None:
+        conn.cert_reqs = self._cert_reqs
+        conn.ca_certs = None
+        conn.ca_cert_dir = None
+
+
+def _unverified_context() -> ssl.SSLContext:
+    """For pinned clusters (the pin is checked after the handshake) and for
+    ``verify_tls=false``."""
+    return create_urllib3_context(cert_reqs=ssl.CERT_NONE)
+
+
+def _verifying_context(ca_bundle: str | None) -> ssl.SSLContext:
+    """CA and hostname validation against ``ca_bundle``, or requests' own
+    bundle (certifi) when none is configured: never the environment's."""
+    context = create_urllib3_context(cert_reqs=ssl.CERT_REQUIRED)
+    location = ca_bundle or DEFAULT_CA_BUNDLE_PATH
+    if os.path.isdir(location):
+        context.load_verify_locations(capath=location)
+    else:
+        context.load_verify_locations(cafile=location)
+    return context
 
 
 def _clean_reason(reason: str | None, credentials: Credentials) -> str:
@@ -134,7 +197,7 @@ class ProxmoxClient:
     """Proves credentials against one cluster and reads its facts.
 
     Thread-safe: each ``inspect`` opens its own sessions; the executor only
-    runs the status read beside the version read.
+    runs the status read beside the login and version read.
     """
 
     def __init__(
@@ -152,20 +215,87 @@ class ProxmoxClient:
         self.ca_bundle = ca_bundle
         self.max_response_bytes = max_response_bytes
         self._fetch_fingerprint = fingerprint_fetcher
-        self._executor = ThreadPoolExecutor(thread_name_prefix="proxmox") if parallel else None
+        self._contexts: dict[bool, ssl.SSLContext] = {}
+        self._contexts_lock = threading.Lock()
+        # A status read holds its worker through the login it waits for; the
+        # service's own request threads bound how many run at once.
+        self._executor = (
+            ThreadPoolExecutor(max_workers=32, thread_name_prefix="proxmox") if parallel else None
+        )
 
     # -- public -------------------------------------------------------------
 
     def inspect(self, target: ConnectionTarget, credentials: Credentials) -> ProxmoxReport:
-        """Log in, then read version and cluster status side by side."""
-        with self._session(target) as session:
-            auth = self._authenticate(session, target, credentials)
-            status_read = self._submit(self._read_cluster_status, target, credentials, auth)
+        """Log in, then read version and cluster status side by side.
+
+        The status read has a connection of its own, opened while the login
+        is under way, so once the ticket is there both reads cost one round
+        trip: a fresh connection would first spend round trips on its TCP
+        and TLS handshakes. Without a login (API tokens) both reads start at
+        once.
+        """
+        if self._executor is None:
+            return self._inspect_sequentially(target, credentials)
+        with self._session(target) as session, self._session(target) as status_session:
+            auth_ready: Future[_Auth] = Future()
+            status_read = self._executor.submit(
+                self._read_cluster_status_after_login,
+                status_session,
+                target,
+                credentials,
+                auth_ready,
+            )
+            try:
+                auth = self._authenticate(session, target, credentials)
+            except BaseException as error:
+                auth_ready.set_exception(error)  # ends the status read; the error is raised here
+                raise
+            auth_ready.set_result(auth)
             # If the version read fails, its error wins; the status read ends on
             # its own within the timeouts and its outcome is dropped.
             version = self._read_version(session, target, credentials, auth)
             cluster_status, nodes = status_read.result()
         return ProxmoxReport(version=version, cluster_status=cluster_status, nodes=nodes)
+
+    def _inspect_sequentially(
+        self, target: ConnectionTarget, credentials: Credentials
+    ) -> ProxmoxReport:
+        """One connection, one call after the other (``parallel=False``, the
+        benchmark's baseline)."""
+        with self._session(target) as session:
+            auth = self._authenticate(session, target, credentials)
+            version = self._read_version(session, target, credentials, auth)
+            cluster_status, nodes = self._read_cluster_status(session, target, credentials, auth)
+        return ProxmoxReport(version=version, cluster_status=cluster_status, nodes=nodes)
+
+    def _read_cluster_status_after_login(
+        self,
+        session: requests.Session,
+        target: ConnectionTarget,
+        credentials: Credentials,
+        auth_ready: Future[_Auth],
+    ) -> tuple[list[ClusterStatusEntry] | None, list[NodeEntry] | None]:
+        if isinstance(credentials, PasswordCredentials):
+            self._open_connection(session, target)
+        return self._read_cluster_status(session, target, credentials, auth_ready.result())
+
+    def _open_connection(self, session: requests.Session, target: ConnectionTarget) -> None:
+        """Have ``session`` connect while the login is under way, with the one
+        call PVE answers to anyone at once: ``GET /access/ticket`` (a no-op
+        returning ``{"data": null}``). No credentials go with it; whatever
+        goes wrong here, the login on the other connection reports."""
+        try:
+            response = session.get(
+                f"{target.api_endpoint}{API_ROOT}/access/ticket",
+                timeout=(self.connect_timeout, self.read_timeout),
+                verify=self._verify(target),
+                allow_redirects=False,
+                stream=True,
+            )
+            with response:  # read to the end, so the connection can be reused
+                self._read_body(target, "/access/ticket", response)
+        except Exception:  # noqa: BLE001, S110 - only a head start; it must never fail a check
+            pass
 
     # -- the calls ------------------------------------------------------------
 
@@ -211,18 +341,21 @@ class ProxmoxClient:
         return version[:64]
 
     def _read_cluster_status(
-        self, target: ConnectionTarget, credentials: Credentials, auth: _Auth
+        self,
+        session: requests.Session,
+        target: ConnectionTarget,
+        credentials: Credentials,
+        auth: _Auth,
     ) -> tuple[list[ClusterStatusEntry] | None, list[NodeEntry] | None]:
-        with self._session(target) as session:
+        try:
+            data = self._call(session, target, credentials, "GET", "/cluster/status", auth=auth)
+        except ProxmoxPermissionDenied:
+            # No Sys.Audit on "/": count what /nodes lets this account see.
             try:
-                data = self._call(session, target, credentials, "GET", "/cluster/status", auth=auth)
+                nodes = self._call(session, target, credentials, "GET", "/nodes", auth=auth)
             except ProxmoxPermissionDenied:
-                # No Sys.Audit on "/": count what /nodes lets this account see.
-                try:
-                    nodes = self._call(session, target, credentials, "GET", "/nodes", auth=auth)
-                except ProxmoxPermissionDenied:
-                    return None, []
-                return None, self._parse_nodes(target, nodes)
+                return None, []
+            return None, self._parse_nodes(target, nodes)
         return self._parse_cluster_status(target, data), None
 
     # -- parsing ----------------------------------------------------------------
@@ -256,33 +389,38 @@ class ProxmoxClient:
 
     # -- transport --------------------------------------------------------------
 
-    def _submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
-        if self._executor is not None:
-            return self._executor.submit(fn, *args)
-        future: Future[Any] = Future()
-        try:
-            future.set_result(fn(*args))
-        except BaseException as error:  # noqa: BLE001 - handed back through result()
-            future.set_exception(error)
-        return future
-
     @contextmanager
     def _session(self, target: ConnectionTarget) -> Iterator[requests.Session]:
         session = requests.Session()
         session.trust_env = False
-        if target.fingerprint:
-            session.mount("https://", _PinnedCertificateAdapter(target.fingerprint))
-        else:
-            session.mount("https://", HTTPAdapter(pool_maxsize=2, max_retries=0))
+        session.mount("https://", _TrustAdapter(self._context(target), target.fingerprint))
         try:
             yield session
         finally:
             session.close()
 
-    def _verify(self, target: ConnectionTarget) -> bool | str:
-        if target.fingerprint or not target.verify_tls:
-            return False  # a pin replaces CA validation; see _PinnedCertificateAdapter
-        return self.ca_bundle or True
+    def _verify(self, target: ConnectionTarget) -> bool:
+        # A pin replaces CA validation (see _TrustAdapter); requests only
+        # needs to agree with the context the adapter uses.
+        return target.verify_tls and not target.fingerprint
+
+    def _context(self, target: ConnectionTarget) -> ssl.SSLContext:
+        verify = self._verify(target)
+        with self._contexts_lock:
+            context = self._contexts.get(verify)
+            if context is None:
+                try:
+                    context = (
+                        _verifying_context(self.ca_bundle) if verify else _unverified_context()
+                    )
+                except (OSError, ValueError):  # ssl.SSLError is an OSError
+                    raise ProxmoxTLSError(
+                        f"Cannot verify {target.api_endpoint}: the CA bundle "
+                        f"{self.ca_bundle or DEFAULT_CA_BUNDLE_PATH} holds no readable "
+                        "certificate (check PROXMOX_CA_BUNDLE)"
+                    ) from None
+                self._contexts[verify] = context
+        return context
 
     def _call(
         self,
@@ -331,9 +469,11 @@ class ProxmoxClient:
         return self._unwrap(target, credentials, path, response, body)
 
     def _read_body(self, target: ConnectionTarget, path: str, response: requests.Response) -> bytes:
+        endpoint = target.api_endpoint
         limit = self.max_response_bytes
-        too_large = ProxmoxBadResponse(
-            f"{target.api_endpoint} answered {path} with more than {limit} bytes"
+        too_large = ProxmoxBadResponse(f"{endpoint} answered {path} with more than {limit} bytes")
+        too_slow = ProxmoxUnreachable(
+            f"{endpoint} did not finish answering {path} within {self.read_timeout:g} s"
         )
         declared = response.headers.get("Content-Length", "")
         if declared.isdigit() and int(declared) > limit:
@@ -342,20 +482,21 @@ class ProxmoxClient:
         chunks: list[bytes] = []
         size = 0
         try:
-            for chunk in response.iter_content(chunk_size=64 * 1024):
+            # read1 returns whatever one socket read brings: a server that
+            # trickles its body a byte at a time never lets a read time out,
+            # and iter_content() would wait for a whole chunk before the
+            # deadline could be checked.
+            while chunk := response.raw.read1(_READ_CHUNK_BYTES, decode_content=True):
                 size += len(chunk)
                 if size > limit:
                     raise too_large
                 if time.monotonic() > deadline:
-                    raise ProxmoxUnreachable(
-                        f"{target.api_endpoint} did not finish answering {path} "
-                        f"within {self.read_timeout:g} s"
-                    )
+                    raise too_slow
                 chunks.append(chunk)
-        except requests.exceptions.RequestException:
-            raise ProxmoxUnreachable(
-                f"{target.api_endpoint} broke off its answer to {path}"
-            ) from None
+        except urllib3.exceptions.ReadTimeoutError:
+            raise too_slow from None
+        except (urllib3.exceptions.HTTPError, requests.exceptions.RequestException, OSError):
+            raise ProxmoxUnreachable(f"{endpoint} broke off its answer to {path}") from None
         return b"".join(chunks)
 
     def _unwrap(

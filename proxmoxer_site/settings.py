@@ -6,6 +6,7 @@ fails fast on a missing secret key; ``manage.py`` defaults to
 ``DJANGO_DEBUG=1`` so that ``manage.py runserver`` works as it is.
 """
 
+import ssl
 import sys
 from pathlib import Path
 
@@ -47,6 +48,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "clusters",
+    "pve_simulator",  # manage.py pve_simulator: a PVE API to try the registry against
 ]
 
 MIDDLEWARE = [
@@ -111,8 +113,19 @@ CLUSTER_REPOSITORY = env.str("CLUSTER_REPOSITORY", default="memory")
 PROXMOX_CONNECT_TIMEOUT = env.float("PROXMOX_CONNECT_TIMEOUT", default=5.0)
 PROXMOX_READ_TIMEOUT = env.float("PROXMOX_READ_TIMEOUT", default=10.0)
 PROXMOX_CA_BUNDLE = env.str("PROXMOX_CA_BUNDLE", default="")
-if PROXMOX_CA_BUNDLE and not Path(PROXMOX_CA_BUNDLE).exists():
-    raise ImproperlyConfigured(f"PROXMOX_CA_BUNDLE={PROXMOX_CA_BUNDLE} does not exist")
+if PROXMOX_CA_BUNDLE:
+    _ca_bundle = Path(PROXMOX_CA_BUNDLE)
+    if not _ca_bundle.exists():
+        raise ImproperlyConfigured(f"PROXMOX_CA_BUNDLE={PROXMOX_CA_BUNDLE} does not exist")
+    try:  # fail at start-up rather than at the first registration
+        if _ca_bundle.is_dir():
+            ssl.create_default_context(capath=_ca_bundle)
+        else:
+            ssl.create_default_context(cafile=_ca_bundle)
+    except (OSError, ValueError):  # ssl.SSLError is an OSError
+        raise ImproperlyConfigured(
+            f"PROXMOX_CA_BUNDLE={PROXMOX_CA_BUNDLE} holds no readable PEM certificate"
+        ) from None
 
 # The largest legitimate request is a few KiB; anything past this is refused
 # with 413 before a parser or Proxmox sees it.
