@@ -27,7 +27,7 @@ import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from typing import Any
 from urllib.parse import urlsplit
@@ -247,13 +247,16 @@ class ProxmoxClient:
             )
             try:
                 auth = self._authenticate(session, target, credentials)
+                auth_ready.set_result(auth)
+                version = self._read_version(session, target, credentials, auth)
             except BaseException as error:
-                auth_ready.set_exception(error)  # ends the status read; the error is raised here
+                # The first error wins. The status read is over before this
+                # returns (a login error ends it at once), so nothing of this
+                # check is still talking to the cluster afterwards.
+                if not auth_ready.done():
+                    auth_ready.set_exception(error)
+                wait([status_read])
                 raise
-            auth_ready.set_result(auth)
-            # If the version read fails, its error wins; the status read ends on
-            # its own within the timeouts and its outcome is dropped.
-            version = self._read_version(session, target, credentials, auth)
             cluster_status, nodes = status_read.result()
         return ProxmoxReport(version=version, cluster_status=cluster_status, nodes=nodes)
 
