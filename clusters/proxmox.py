@@ -27,7 +27,7 @@ import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from typing import Any
 from urllib.parse import urlsplit
@@ -197,7 +197,7 @@ class ProxmoxClient:
     """Proves credentials against one cluster and reads its facts.
 
     Thread-safe: each ``inspect`` opens its own sessions; the executor only
-    runs the status read beside the version read.
+    runs the status read beside the login and version read.
     """
 
     def __init__(
@@ -217,20 +217,88 @@ class ProxmoxClient:
         self._fetch_fingerprint = fingerprint_fetcher
         self._contexts: dict[bool, ssl.SSLContext] = {}
         self._contexts_lock = threading.Lock()
-        self._executor = ThreadPoolExecutor(thread_name_prefix="proxmox") if parallel else None
+        # A status read holds its worker through the login it waits for; the
+        # service's own request threads bound how many run at once.
+        self._executor = (
+            ThreadPoolExecutor(max_workers=32, thread_name_prefix="proxmox") if parallel else None
+        )
 
     # -- public -------------------------------------------------------------
 
     def inspect(self, target: ConnectionTarget, credentials: Credentials) -> ProxmoxReport:
-        """Log in, then read version and cluster status side by side."""
-        with self._session(target) as session:
-            auth = self._authenticate(session, target, credentials)
-            status_read = self._submit(self._read_cluster_status, target, credentials, auth)
-            # If the version read fails, its error wins; the status read ends on
-            # its own within the timeouts and its outcome is dropped.
-            version = self._read_version(session, target, credentials, auth)
+        """Log in, then read version and cluster status side by side.
+
+        The status read has a connection of its own, opened while the login
+        is under way, so once the ticket is there both reads cost one round
+        trip: a fresh connection would first spend round trips on its TCP
+        and TLS handshakes. Without a login (API tokens) both reads start at
+        once.
+        """
+        if self._executor is None:
+            return self._inspect_sequentially(target, credentials)
+        with self._session(target) as session, self._session(target) as status_session:
+            auth_ready: Future[_Auth] = Future()
+            status_read = self._executor.submit(
+                self._read_cluster_status_after_login,
+                status_session,
+                target,
+                credentials,
+                auth_ready,
+            )
+            try:
+                auth = self._authenticate(session, target, credentials)
+                auth_ready.set_result(auth)
+                version = self._read_version(session, target, credentials, auth)
+            except BaseException as error:
+                # The first error wins. The status read is over before this
+                # returns (a login error ends it at once), so nothing of this
+                # check is still talking to the cluster afterwards.
+                if not auth_ready.done():
+                    auth_ready.set_exception(error)
+                wait([status_read])
+                raise
             cluster_status, nodes = status_read.result()
         return ProxmoxReport(version=version, cluster_status=cluster_status, nodes=nodes)
+
+    def _inspect_sequentially(
+        self, target: ConnectionTarget, credentials: Credentials
+    ) -> ProxmoxReport:
+        """One connection, one call after the other (``parallel=False``, the
+        benchmark's baseline)."""
+        with self._session(target) as session:
+            auth = self._authenticate(session, target, credentials)
+            version = self._read_version(session, target, credentials, auth)
+            cluster_status, nodes = self._read_cluster_status(session, target, credentials, auth)
+        return ProxmoxReport(version=version, cluster_status=cluster_status, nodes=nodes)
+
+    def _read_cluster_status_after_login(
+        self,
+        session: requests.Session,
+        target: ConnectionTarget,
+        credentials: Credentials,
+        auth_ready: Future[_Auth],
+    ) -> tuple[list[ClusterStatusEntry] | None, list[NodeEntry] | None]:
+        if isinstance(credentials, PasswordCredentials):
+            self._open_connection(session, target)
+        return self._read_cluster_status(session, target, credentials, auth_ready.result())
+
+    def _open_connection(self, session: requests.Session, target: ConnectionTarget) -> None:
+        """Have ``session`` connect while the login is under way, with the one
+        call PVE answers to anyone at once: ``GET /access/ticket`` (a no-op
+        returning ``{"data": null}``). No credentials go with it; whatever
+        goes wrong here, the login on the other connection reports."""
+        try:
+            response = session.get(
+                f"{target.api_endpoint}{API_ROOT}/access/ticket",
+                timeout=(self.connect_timeout, self.read_timeout),
+                verify=self._verify(target),
+                allow_redirects=False,
+                stream=True,
+            )
+            with response:  # read to the end, so the connection can be reused
+                self._read_body(target, "/access/ticket", response)
+        except Exception:  # noqa: BLE001, S110 - only a head start; it must never fail a check
+            pass
 
     # -- the calls ------------------------------------------------------------
 
@@ -276,18 +344,21 @@ class ProxmoxClient:
         return version[:64]
 
     def _read_cluster_status(
-        self, target: ConnectionTarget, credentials: Credentials, auth: _Auth
+        self,
+        session: requests.Session,
+        target: ConnectionTarget,
+        credentials: Credentials,
+        auth: _Auth,
     ) -> tuple[list[ClusterStatusEntry] | None, list[NodeEntry] | None]:
-        with self._session(target) as session:
+        try:
+            data = self._call(session, target, credentials, "GET", "/cluster/status", auth=auth)
+        except ProxmoxPermissionDenied:
+            # No Sys.Audit on "/": count what /nodes lets this account see.
             try:
-                data = self._call(session, target, credentials, "GET", "/cluster/status", auth=auth)
+                nodes = self._call(session, target, credentials, "GET", "/nodes", auth=auth)
             except ProxmoxPermissionDenied:
-                # No Sys.Audit on "/": count what /nodes lets this account see.
-                try:
-                    nodes = self._call(session, target, credentials, "GET", "/nodes", auth=auth)
-                except ProxmoxPermissionDenied:
-                    return None, []
-                return None, self._parse_nodes(target, nodes)
+                return None, []
+            return None, self._parse_nodes(target, nodes)
         return self._parse_cluster_status(target, data), None
 
     # -- parsing ----------------------------------------------------------------
@@ -320,16 +391,6 @@ class ProxmoxClient:
         ]
 
     # -- transport --------------------------------------------------------------
-
-    def _submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
-        if self._executor is not None:
-            return self._executor.submit(fn, *args)
-        future: Future[Any] = Future()
-        try:
-            future.set_result(fn(*args))
-        except BaseException as error:  # noqa: BLE001 - handed back through result()
-            future.set_exception(error)
-        return future
 
     @contextmanager
     def _session(self, target: ConnectionTarget) -> Iterator[requests.Session]:

@@ -1,3 +1,5 @@
+"""Django registration of the simulator app (it has no models; it brings the command)."""
+
 from django.apps import AppConfig
 
 

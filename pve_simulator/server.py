@@ -51,7 +51,7 @@ _HANDSHAKE_TIMEOUT = 10.0
 _IDLE_TIMEOUT = 15.0  # how long an idle keep-alive connection is kept open
 _COOKIE_RE = re.compile(r"(?:^|[;\s])PVEAuthCookie=([^;\s]*)")
 _INDEX_PAGE = b"<html><body>Proxmox VE API simulator: the API is under /api2/json</body></html>"
-_TUNABLES = ("latency", "auth_failure_delay", "slow_delay", "trickle_interval")
+_TUNABLES = ("latency", "connect_latency", "auth_failure_delay", "slow_delay", "trickle_interval")
 
 
 @dataclass(frozen=True)
@@ -65,6 +65,7 @@ class RecordedRequest:
     status: int  # 0: the simulator never answered (the client left first)
     started: float  # time.monotonic()
     answered: float  # when the answer began: recorded before the client can see it
+    connection: int  # which connection it came on, numbered from 1 in order of arrival
 
 
 class _Reply(Exception):
@@ -126,6 +127,7 @@ class PveSimulator:
         token_secret: str | None = None,
         auth_failure_delay: float = 3.0,
         latency: float = 0.0,
+        connect_latency: float = 0.0,
         slow_delay: float = 30.0,
         trickle_interval: float = 0.5,
         log: Callable[[str], None] | None = None,
@@ -146,7 +148,8 @@ class PveSimulator:
         self._scenario = get_scenario(scenario)
         self._password = password or secrets.token_urlsafe(18)
         self._token_secret = token_secret or str(uuid.uuid4())
-        self.latency = latency
+        self.latency = latency  # added to every API request, as a network round trip
+        self.connect_latency = connect_latency  # added to every new connection (TCP + TLS set-up)
         self.auth_failure_delay = auth_failure_delay
         self.slow_delay = slow_delay
         self.trickle_interval = trickle_interval
@@ -157,6 +160,7 @@ class PveSimulator:
         self._servers: list[_TLSServer] = []
         self._threads: list[threading.Thread] = []
         self._connections: set[socket.socket] = set()
+        self._connection_count = 0
         self._stopping = threading.Event()
         self._context = self.certificate.ssl_context()
 
@@ -218,8 +222,9 @@ class PveSimulator:
         return scenario
 
     def configure(self, **settings: Any) -> None:
-        """Change ``scenario``, ``latency``, ``auth_failure_delay``,
-        ``slow_delay``, ``trickle_interval``, ``password`` or ``token_secret``."""
+        """Change ``scenario``, ``latency``, ``connect_latency``,
+        ``auth_failure_delay``, ``slow_delay``, ``trickle_interval``,
+        ``password`` or ``token_secret``."""
         unknown = set(settings) - {"scenario", "password", "token_secret", *_TUNABLES}
         if unknown:
             raise ValueError(f"unknown simulator settings: {', '.join(sorted(unknown))}")
@@ -322,12 +327,14 @@ class PveSimulator:
 
     # -- used by the request handler ------------------------------------------------
 
-    def _track(self, connection: socket.socket, open_: bool) -> None:
+    def _track(self, connection: socket.socket, open_: bool) -> int:
         with self._lock:
             if open_:
                 self._connections.add(connection)
+                self._connection_count += 1
             else:
                 self._connections.discard(connection)
+            return self._connection_count
 
     def _record(self, entry: RecordedRequest) -> None:
         with self._lock:
@@ -408,6 +415,7 @@ class _TLSServer(ThreadingHTTPServer):
     def __init__(self, host: str, port: int, simulator: PveSimulator) -> None:
         self.address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self.simulator = simulator
+        self._connection_number = threading.local()  # each connection has its own thread
         super().__init__((host, port), _Handler)
 
     def server_bind(self) -> None:
@@ -427,8 +435,9 @@ class _TLSServer(ThreadingHTTPServer):
         return wrapped, address
 
     def finish_request(self, request: Any, client_address: Any) -> None:
-        self.simulator._track(request, True)
+        self._connection_number.value = self.simulator._track(request, True)
         try:
+            self.simulator._wait(self.simulator.connect_latency)
             request.settimeout(_HANDSHAKE_TIMEOUT)
             try:
                 request.do_handshake()
@@ -506,9 +515,17 @@ class _Handler(BaseHTTPRequestHandler):
         self._recorded = True
         method, path, started = self._request
         csrf_header = "CSRFPreventionToken" in self.headers
+        connection = self.server._connection_number.value
         self.simulator._record(
             RecordedRequest(
-                method, path, self._auth, csrf_header, status, started, time.monotonic()
+                method,
+                path,
+                self._auth,
+                csrf_header,
+                status,
+                started,
+                time.monotonic(),
+                connection,
             )
         )
 

@@ -64,6 +64,12 @@ NODES = [
 ]
 
 
+def ticket_page(m: requests_mock.Mocker, *, endpoint: str = ENDPOINT) -> None:
+    """``GET /access/ticket``: PVE answers it to anyone with ``{"data": null}``;
+    the client uses it to open its second connection during the login."""
+    m.get(f"{endpoint}/api2/json/access/ticket", json={"data": None})
+
+
 def login_ok(m: requests_mock.Mocker, *, endpoint: str = ENDPOINT, user: str = "root@pam") -> None:
     data = {
         "username": user,
@@ -72,10 +78,12 @@ def login_ok(m: requests_mock.Mocker, *, endpoint: str = ENDPOINT, user: str = "
         "cap": {"nodes": {}, "vms": {}, "storage": {}, "access": {}, "dc": {}, "sdn": {}},
         "clustername": "prod",
     }
+    ticket_page(m, endpoint=endpoint)
     m.post(f"{endpoint}/api2/json/access/ticket", json={"data": data})
 
 
 def login_refused(m: requests_mock.Mocker, *, endpoint: str = ENDPOINT) -> None:
+    ticket_page(m, endpoint=endpoint)
     m.post(
         f"{endpoint}/api2/json/access/ticket",
         status_code=401,
@@ -92,6 +100,7 @@ def login_needs_tfa(m: requests_mock.Mocker, *, endpoint: str = ENDPOINT) -> Non
         "NeedTFA": 1,
         "cap": {},
     }
+    ticket_page(m, endpoint=endpoint)
     m.post(f"{endpoint}/api2/json/access/ticket", json={"data": data})
 
 
@@ -127,3 +136,13 @@ def healthy_cluster(m: requests_mock.Mocker, *, endpoint: str = ENDPOINT) -> Non
     login_ok(m, endpoint=endpoint)
     version(m, endpoint=endpoint)
     cluster_status(m, three_node_cluster(), endpoint=endpoint)
+
+
+def api_calls(m: requests_mock.Mocker) -> list:
+    """The calls that carry credentials or read data: all but the
+    connection-opening ``GET /access/ticket``."""
+    return [
+        call
+        for call in m.request_history
+        if not (call.method == "GET" and call.path == "/api2/json/access/ticket")
+    ]

@@ -83,10 +83,12 @@ def test_password_registration_shows_the_username(registry, sim, name):
 
 def test_version_and_status_are_read_after_a_single_login(registry, sim, name):
     registry.register(name=name, **pinned(sim), **password_fields(sim))
-    assert sorted(api_requests(sim)) == [
-        "/api2/json/access/ticket",
-        "/api2/json/cluster/status",
-        "/api2/json/version",
+    calls = sorted((entry.method, entry.path, entry.auth) for entry in sim.requests)
+    assert calls == [
+        ("GET", "/api2/json/access/ticket", "none"),  # opens the status read's connection
+        ("GET", "/api2/json/cluster/status", "ticket"),
+        ("GET", "/api2/json/version", "ticket"),
+        ("POST", "/api2/json/access/ticket", "none"),
     ]
 
 

@@ -197,7 +197,7 @@ def test_concurrent_registrations_of_one_name_over_both_processes_store_exactly_
     assert {label for label, r in outcomes if r.status_code == 409} == {"a", "b"}
     # Every racer logged in at "Proxmox": all passed the service's early
     # check, so it was the database's constraint that refused the 23.
-    logins = [r for r in sim.requests if r.path.endswith("/access/ticket")]
+    logins = [r for r in sim.requests if r.method == "POST" and r.path.endswith("/access/ticket")]
     assert len(logins) == RACERS
     stored = [c for c in pair.a.clusters() if c["name"].casefold() == name.casefold()]
     assert len(stored) == 1

@@ -210,9 +210,37 @@ def test_token_login_makes_no_ticket_call_and_sends_no_csrf_header(sim):
 
 def test_password_login_uses_the_ticket_for_every_read(sim):
     client().inspect(pinned(sim), password(sim))
-    first, *reads = sim.requests
-    assert (first.method, first.path, first.status) == ("POST", "/api2/json/access/ticket", 200)
-    assert {r.auth for r in reads} == {"ticket"}
+    logins = [r for r in sim.requests if r.method == "POST"]
+    reads = [r for r in sim.requests if r.path != "/api2/json/access/ticket"]
+    assert [(r.path, r.status) for r in logins] == [("/api2/json/access/ticket", 200)]
+    assert sorted((r.path, r.auth) for r in reads) == [
+        ("/api2/json/cluster/status", "ticket"),
+        ("/api2/json/version", "ticket"),
+    ]
+
+
+def test_the_status_connection_is_opened_during_the_login_without_credentials(sim):
+    sim.configure(latency=0.1)
+    client().inspect(pinned(sim), password(sim))
+    by_path = {(r.method, r.path): r for r in sim.requests}
+    login = by_path["POST", "/api2/json/access/ticket"]
+    opener = by_path["GET", "/api2/json/access/ticket"]
+    version = by_path["GET", "/api2/json/version"]
+    status = by_path["GET", "/api2/json/cluster/status"]
+    assert (opener.auth, opener.status) == ("none", 200)
+    assert opener.started < login.answered  # while the login was under way
+    assert status.connection == opener.connection != login.connection == version.connection
+
+
+def test_token_inspection_opens_no_connection_in_advance(sim):
+    client().inspect(pinned(sim), token(sim))
+    assert [r for r in sim.requests if r.path == "/api2/json/access/ticket"] == []
+
+
+def test_sequential_client_uses_one_connection(sim):
+    client(parallel=False).inspect(pinned(sim), password(sim))
+    assert [r.method for r in sim.requests] == ["POST", "GET", "GET"]
+    assert len({r.connection for r in sim.requests}) == 1
 
 
 @pytest.mark.parametrize(

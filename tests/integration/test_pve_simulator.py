@@ -372,3 +372,28 @@ def test_clearing_the_log_also_drops_requests_still_being_answered(sim, http):
     sim.clear_requests()
     slow.join()
     assert sim.requests == []
+
+
+def test_requests_are_numbered_by_the_connection_they_came_on(sim, ca_file):
+    for _ in range(2):
+        with requests.Session() as session:
+            session.trust_env = False
+            session.verify = str(ca_file)
+            session.get(api(sim, "/version"), headers=token_headers(sim))
+            session.get(api(sim, "/nodes"), headers=token_headers(sim))
+    first, second, third, fourth = (entry.connection for entry in sim.requests)
+    assert first == second < third == fourth
+
+
+def test_connect_latency_delays_each_new_connection_once(sim, http):
+    sim.configure(connect_latency=0.3)
+    try:
+        started = time.monotonic()
+        http.get(api(sim, "/version"), headers=token_headers(sim))
+        first = time.monotonic() - started
+        started = time.monotonic()
+        http.get(api(sim, "/version"), headers=token_headers(sim))  # same connection
+        again = time.monotonic() - started
+    finally:
+        sim.configure(connect_latency=0)
+    assert first >= 0.3 > again

@@ -6,6 +6,7 @@ TLS: tests/integration/test_proxmox_client_over_tls.py."""
 from __future__ import annotations
 
 import io
+import threading
 
 import pytest
 import requests
@@ -31,6 +32,7 @@ TOKEN_SECRET = "5c1b7e0e-3f57-4c43-a7a4-2a8a1b7f5d11"
 OBSERVED = "AB:" * 31 + "AB"
 PINNED = "12:" * 31 + "12"
 TARGET = ConnectionTarget(pve.ENDPOINT)
+LOGIN_PATH = "/api2/json/access/ticket"
 PASSWORD_CREDENTIALS = PasswordCredentials("root@pam", Secret(PASSWORD))
 TOKEN_CREDENTIALS = TokenCredentials("root@pam!proxmoxer", Secret(TOKEN_SECRET))
 
@@ -85,7 +87,7 @@ def test_token_is_sent_as_pveapitoken_header_without_a_ticket_call(m):
     pve.cluster_status(m, pve.three_node_cluster())
     report = client().inspect(TARGET, TOKEN_CREDENTIALS)
     assert report.version == "8.2.4"
-    assert [request.path for request in m.request_history] == [
+    assert sorted(request.path for request in m.request_history) == [
         "/api2/json/cluster/status",
         "/api2/json/version",
     ]
@@ -114,6 +116,52 @@ def test_password_login_is_form_encoded_and_the_ticket_goes_in_the_cookie(m):
     assert login.body == "username=root%40pam&password=correct+horse+battery+staple"
     for request in reads:
         assert request.headers["Cookie"] == f"PVEAuthCookie={pve.TICKET}"
+
+
+# -- the parallel client's head start --------------------------------------------------------
+
+
+def test_parallel_client_opens_its_status_connection_without_credentials(m):
+    pve.healthy_cluster(m)
+    m.get(f"{pve.API}/access/ticket", json={"data": None})
+    report = ProxmoxClient().inspect(TARGET, PASSWORD_CREDENTIALS)
+    assert assess_health(report).status == "healthy"
+    opener = next(r for r in m.request_history if (r.method, r.path) == ("GET", LOGIN_PATH))
+    assert "Cookie" not in opener.headers and "Authorization" not in opener.headers
+    assert opener.body is None
+    assert [r.method for r in m.request_history if r.path == LOGIN_PATH].count("POST") == 1
+
+
+def test_a_failing_head_start_does_not_fail_the_inspection(m):
+    pve.healthy_cluster(m)
+    m.get(f"{pve.API}/access/ticket", exc=requests.exceptions.ConnectionError("reset"))
+    assert ProxmoxClient().inspect(TARGET, PASSWORD_CREDENTIALS).version == "8.2.4"
+
+
+def test_a_refused_login_ends_the_waiting_status_read(m):
+    pve.login_refused(m)
+    m.get(f"{pve.API}/access/ticket", json={"data": None})
+    pve.cluster_status(m, pve.three_node_cluster())
+    client = ProxmoxClient()
+    with pytest.raises(ProxmoxAuthenticationFailed):
+        client.inspect(TARGET, PASSWORD_CREDENTIALS)
+    assert client._executor is not None
+    # The executor shuts down only once the status read has ended.
+    shutdown = threading.Thread(target=client._executor.shutdown)
+    shutdown.start()
+    shutdown.join(timeout=5)
+    assert not shutdown.is_alive(), "the status read is still waiting for a ticket"
+    assert "/api2/json/cluster/status" not in [r.path for r in m.request_history]
+
+
+def test_sequential_client_makes_exactly_the_three_calls(m):
+    pve.healthy_cluster(m)
+    client().inspect(TARGET, PASSWORD_CREDENTIALS)  # client() is sequential
+    assert [(r.method, r.path) for r in m.request_history] == [
+        ("POST", LOGIN_PATH),
+        ("GET", "/api2/json/version"),
+        ("GET", "/api2/json/cluster/status"),
+    ]
 
 
 # -- second factor ------------------------------------------------------------------------

@@ -59,6 +59,12 @@ class Command(BaseCommand):
             "--latency", type=float, default=0.0, help="seconds added to every API request"
         )
         parser.add_argument(
+            "--connect-latency",
+            type=float,
+            default=0.0,
+            help="seconds added to every new connection (TCP and TLS set-up)",
+        )
+        parser.add_argument(
             "--slow-delay",
             type=float,
             default=30.0,
@@ -85,6 +91,7 @@ class Command(BaseCommand):
                 token_secret=options["token_secret"],
                 auth_failure_delay=options["auth_failure_delay"],
                 latency=options["latency"],
+                connect_latency=options["connect_latency"],
                 slow_delay=options["slow_delay"],
                 log=self._log,
             ).start()
