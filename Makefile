@@ -6,6 +6,11 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 PORT   ?= 8000
 HOST   ?= 127.0.0.1
+# make serve: gunicorn worker processes, and threads in each (requests to
+# Proxmox can take seconds; threads keep one slow registration from holding
+# a whole worker).
+WORKERS ?= 4
+THREADS ?= 4
 
 .DEFAULT_GOAL := help
 .PHONY: help venv venv-dev run test lint format bench serve clean
@@ -14,7 +19,8 @@ help:
 	@echo "make run     install, migrate, create the admin account, serve on http://$(HOST):$(PORT)"
 	@echo "make test    install test tools, lint, run the whole test suite"
 	@echo "make bench   run the benchmarks in benchmarks/"
-	@echo "make serve   production-style: gunicorn, DJANGO_DEBUG=0 (see README)"
+	@echo "make serve   production-style: migrate, collectstatic, gunicorn with WORKERS=$(WORKERS) processes,"
+	@echo "             DJANGO_DEBUG=0, CLUSTER_REPOSITORY=django, DATABASE_URL (see README)"
 	@echo "make lint    ruff check + ruff format --check;  make format  to fix"
 
 # Stamp files make re-runs instant until a requirements file changes.
@@ -40,6 +46,20 @@ run: venv
 	$(BIN)/python manage.py collectstatic --noinput --verbosity 0
 	$(BIN)/python manage.py bootstrap_admin
 	$(BIN)/python manage.py runserver $(HOST):$(PORT)
+
+# Production-style, the way an operator runs it behind a TLS-terminating
+# reverse proxy: DJANGO_DEBUG=0, the database backend, gunicorn. Needs
+# DJANGO_SECRET_KEY and PROXMOXER_CREDENTIALS_KEYS, and DATABASE_URL
+# (PostgreSQL to share the registry between hosts); README, "make serve".
+# gunicorn's control socket is off: its one path per user would be taken
+# over by a second instance on the same host.
+serve: export DJANGO_DEBUG = 0
+serve: export CLUSTER_REPOSITORY = django
+serve: venv
+	$(BIN)/python manage.py migrate --noinput
+	$(BIN)/python manage.py collectstatic --noinput --verbosity 0
+	exec $(BIN)/gunicorn proxmoxer_site.wsgi --bind $(HOST):$(PORT) \
+		--workers $(WORKERS) --threads $(THREADS) --timeout 60 --no-control-socket
 
 lint: venv-dev
 	$(BIN)/ruff check .

@@ -73,5 +73,6 @@ def _rebuild_on_setting_change(*, setting: str, **kwargs: object) -> None:
         "PROXMOX_CONNECT_TIMEOUT",
         "PROXMOX_READ_TIMEOUT",
         "PROXMOX_CA_BUNDLE",
+        "PROXMOXER_CREDENTIALS_KEYS",
     }:
         reset_cluster_service()

@@ -2,16 +2,21 @@
 "Configuration"). Read by django-environ, which also parses DATABASE_URL.
 
 Production (``DJANGO_DEBUG=0``, the default of the WSGI/ASGI entry points)
-fails fast on a missing secret key; ``manage.py`` defaults to
+fails fast on a missing secret key or credentials key; ``manage.py`` defaults to
 ``DJANGO_DEBUG=1`` so that ``manage.py runserver`` works as it is.
 """
 
+import base64
+import hashlib
+import hmac
 import ssl
 import sys
 from pathlib import Path
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
+
+from clusters.encryption import GENERATE_KEY_COMMAND, parse_keys
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -83,6 +88,12 @@ TEMPLATES = [
 ]
 
 DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
+# One connection per worker thread, kept across requests: opening a PostgreSQL
+# connection costs more than a whole list request. DATABASE_URL's
+# ?conn_max_age= overrides; the health check replaces a connection the server
+# closed meanwhile (a database restart) instead of failing a request with it.
+DATABASES["default"].setdefault("CONN_MAX_AGE", 60)
+DATABASES["default"].setdefault("CONN_HEALTH_CHECKS", True)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -126,6 +137,27 @@ if PROXMOX_CA_BUNDLE:
         raise ImproperlyConfigured(
             f"PROXMOX_CA_BUNDLE={PROXMOX_CA_BUNDLE} holds no readable PEM certificate"
         ) from None
+
+# Fernet keys for the secrets the database backend stores, newest first
+# (README, "Key management and rotation").
+PROXMOXER_CREDENTIALS_KEYS = [
+    key.strip() for key in env.list("PROXMOXER_CREDENTIALS_KEYS", default=[]) if key.strip()
+]
+if not PROXMOXER_CREDENTIALS_KEYS:
+    if not DEBUG:
+        raise ImproperlyConfigured(
+            "PROXMOXER_CREDENTIALS_KEYS is required when DJANGO_DEBUG=0: a comma list of Fernet "
+            f"keys, newest first, that encrypt stored cluster secrets; generate one with "
+            f"{GENERATE_KEY_COMMAND}"
+        )
+    # Development only: derived from the secret key, so a dev database's
+    # secrets stay readable across restarts (and become unreadable when
+    # DJANGO_SECRET_KEY changes).
+    _derived = hmac.new(SECRET_KEY.encode(), b"proxmoxer credentials key", hashlib.sha256)
+    PROXMOXER_CREDENTIALS_KEYS = [base64.urlsafe_b64encode(_derived.digest()).decode()]
+else:
+    # A malformed key fails at startup, not at the first request that needs it.
+    parse_keys(PROXMOXER_CREDENTIALS_KEYS)
 
 # The largest legitimate request is a few KiB; anything past this is refused
 # with 413 before a parser or Proxmox sees it.

@@ -12,6 +12,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests import postgres
+
 LOOPBACK_NAMES = {"localhost", "localhost.localdomain", "ip6-localhost"}
 
 
@@ -49,6 +51,33 @@ def _fresh_cluster_service() -> Iterator[None]:
     reset_cluster_service()
     yield
     reset_cluster_service()
+
+
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(
+    django_db_modify_db_settings_parallel_suffix: None,
+) -> Iterator[None]:
+    """pytest-django's hook before it creates the test databases: the
+    PostgreSQL one is made from a template that sorts text like en-US, so
+    the contract's ordering tests prove the backend does not depend on the
+    server's locale."""
+    from django.conf import settings
+
+    if postgres.ALIAS not in settings.DATABASES:
+        yield
+        return
+    with postgres.english_collation_template() as template:
+        if template is not None:
+            settings.DATABASES[postgres.ALIAS]["TEST"]["TEMPLATE"] = template
+        yield
+
+
+@pytest.fixture(autouse=True)
+def _postgres_or_skip(request: pytest.FixtureRequest) -> None:
+    """Tests marked ``postgres`` skip, with the reason, when the server of
+    DATABASE_URL_POSTGRES does not answer, and fail in CI (tests/postgres.py)."""
+    if request.node.get_closest_marker("postgres") is not None:
+        postgres.require()
 
 
 def assert_secret_absent(secret: str, text: str | bytes, where: str) -> None:

@@ -22,6 +22,7 @@ import requests
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 PYTHON = sys.executable
 STARTUP_TIMEOUT = 30.0
+E2E_CREDENTIALS_KEY = "kVfH0rXq8m1cX5qB2f8dYHZz3o7xw6n9gQeT4sLrJpU="
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -47,6 +48,7 @@ def service_environment(database_url: str, **overrides: str) -> dict[str, str]:
         DJANGO_SECURE_SSL_REDIRECT="0",
         DJANGO_ALLOWED_HOSTS="localhost,127.0.0.1,[::1]",
         DATABASE_URL=database_url,
+        PROXMOXER_CREDENTIALS_KEYS=E2E_CREDENTIALS_KEY,
         PYTHONUNBUFFERED="1",
     )
     env.update(overrides)

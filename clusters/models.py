@@ -1,0 +1,150 @@
+"""The database form of a registered cluster, for ``DjangoClusterRepository``.
+
+The domain's ``Cluster`` stays the object everything else works with; this
+model only converts to and from it. Secrets are stored as Fernet tokens.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from django.db import models
+from django.db.models import Q
+
+from clusters.domain import (
+    ENDPOINT_MAX_LENGTH,
+    NAME_MAX_LENGTH,
+    USERID_MAX_LENGTH,
+    AuthMethod,
+    Cluster,
+    ClusterStatus,
+    Credentials,
+    PasswordCredentials,
+    TokenCredentials,
+    name_key,
+)
+from clusters.encryption import CredentialCipher, StoredSecret
+
+NAME_KEY_CONSTRAINT = "clusters_cluster_unique_name_key"
+# str.casefold() turns one character into at most three ("ﬃ" → "ffi").
+NAME_KEY_MAX_LENGTH = 3 * NAME_MAX_LENGTH
+# user@realm!tokenname: PVE allows 64 characters for the user id and the name.
+PRINCIPAL_MAX_LENGTH = USERID_MAX_LENGTH + 1 + 64
+FINGERPRINT_LENGTH = 95  # 32 hex pairs and 31 colons
+
+
+class CodePointCharField(models.CharField):
+    """A CharField that compares and sorts by Unicode code point, as Python's
+    ``str`` does, on SQLite and PostgreSQL alike.
+
+    SQLite's default BINARY collation already compares UTF-8 bytes, which is
+    code-point order. PostgreSQL sorts by the database's locale (``en_US``
+    puts "b" before "B" before "c", ignores punctuation at first, …), so the
+    column gets the "C" collation there: byte order of UTF-8, i.e. code-point
+    order, and the unique index on it serves ``ORDER BY`` directly.
+    """
+
+    def db_parameters(self, connection: Any) -> dict[str, Any]:
+        parameters = super().db_parameters(connection)
+        if connection.vendor == "postgresql":
+            parameters["collation"] = "C"
+        return parameters
+
+
+class ClusterRecord(models.Model):
+    """One registered Proxmox VE cluster; its secret only as a Fernet token."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    name = models.CharField(max_length=NAME_MAX_LENGTH)
+    # domain.name_key(name), computed in Python: LOWER() differs between
+    # databases (SQLite's folds ASCII only) and is not casefold() anywhere.
+    name_key = CodePointCharField(max_length=NAME_KEY_MAX_LENGTH, editable=False)
+    api_endpoint = models.CharField(max_length=ENDPOINT_MAX_LENGTH)
+    auth_method = models.CharField(
+        max_length=16, choices=[(method.value, method.value) for method in AuthMethod]
+    )
+    principal = models.CharField(
+        max_length=PRINCIPAL_MAX_LENGTH, help_text="user@realm, or the token id user@realm!name"
+    )
+    secret_token = models.TextField(help_text="The password or token secret, Fernet-encrypted")
+    verify_tls = models.BooleanField()
+    fingerprint = models.CharField(max_length=FINGERPRINT_LENGTH, null=True, blank=True)
+    status = models.CharField(
+        max_length=16, choices=[(status.value, status.value) for status in ClusterStatus]
+    )
+    # What the cluster itself reported: free text, whatever its length.
+    proxmox_version = models.TextField()
+    node_count = models.PositiveIntegerField()
+    created_at = models.DateTimeField()
+    updated_at = models.DateTimeField()
+    last_checked_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(null=True, blank=True)
+
+    class Meta:
+        db_table = "clusters_cluster"
+        verbose_name = "cluster"
+        constraints = [
+            # The case-insensitive name rule, held where every process sees it.
+            models.UniqueConstraint(fields=["name_key"], name=NAME_KEY_CONSTRAINT),
+            models.CheckConstraint(
+                condition=Q(auth_method__in=[method.value for method in AuthMethod]),
+                name="clusters_cluster_auth_method_valid",
+            ),
+            models.CheckConstraint(
+                condition=Q(status__in=[status.value for status in ClusterStatus]),
+                name="clusters_cluster_status_valid",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @classmethod
+    def from_domain(cls, cluster: Cluster, cipher: CredentialCipher) -> ClusterRecord:
+        credentials = cluster.credentials
+        if isinstance(credentials, PasswordCredentials):
+            secret = credentials.password
+        else:
+            secret = credentials.secret
+        return cls(
+            id=cluster.id,
+            name=cluster.name,
+            name_key=name_key(cluster.name),
+            api_endpoint=cluster.api_endpoint,
+            auth_method=credentials.auth_method.value,
+            principal=credentials.principal,
+            secret_token=cipher.encrypt(secret.reveal()),
+            verify_tls=cluster.verify_tls,
+            fingerprint=cluster.fingerprint,
+            status=cluster.status.value,
+            proxmox_version=cluster.proxmox_version,
+            node_count=cluster.node_count,
+            created_at=cluster.created_at,
+            updated_at=cluster.updated_at,
+            last_checked_at=cluster.last_checked_at,
+            last_error=cluster.last_error,
+        )
+
+    def to_domain(self, cipher: CredentialCipher) -> Cluster:
+        secret = StoredSecret(self.secret_token, cipher, owner=f"cluster {self.id}")
+        credentials: Credentials
+        if self.auth_method == AuthMethod.TOKEN:
+            credentials = TokenCredentials(self.principal, secret)
+        else:
+            credentials = PasswordCredentials(self.principal, secret)
+        return Cluster(
+            id=self.id,
+            name=self.name,
+            api_endpoint=self.api_endpoint,
+            credentials=credentials,
+            verify_tls=self.verify_tls,
+            fingerprint=self.fingerprint,
+            status=ClusterStatus(self.status),
+            proxmox_version=self.proxmox_version,
+            node_count=self.node_count,
+            created_at=self.created_at,
+            updated_at=self.updated_at,
+            last_checked_at=self.last_checked_at,
+            last_error=self.last_error,
+        )

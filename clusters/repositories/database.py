@@ -1,0 +1,131 @@
+"""The durable backend: clusters as rows of a Django model, on SQLite or
+PostgreSQL (``CLUSTER_REPOSITORY=django``, ``DATABASE_URL``).
+
+Every process sharing the database shares the registry. The case-insensitive
+name rule is the database's unique constraint on ``name_key``, so of two
+registrations racing in different processes exactly one is stored; the other
+gets ``ClusterNameTaken``. Secrets are stored encrypted (clusters.encryption).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from collections.abc import Sequence
+
+from django.db import DEFAULT_DB_ALIAS, IntegrityError, connections, transaction
+from django.db.models import QuerySet
+
+from clusters.domain import Cluster, ClusterNameTaken, ClusterNotFound, ClusterRepository, name_key
+from clusters.encryption import CredentialCipher
+from clusters.models import NAME_KEY_CONSTRAINT, ClusterRecord
+
+_TABLE = ClusterRecord._meta.db_table
+_UPDATED_FIELDS = [
+    field.attname for field in ClusterRecord._meta.concrete_fields if not field.primary_key
+]
+
+
+def _violated_unique_column(error: IntegrityError) -> str | None:
+    """Which unique rule a write broke: "name_key", "id", or None (another rule)."""
+    diagnostics = getattr(error.__cause__, "diag", None)
+    if diagnostics is not None:  # psycopg: the server names the constraint
+        return {NAME_KEY_CONSTRAINT: "name_key", f"{_TABLE}_pkey": "id"}.get(
+            diagnostics.constraint_name
+        )
+    # sqlite3 names the column: "UNIQUE constraint failed: clusters_cluster.name_key"
+    for column in ("name_key", "id"):
+        if str(error) == f"UNIQUE constraint failed: {_TABLE}.{column}":
+            return column
+    return None
+
+
+class DjangoClusterRepository(ClusterRepository):
+    """Clusters in the database of alias ``using`` (by default ``default``).
+
+    Ordered listing uses the name_key column's code-point collation, which
+    is exactly the in-memory backend's order (name_key is unique, so its
+    tie-breakers never decide). Secrets come back as StoredSecret and are
+    decrypted only when revealed.
+    """
+
+    def __init__(
+        self, using: str = DEFAULT_DB_ALIAS, *, cipher: CredentialCipher | None = None
+    ) -> None:
+        self._using = using
+        self._cipher = cipher if cipher is not None else CredentialCipher.from_settings()
+
+    def save(self, cluster: Cluster) -> None:
+        record = ClusterRecord.from_domain(cluster, self._cipher)
+        try:
+            with self._one_statement():
+                record.save(force_insert=True, using=self._using)
+        except IntegrityError as error:
+            violated = _violated_unique_column(error)
+            # The memory backend checks the name first; so does this, when an
+            # already stored cluster is saved again under a held name.
+            if violated == "name_key" or (violated == "id" and self._name_held(cluster.name)):
+                raise ClusterNameTaken(cluster.name) from None
+            if violated == "id":
+                raise ValueError(f"cluster {cluster.id} is already stored; use update()") from None
+            raise
+
+    def update(self, cluster: Cluster) -> None:
+        record = ClusterRecord.from_domain(cluster, self._cipher)
+        values = {field: getattr(record, field) for field in _UPDATED_FIELDS}
+        try:
+            with self._one_statement():
+                changed = self._records().filter(pk=cluster.id).update(**values)
+        except IntegrityError as error:
+            if _violated_unique_column(error) == "name_key":
+                raise ClusterNameTaken(cluster.name) from None
+            raise
+        if not changed:
+            raise ClusterNotFound(cluster.id)
+
+    def find_by_id(self, cluster_id: uuid.UUID) -> Cluster:
+        try:
+            record = self._records().get(pk=cluster_id)
+        except ClusterRecord.DoesNotExist:
+            raise ClusterNotFound(cluster_id) from None
+        return record.to_domain(self._cipher)
+
+    def find_by_name(self, name: str) -> Cluster | None:
+        try:
+            record = self._records().get(name_key=name_key(name))
+        except ClusterRecord.DoesNotExist:
+            return None
+        return record.to_domain(self._cipher)
+
+    def list(self) -> Sequence[Cluster]:
+        cipher = self._cipher
+        return tuple(record.to_domain(cipher) for record in self._records().order_by("name_key"))
+
+    def delete(self, cluster_id: uuid.UUID) -> None:
+        deleted, _ = self._records().filter(pk=cluster_id).delete()
+        if not deleted:
+            raise ClusterNotFound(cluster_id)
+
+    def exists(self, cluster_id: uuid.UUID) -> bool:
+        return self._records().filter(pk=cluster_id).exists()
+
+    def __len__(self) -> int:
+        return self._records().count()
+
+    def _records(self) -> QuerySet[ClusterRecord]:
+        return ClusterRecord.objects.using(self._using)
+
+    def _name_held(self, name: str) -> bool:
+        return self._records().filter(name_key=name_key(name)).exists()
+
+    def _one_statement(self) -> contextlib.AbstractContextManager[object]:
+        """A savepoint around one write when the caller has a transaction open.
+
+        On PostgreSQL a failed statement aborts the whole transaction around
+        it, so a refused name would break the caller's later queries. Outside
+        a transaction one statement is atomic by itself, and BEGIN/COMMIT
+        around it would only add round trips.
+        """
+        if connections[self._using].in_atomic_block:
+            return transaction.atomic(using=self._using)
+        return contextlib.nullcontext()

@@ -1,0 +1,173 @@
+"""Production serving as an operator runs it: ``make serve`` (migrate,
+collectstatic, gunicorn workers on the database backend) behind a proxy
+that ends TLS, and ``manage.py check --deploy`` clean under production
+settings."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.e2e.servers import (
+    PROJECT_DIR,
+    PYTHON,
+    ServerProcess,
+    free_port,
+    manage,
+    prepare_database,
+    service_environment,
+)
+
+pytestmark = pytest.mark.e2e
+
+WORKERS = 2
+FROM_PROXY = {"X-Forwarded-Proto": "https"}
+
+
+class MakeServe(ServerProcess):
+    """``make serve`` in its own process group: make does not pass a
+    SIGTERM on to gunicorn, so the whole group is stopped."""
+
+    def start(self) -> MakeServe:
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                list(self.command),
+                cwd=PROJECT_DIR,
+                env=dict(self.env),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        self._wait_until_healthy()
+        return self
+
+    def stop(self) -> None:
+        if self.process is None:
+            return
+        group = self.process.pid
+        for sig, patience in ((signal.SIGTERM, 15.0), (signal.SIGKILL, 5.0)):
+            try:
+                os.killpg(group, sig)
+            except ProcessLookupError:
+                break
+            deadline = time.monotonic() + patience
+            while time.monotonic() < deadline:
+                self.process.poll()  # reap make, or the group never empties
+                try:
+                    os.killpg(group, 0)
+                except ProcessLookupError:
+                    return
+                time.sleep(0.1)
+
+
+def _production_environment(workdir: Path, **overrides: str) -> dict[str, str]:
+    env = service_environment(f"sqlite:///{workdir / 'db.sqlite3'}", **overrides)
+    # The production default: plain HTTP is redirected; the proxy says https.
+    env.pop("DJANGO_SECURE_SSL_REDIRECT")
+    return env
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[MakeServe, str]]:
+    if not (PROJECT_DIR / ".venv" / ".installed").exists():
+        pytest.skip("make serve runs from the project's .venv, which make test creates")
+    workdir = tmp_path_factory.mktemp("serve")
+    env = _production_environment(workdir)
+    token = prepare_database(env)
+    # A cluster written straight into the database, for the served API to find.
+    manage(
+        env,
+        "shell",
+        "-c",
+        "from clusters.repositories.database import DjangoClusterRepository; "
+        "from tests.cluster_samples import make_cluster; "
+        "DjangoClusterRepository().save(make_cluster('Stored-Before-Start'))",
+    )
+    port = free_port()
+    command = ["make", "serve", f"PORT={port}", f"WORKERS={WORKERS}", "THREADS=2"]
+    server = MakeServe(command, env, f"http://127.0.0.1:{port}", workdir / "serve.log").start()
+    yield server, token
+    server.stop()
+
+
+def test_make_serve_runs_several_gunicorn_workers(served: tuple[MakeServe, str]) -> None:
+    server, _ = served
+    log = server.log()
+
+    assert "Using worker: gthread" in log
+    assert log.count("Booting worker with pid") == WORKERS
+
+
+def test_make_serve_lists_what_the_database_holds(served: tuple[MakeServe, str]) -> None:
+    server, token = served
+
+    response = requests.get(
+        f"{server.base_url}/api/v1/clusters",
+        headers={**FROM_PROXY, "Authorization": f"Token {token}"},
+        timeout=5,
+    )
+
+    assert response.status_code == 200
+    body = response.json()
+    assert body["total"] == 1
+    assert body["clusters"][0]["name"] == "Stored-Before-Start"
+    assert "max-age=31536000" in response.headers["Strict-Transport-Security"]
+
+
+def test_make_serve_collected_the_static_files(served: tuple[MakeServe, str]) -> None:
+    server, _ = served
+
+    response = requests.get(
+        f"{server.base_url}/static/rest_framework/css/bootstrap.min.css",
+        headers=FROM_PROXY,
+        timeout=5,
+    )
+
+    assert response.status_code == 200
+    assert response.headers["Content-Type"].startswith("text/css")
+
+
+def test_make_serve_redirects_plain_http_to_https_except_health(
+    served: tuple[MakeServe, str],
+) -> None:
+    server, _ = served
+
+    api = requests.get(f"{server.base_url}/api/v1/clusters", allow_redirects=False, timeout=5)
+    health = requests.get(f"{server.base_url}/health", allow_redirects=False, timeout=5)
+
+    assert api.status_code == 301
+    assert api.headers["Location"].startswith("https://127.0.0.1")
+    assert health.status_code == 200
+
+
+def _check_deploy(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [PYTHON, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        cwd=PROJECT_DIR,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_check_deploy_is_clean_under_production_settings(tmp_path: Path) -> None:
+    result = _check_deploy(_production_environment(tmp_path, CLUSTER_REPOSITORY="django"))
+
+    assert result.returncode == 0, result.stderr
+    assert "System check identified no issues (0 silenced)." in result.stdout
+
+
+def test_check_deploy_warns_about_the_memory_backend_in_production(tmp_path: Path) -> None:
+    result = _check_deploy(_production_environment(tmp_path, CLUSTER_REPOSITORY="memory"))
+
+    assert result.returncode != 0
+    assert "(clusters.W001) The in-memory cluster repository is per process" in result.stderr
