@@ -9,18 +9,11 @@ from __future__ import annotations
 import random
 import statistics
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
-from clusters.domain import (
-    Cluster,
-    ClusterRepository,
-    ClusterStatus,
-    PasswordCredentials,
-    Secret,
-)
+from clusters.domain import Cluster, ClusterRepository
+from tests.cluster_samples import make_cluster as sample_cluster
 
 REPEATS = 5
 
@@ -35,20 +28,7 @@ SEED_TARGETS_NS = {
 
 
 def make_cluster(index: int) -> Cluster:
-    now = datetime.now(UTC)
-    return Cluster(
-        id=uuid.uuid4(),
-        name=f"Cluster-{index:06d}",
-        api_endpoint=f"https://pve{index}.example.com:8006",
-        credentials=PasswordCredentials("root@pam", Secret(f"password-{index}")),
-        verify_tls=True,
-        fingerprint=None,
-        status=ClusterStatus.HEALTHY,
-        proxmox_version="8.2.4",
-        node_count=3,
-        created_at=now,
-        updated_at=now,
-    )
+    return sample_cluster(f"Cluster-{index:06d}")
 
 
 @dataclass

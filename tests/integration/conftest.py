@@ -8,11 +8,7 @@ import requests_mock
 from django.core.cache import cache
 from rest_framework.test import APIClient
 
-from clusters import wiring
-from clusters.proxmox import ProxmoxClient
 from tests import pve_responses as pve
-
-OBSERVED_FINGERPRINT = ":".join(["3F"] * 32)
 
 
 @pytest.fixture(autouse=True)
@@ -38,17 +34,6 @@ def api_client(user):
 @pytest.fixture
 def anonymous_client():
     return APIClient()
-
-
-@pytest.fixture(autouse=True)
-def _client_reads_a_fake_certificate(monkeypatch):
-    """A TLS failure makes the client read the server's certificate; here it
-    reads a fixed fingerprint instead of opening a socket."""
-
-    def build():
-        return ProxmoxClient(fingerprint_fetcher=lambda host, port, timeout: OBSERVED_FINGERPRINT)
-
-    monkeypatch.setattr(wiring, "build_proxmox_client", build)
 
 
 @pytest.fixture

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import pickle
 import uuid
-from datetime import UTC, datetime
 
 import pytest
 
 from clusters.domain import (
-    Cluster,
     ClusterStatus,
     ClusterStatusEntry,
     FieldInvalid,
@@ -29,6 +27,7 @@ from clusters.domain import (
     normalise_username,
     parse_cluster_id,
 )
+from tests.cluster_samples import make_cluster
 from tests.conftest import assert_secret_absent
 
 
@@ -217,20 +216,7 @@ def test_secret_refuses_to_be_pickled():
 
 
 def test_cluster_repr_shows_no_password():
-    now = datetime.now(UTC)
-    cluster = Cluster(
-        id=uuid.uuid4(),
-        name="prod",
-        api_endpoint="https://pve.example.com:8006",
-        credentials=PasswordCredentials("root@pam", Secret("pw-in-repr")),
-        verify_tls=True,
-        fingerprint=None,
-        status=ClusterStatus.HEALTHY,
-        proxmox_version="8.2.4",
-        node_count=3,
-        created_at=now,
-        updated_at=now,
-    )
+    cluster = make_cluster(credentials=PasswordCredentials("root@pam", Secret("pw-in-repr")))
     assert_secret_absent("pw-in-repr", repr(cluster), "repr(Cluster)")
     assert cluster.username == "root@pam"
     assert cluster.token_id is None

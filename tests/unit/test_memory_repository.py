@@ -12,7 +12,7 @@ import pytest
 
 from clusters.domain import ClusterNameTaken, ClusterNotFound, ClusterStatus
 from clusters.repositories.memory import InMemoryClusterRepository
-from tests.factories import make_cluster
+from tests.cluster_samples import make_cluster
 
 
 @pytest.fixture
@@ -43,7 +43,7 @@ def test_save_refuses_a_stored_id(repository):
 
 
 def test_find_by_id_returns_the_cluster(repository):
-    first, second = make_cluster(), make_cluster()
+    first, second = make_cluster("first"), make_cluster("second")
     repository.save(first)
     repository.save(second)
     assert repository.find_by_id(second.id) is second
@@ -98,7 +98,7 @@ def test_delete_raises_not_found_for_an_unknown_id(repository):
 
 
 def test_exists_tells_stored_from_unknown_ids(repository):
-    cluster = make_cluster()
+    cluster = make_cluster("prod")
     repository.save(cluster)
     assert repository.exists(cluster.id)
     assert not repository.exists(uuid.uuid4())

@@ -108,16 +108,6 @@ def test_refused_token_is_an_authentication_failure_naming_the_token_not_its_sec
     assert_secret_absent(TOKEN_SECRET, messages(raised.value), "the error")
 
 
-def test_password_login_is_form_encoded_and_the_ticket_goes_in_the_cookie(m):
-    pve.healthy_cluster(m)
-    client().inspect(TARGET, PASSWORD_CREDENTIALS)
-    login, *reads = m.request_history
-    assert login.headers["Content-Type"] == "application/x-www-form-urlencoded"
-    assert login.body == "username=root%40pam&password=correct+horse+battery+staple"
-    for request in reads:
-        assert request.headers["Cookie"] == f"PVEAuthCookie={pve.TICKET}"
-
-
 # -- the parallel client's head start --------------------------------------------------------
 
 
