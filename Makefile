@@ -21,7 +21,7 @@ help:
 	@echo "make bench   run the benchmarks in benchmarks/"
 	@echo "make serve   production-style: migrate, collectstatic, gunicorn with WORKERS=$(WORKERS) processes,"
 	@echo "             DJANGO_DEBUG=0, CLUSTER_REPOSITORY=django, DATABASE_URL (see README)"
-	@echo "make lint    ruff check + ruff format --check;  make format  to fix"
+	@echo "make lint    ruff check + ruff format --check + mypy;  make format  to fix"
 
 # Stamp files make re-runs instant until a requirements file changes.
 $(VENV)/.python-ok:
@@ -64,6 +64,7 @@ serve: venv
 lint: venv-dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 format: venv-dev
 	$(BIN)/ruff format .

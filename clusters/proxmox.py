@@ -104,7 +104,8 @@ class _TrustAdapter(HTTPAdapter):
     def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
         # The pool manager's defaults too, so a pin can never fall away if
         # requests stops consulting the hook below.
-        super().init_poolmanager(*args, **kwargs, **self._tls_settings())
+        kwargs.update(self._tls_settings())
+        super().init_poolmanager(*args, **kwargs)
 
     def build_connection_pool_key_attributes(
         self, request: requests.PreparedRequest, verify: Any, cert: Any = None
