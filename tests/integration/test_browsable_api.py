@@ -39,6 +39,25 @@ def csrf_token(page):
     return re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.content.decode()).group(1)
 
 
+def submit_register_form(browser, **fields):
+    """Fill in the register form under the cluster list and send it, as a
+    browser does: multipart, with the page's CSRF token, an unticked box absent."""
+    page = browser.get("/api/v1/clusters", HTTP_ACCEPT="text/html")
+    form = {
+        "csrfmiddlewaretoken": csrf_token(page),
+        "name": "lab",
+        "api_endpoint": "pve.example.com",
+        "username": "root@pam",
+        "password": PASSWORD,
+        **fields,
+    }
+    return browser.post("/api/v1/clusters", form, HTTP_ACCEPT="text/html")
+
+
+def registered(browser):
+    return browser.get("/api/v1/clusters", HTTP_ACCEPT="application/json").json()["clusters"]
+
+
 def test_cluster_list_shows_a_register_form_with_every_field(browser):
     page = browser.get("/api/v1/clusters", HTTP_ACCEPT="text/html")
     assert page.status_code == 200
@@ -52,58 +71,23 @@ def test_cluster_list_shows_a_register_form_with_every_field(browser):
 
 def test_submitting_the_form_registers_a_cluster(browser, pve_api):
     pve.healthy_cluster(pve_api)
-    page = browser.get("/api/v1/clusters", HTTP_ACCEPT="text/html")
-    response = browser.post(
-        "/api/v1/clusters",
-        {
-            "csrfmiddlewaretoken": csrf_token(page),
-            "name": "from-the-browser",
-            "api_endpoint": "pve.example.com",
-            "username": "root@pam",
-            "password": PASSWORD,
-            "verify_tls": "on",
-        },
-        HTTP_ACCEPT="text/html",
-    )
+    response = submit_register_form(browser, name="from-the-browser", verify_tls="on")
     assert response.status_code == 201
     assert_secret_absent(PASSWORD, response.content, "the 201 page")
-    listing = browser.get("/api/v1/clusters", HTTP_ACCEPT="application/json").json()
-    assert [c["name"] for c in listing["clusters"]] == ["from-the-browser"]
-    assert listing["clusters"][0]["verify_tls"] is True
+    clusters = registered(browser)
+    assert [c["name"] for c in clusters] == ["from-the-browser"]
+    assert clusters[0]["verify_tls"] is True
 
 
 def test_an_unchecked_verify_box_turns_verification_off(browser, pve_api):
     pve.healthy_cluster(pve_api)
-    page = browser.get("/api/v1/clusters", HTTP_ACCEPT="text/html")
-    browser.post(
-        "/api/v1/clusters",
-        {
-            "csrfmiddlewaretoken": csrf_token(page),
-            "name": "lab",
-            "api_endpoint": "pve.example.com",
-            "username": "root@pam",
-            "password": PASSWORD,
-        },
-        HTTP_ACCEPT="text/html",
-    )
-    cluster = browser.get("/api/v1/clusters", HTTP_ACCEPT="application/json").json()["clusters"][0]
-    assert cluster["verify_tls"] is False
+    assert submit_register_form(browser).status_code == 201
+    assert registered(browser)[0]["verify_tls"] is False
 
 
 def test_a_refused_submission_does_not_echo_the_password(browser, pve_api):
     pve.login_refused(pve_api)
-    page = browser.get("/api/v1/clusters", HTTP_ACCEPT="text/html")
-    response = browser.post(
-        "/api/v1/clusters",
-        {
-            "csrfmiddlewaretoken": csrf_token(page),
-            "name": "lab",
-            "api_endpoint": "pve.example.com",
-            "username": "root@pam",
-            "password": PASSWORD,
-        },
-        HTTP_ACCEPT="text/html",
-    )
+    response = submit_register_form(browser)
     assert response.status_code == 401
     assert "Proxmox refused the credentials" in response.content.decode()
     assert_secret_absent(PASSWORD, response.content, "the error page")
@@ -123,18 +107,8 @@ def test_a_form_post_without_the_csrf_token_is_refused(browser, pve_api):
 
 def test_the_detail_page_offers_delete(browser, pve_api):
     pve.healthy_cluster(pve_api)
-    page = browser.get("/api/v1/clusters", HTTP_ACCEPT="text/html")
-    browser.post(
-        "/api/v1/clusters",
-        {
-            "csrfmiddlewaretoken": csrf_token(page),
-            "name": "lab",
-            "api_endpoint": "pve.example.com",
-            "username": "root@pam",
-            "password": PASSWORD,
-        },
-    )
-    cluster = browser.get("/api/v1/clusters", HTTP_ACCEPT="application/json").json()["clusters"][0]
+    submit_register_form(browser)
+    cluster = registered(browser)[0]
     detail = browser.get(f"/api/v1/clusters/{cluster['id']}", HTTP_ACCEPT="text/html")
     assert detail.status_code == 200
     assert 'data-method="DELETE"' in detail.content.decode()
