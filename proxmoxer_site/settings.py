@@ -53,8 +53,12 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "clusters",
-    "pve_simulator",  # manage.py pve_simulator: a PVE API to try the registry against
 ]
+# manage.py pve_simulator: a PVE API to try the registry against. A tool for
+# development and tests, not part of a production deployment unless asked for.
+PROXMOXER_SIMULATOR = env.bool("PROXMOXER_SIMULATOR", default=DEBUG)
+if PROXMOXER_SIMULATOR:
+    INSTALLED_APPS.append("pve_simulator")
 
 MIDDLEWARE = [
     "clusters.middleware.AccessLogMiddleware",

@@ -26,6 +26,8 @@ os.environ.setdefault(
 os.environ.setdefault("DJANGO_SECURE_SSL_REDIRECT", "0")
 os.environ.setdefault("DJANGO_ALLOWED_HOSTS", "testserver,localhost,127.0.0.1,[::1]")
 os.environ.setdefault("PROXMOXER_CREDENTIALS_KEYS", ",".join(TEST_CREDENTIALS_KEYS))
+# Production settings otherwise, but the suite drives `manage.py pve_simulator`.
+os.environ.setdefault("PROXMOXER_SIMULATOR", "1")
 
 from proxmoxer_site.settings import *  # noqa: E402, F403
 

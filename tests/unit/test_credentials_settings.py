@@ -20,7 +20,12 @@ SECRET_KEY = "settings-test-secret-key-0c1d2e3f4a5b6c7d8e9f0a1b2c3d4e5f6a7b8c9d"
 
 
 def load_settings(monkeypatch: pytest.MonkeyPatch, **environment: str) -> dict[str, Any]:
-    for name in ("PROXMOXER_CREDENTIALS_KEYS", "DJANGO_SECRET_KEY", "DJANGO_DEBUG"):
+    for name in (
+        "PROXMOXER_CREDENTIALS_KEYS",
+        "DJANGO_SECRET_KEY",
+        "DJANGO_DEBUG",
+        "PROXMOXER_SIMULATOR",
+    ):
         monkeypatch.delenv(name, raising=False)
     for name, value in environment.items():
         monkeypatch.setenv(name, value)
@@ -93,3 +98,23 @@ def test_development_uses_the_given_keys_when_there_are_some(
     settings = load_settings(monkeypatch, DJANGO_DEBUG="1", PROXMOXER_CREDENTIALS_KEYS=key)
 
     assert settings["PROXMOXER_CREDENTIALS_KEYS"] == [key]
+
+
+@pytest.mark.parametrize(
+    ("environment", "installed"),
+    [
+        ({"DJANGO_DEBUG": "0"}, False),
+        ({"DJANGO_DEBUG": "1"}, True),
+        ({"DJANGO_DEBUG": "0", "PROXMOXER_SIMULATOR": "1"}, True),
+        ({"DJANGO_DEBUG": "1", "PROXMOXER_SIMULATOR": "0"}, False),
+    ],
+)
+def test_the_simulator_app_is_installed_in_development_or_when_asked_for(
+    monkeypatch: pytest.MonkeyPatch, environment: dict[str, str], installed: bool
+) -> None:
+    keys = Fernet.generate_key().decode()
+    settings = load_settings(
+        monkeypatch, DJANGO_SECRET_KEY=SECRET_KEY, PROXMOXER_CREDENTIALS_KEYS=keys, **environment
+    )
+
+    assert ("pve_simulator" in settings["INSTALLED_APPS"]) is installed
