@@ -45,43 +45,39 @@ CREDENTIALS_KEY = "kVfH0rXq8m1cX5qB2f8dYHZz3o7xw6n9gQeT4sLrJpU="
 
 
 def _time_list_endpoint(backend: str) -> dict[str, Any]:
-    from unittest import mock
-
     from django.contrib.auth import get_user_model
     from django.test import Client
     from rest_framework.authtoken.models import Token
 
     from clusters import wiring
-    from clusters.domain import ClusterRepository
+    from clusters.bootstrap import bootstrap
     from clusters.models import ClusterRecord
-    from clusters.repositories.database import DjangoClusterRepository
-    from clusters.repositories.memory import InMemoryClusterRepository
+    from tests.units_of_work import AutoCommit
 
-    repository: ClusterRepository
-    if backend == "memory":
-        repository = InMemoryClusterRepository()
-    else:
+    if backend != "memory":
         ClusterRecord.objects.all().delete()
-        repository = DjangoClusterRepository()
+    # Built from CLUSTER_REPOSITORY as the server builds it; filled through
+    # the same units of work the served requests then read from.
+    unit_of_work = wiring.unit_of_work_from_settings()
+    repository = AutoCommit(unit_of_work)
     for index in range(ENDPOINT_CLUSTERS):
-        repository.save(make_cluster(index))
+        repository.add(make_cluster(index))
 
     user = get_user_model().objects.create_user("bench")
     client = Client(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
-    # The service builds its repository from CLUSTER_REPOSITORY; an
-    # in-memory one must be the very object filled above.
-    with mock.patch.object(wiring, "build_repository", return_value=repository):
-        wiring.reset_cluster_service()
-        for _ in range(2):  # warm-up: first connection, imports, caches
-            response = client.get("/api/v1/clusters")
-            assert response.status_code == 200, response.content[:300]
-            assert response.json()["total"] == ENDPOINT_CLUSTERS
-        elapsed = []
-        for _ in range(ENDPOINT_REQUESTS):
-            started = time.perf_counter_ns()
-            response = client.get("/api/v1/clusters")
-            elapsed.append(time.perf_counter_ns() - started)
-            assert response.status_code == 200
+    wiring.install_services(
+        bootstrap(unit_of_work=unit_of_work, proxmox=wiring.proxmox_client_from_settings())
+    )
+    for _ in range(2):  # warm-up: first connection, imports, caches
+        response = client.get("/api/v1/clusters")
+        assert response.status_code == 200, response.content[:300]
+        assert response.json()["total"] == ENDPOINT_CLUSTERS
+    elapsed = []
+    for _ in range(ENDPOINT_REQUESTS):
+        started = time.perf_counter_ns()
+        response = client.get("/api/v1/clusters")
+        elapsed.append(time.perf_counter_ns() - started)
+        assert response.status_code == 200
     return {
         "median_ns": statistics.median(elapsed),
         "min_ns": min(elapsed),
@@ -95,16 +91,17 @@ def worker(backend: str) -> None:
     django.setup()
     from django.core.management import call_command
 
+    from clusters import wiring
     from clusters.models import ClusterRecord
-    from clusters.repositories.database import DjangoClusterRepository
+    from clusters.services import UnitOfWorkFactory
 
     call_command("migrate", verbosity=0)
     result: dict[str, Any] = {"backend": backend}
     if backend != "memory":
 
-        def empty_repository() -> DjangoClusterRepository:
+        def empty_repository() -> UnitOfWorkFactory:
             ClusterRecord.objects.all().delete()
-            return DjangoClusterRepository()
+            return wiring.unit_of_work_from_settings()
 
         measure(empty_repository, 20, batch=10)  # warm-up, discarded
         rows = [row for n in SIZES for row in measure(empty_repository, n, batch=BATCH)]

@@ -12,16 +12,17 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.repository_rows import measure, print_table
-from clusters.repositories.memory import InMemoryClusterRepository
+from clusters.repositories.memory import InMemoryUnitOfWork
 
 SIZES = [100, 10_000]
 
 
 def main() -> None:
-    measure(InMemoryClusterRepository, 100, batch=2_000)  # warm-up, discarded
-    rows = [row for n in SIZES for row in measure(InMemoryClusterRepository, n, batch=2_000)]
+    measure(InMemoryUnitOfWork.factory, 100, batch=2_000)  # warm-up, discarded
+    rows = [row for n in SIZES for row in measure(InMemoryUnitOfWork.factory, n, batch=2_000)]
     print(f"Python {platform.python_version()} on {platform.machine()}")
-    print_table("InMemoryClusterRepository (per operation, median of 5 batches)", rows, SIZES)
+    title = "InMemoryClusterRepository, each write its own unit of work"
+    print_table(f"{title} (per operation, median of 5 batches)", rows, SIZES)
 
 
 if __name__ == "__main__":

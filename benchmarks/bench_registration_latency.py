@@ -1,6 +1,6 @@
 """Registration latency: sequential vs parallel reads after login.
 
-Registers clusters through ClusterService with the real ProxmoxClient against
+Registers clusters through the registration use case with the real ProxmoxClient against
 the PVE simulator (its own process, HTTPS on loopback, pinned certificate), with
 latency added to stand in for the network: first to every API request only,
 then also to every new connection. A password registration is one login plus
@@ -29,10 +29,10 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from clusters.domain import RegistrationRequest
+from clusters.bootstrap import bootstrap
+from clusters.domain import Actor, RegistrationRequest
 from clusters.proxmox import ProxmoxClient
-from clusters.repositories.memory import InMemoryClusterRepository
-from clusters.services import ClusterService
+from clusters.repositories.memory import InMemoryUnitOfWork
 from pve_simulator.server import PveSimulator
 
 TARGET_RATIO = 0.70
@@ -88,10 +88,11 @@ def registrar(
     simulator: SimulatorProcess, *, parallel: bool, token: bool
 ) -> Callable[[str], float]:
     """A function that registers one cluster and returns the seconds it took."""
-    service = ClusterService(
-        repository=InMemoryClusterRepository(),
+    services = bootstrap(
+        unit_of_work=InMemoryUnitOfWork.factory(),
         proxmox=ProxmoxClient(parallel=parallel, connect_timeout=5, read_timeout=10),
     )
+    actor = Actor.command_line("benchmark")
     credentials = (
         {"token_id": simulator.token_id, "token_secret": simulator.token_secret}
         if token
@@ -106,7 +107,7 @@ def registrar(
             **credentials,
         )
         started = time.perf_counter()
-        service.register(request)
+        services.clusters.register(request, actor=actor)
         return time.perf_counter() - started
 
     return register

@@ -12,8 +12,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from clusters.domain import Cluster, ClusterRepository
+from clusters.domain import Cluster
+from clusters.services import UnitOfWorkFactory
 from tests.cluster_samples import make_cluster as sample_cluster
+from tests.units_of_work import AutoCommit
 
 REPEATS = 5
 
@@ -43,16 +45,17 @@ def _median_ns(batches: list[tuple[int, int]]) -> float:
     return statistics.median(elapsed / count for elapsed, count in batches)
 
 
-def measure(factory: Callable[[], ClusterRepository], n: int, batch: int) -> list[Row]:
-    """Time each seed operation on a repository of n clusters."""
+def measure(factory: Callable[[], UnitOfWorkFactory], n: int, batch: int) -> list[Row]:
+    """Time each seed operation on a repository of n clusters. Every write
+    is its own unit of work, as a use case makes it."""
     rng = random.Random(n)
     rows: list[Row] = []
 
-    def filled() -> tuple[ClusterRepository, list[Cluster]]:
-        repository = factory()
+    def filled() -> tuple[AutoCommit, list[Cluster]]:
+        repository = AutoCommit(factory())
         clusters = [make_cluster(i) for i in range(n)]
         for cluster in clusters:
-            repository.save(cluster)
+            repository.add(cluster)
         return repository, clusters
 
     repository, clusters = filled()
@@ -62,7 +65,7 @@ def measure(factory: Callable[[], ClusterRepository], n: int, batch: int) -> lis
         extra = [make_cluster(n + repeat * batch + i) for i in range(batch)]
         started = time.perf_counter_ns()
         for cluster in extra:
-            repository.save(cluster)
+            repository.add(cluster)
         saves.append((time.perf_counter_ns() - started, batch))
         started = time.perf_counter_ns()
         for cluster in extra:
@@ -95,7 +98,7 @@ def measure(factory: Callable[[], ClusterRepository], n: int, batch: int) -> lis
         warm.append((time.perf_counter_ns() - started, list_calls))
 
         spare = make_cluster(rng.randrange(10**9))
-        repository.save(spare)
+        repository.add(spare)
         started = time.perf_counter_ns()
         repository.list()
         after_write.append((time.perf_counter_ns() - started, 1))

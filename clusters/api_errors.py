@@ -16,27 +16,37 @@ from typing import Any
 from django.http import JsonResponse
 from rest_framework import exceptions, status
 from rest_framework.response import Response
+from rest_framework.settings import api_settings
 from rest_framework.views import exception_handler as drf_exception_handler
+from rest_framework.views import set_rollback
 
 from clusters import domain
 
 logger = logging.getLogger("clusters.api")
 
-# SPEC §4 names the codes; others follow the same PascalCase rule.
-_CODES = {
-    400: "BadRequest",
-    401: "Unauthorized",
-    403: "Forbidden",
-    404: "NotFound",
-    405: "MethodNotAllowed",
-    406: "NotAcceptable",
-    409: "Conflict",
-    413: "PayloadTooLarge",
-    415: "UnsupportedMediaType",
-    429: "TooManyRequests",
-    500: "InternalServerError",
-    502: "BadGateway",
+# The one table of error codes and default messages (docs/product-contract.md
+# §4 and §13 name the codes): the exception handler, the middleware and the
+# catch-all view all answer from it.
+ERRORS: dict[int, tuple[str, str]] = {
+    400: ("BadRequest", "Bad request"),
+    401: ("Unauthorized", "Authentication credentials were not provided"),
+    403: ("Forbidden", "Forbidden"),
+    404: ("NotFound", "Not found"),
+    405: ("MethodNotAllowed", "Method not allowed"),
+    406: ("NotAcceptable", "Not acceptable"),
+    409: ("Conflict", "Conflict"),
+    412: ("PreconditionFailed", "Precondition failed"),
+    413: ("PayloadTooLarge", "Request body too large"),
+    415: ("UnsupportedMediaType", "Unsupported media type"),
+    429: ("TooManyRequests", "Too many requests"),
+    500: (
+        "InternalServerError",
+        "The server failed to handle this request; the error is in its log",
+    ),
+    502: ("BadGateway", "Bad gateway"),
+    503: ("ServiceUnavailable", "Service unavailable"),
 }
+INTERNAL_ERROR_MESSAGE = ERRORS[500][1]
 
 # Most specific first: the first class an error is an instance of wins.
 _DOMAIN_STATUS: list[tuple[type[domain.ClusterError], int]] = [
@@ -44,19 +54,23 @@ _DOMAIN_STATUS: list[tuple[type[domain.ClusterError], int]] = [
     (domain.InvalidClusterId, 400),
     (domain.ClusterNotFound, 404),
     (domain.ClusterNameTaken, 409),
+    (domain.StaleCluster, 409),
     (domain.ProxmoxAuthenticationFailed, 401),
     (domain.ProxmoxError, 502),
 ]
 
-INTERNAL_ERROR_MESSAGE = "The server failed to handle this request; the error is in its log"
-
 
 def error_code(status_code: int) -> str:
-    try:
-        return _CODES[status_code]
-    except KeyError:
-        phrase = HTTPStatus(status_code).phrase if status_code in HTTPStatus else "Error"
-        return "".join(word.capitalize() for word in phrase.replace("-", " ").split())
+    if status_code in ERRORS:
+        return ERRORS[status_code][0]
+    phrase = HTTPStatus(status_code).phrase if status_code in HTTPStatus else "Error"
+    return "".join(word.capitalize() for word in phrase.replace("-", " ").split())
+
+
+def default_message(status_code: int) -> str:
+    if status_code in ERRORS:
+        return ERRORS[status_code][1]
+    return HTTPStatus(status_code).phrase if status_code in HTTPStatus else "Error"
 
 
 def envelope(status_code: int, message: str, details: Any = None) -> dict[str, Any]:
@@ -70,7 +84,7 @@ def envelope_response(status_code: int, message: str, details: Any = None) -> Js
 
 class PayloadTooLarge(exceptions.APIException):
     status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
-    default_detail = "Request body too large"
+    default_detail = ERRORS[413][1]
     default_code = "payload_too_large"
 
 
@@ -101,11 +115,26 @@ def _api_exception_message(exc: exceptions.APIException) -> tuple[str, Any]:
     return str(detail), None
 
 
+def _domain_details(exc: domain.ClusterError) -> Any:
+    if isinstance(exc, domain.ValidationFailed) and exc.details:
+        # The domain's key for errors about the request as a whole is DRF's
+        # non_field_errors here, as for the serializers' own errors.
+        return {
+            (api_settings.NON_FIELD_ERRORS_KEY if key == exc.WHOLE_REQUEST else key): value
+            for key, value in exc.details.items()
+        }
+    return exc.details
+
+
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
     if isinstance(exc, domain.ClusterError):
+        # A domain error ends the request as DRF's own errors do: a
+        # transaction the request opened (ATOMIC_REQUESTS) is rolled back.
+        set_rollback()
         for error_class, status_code in _DOMAIN_STATUS:
             if isinstance(exc, error_class):
-                return Response(envelope(status_code, exc.message, exc.details), status=status_code)
+                body = envelope(status_code, exc.message, _domain_details(exc))
+                return Response(body, status=status_code)
 
     response = drf_exception_handler(exc, context)
     if response is not None and isinstance(exc, exceptions.APIException):
@@ -115,4 +144,5 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
 
     view = context.get("view")
     logger.exception("Unhandled error in %s", type(view).__name__ if view else "API")
+    set_rollback()
     return Response(envelope(500, INTERNAL_ERROR_MESSAGE), status=500)

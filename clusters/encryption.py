@@ -103,6 +103,10 @@ class StoredSecret(Secret):
         self._owner = owner
 
     @property
+    def cipher(self) -> CredentialCipher:
+        return self._cipher
+
+    @property
     def token(self) -> str:
         """The Fernet token as stored (ciphertext, safe to compare and copy)."""
         return self._token

@@ -12,18 +12,11 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from rest_framework.response import Response
 
-from clusters.api_errors import envelope_response
+from clusters.api_errors import default_message, envelope_response
 
 access_logger = logging.getLogger("proxmoxer.access")
 
 API_PREFIX = "/api/"
-_GENERIC_MESSAGES = {
-    400: "Bad request",
-    403: "Forbidden",
-    404: "Not found",
-    405: "Method not allowed",
-    500: "The server failed to handle this request; the error is in its log",
-}
 
 
 def _loggable_path(request: HttpRequest) -> str:
@@ -78,9 +71,7 @@ class ApiErrorEnvelopeMiddleware:
             and "json" not in response.get("Content-Type", "")
         ):
             status = response.status_code
-            replacement = envelope_response(
-                status, _GENERIC_MESSAGES.get(status, response.reason_phrase)
-            )
+            replacement = envelope_response(status, default_message(status))
             for header in ("Allow", "Retry-After", "WWW-Authenticate"):
                 if header in response:
                     replacement[header] = response[header]

@@ -21,6 +21,7 @@ from clusters.domain import (
     ClusterStatus,
     Credentials,
     PasswordCredentials,
+    Secret,
     TokenCredentials,
     name_key,
 )
@@ -80,6 +81,9 @@ class ClusterRecord(models.Model):
     updated_at = models.DateTimeField()
     last_checked_at = models.DateTimeField(null=True, blank=True)
     last_error = models.TextField(null=True, blank=True)
+    # The configuration's version: every conditional write names it in its
+    # WHERE clause (docs/architecture.md, "Versioned writes").
+    version = models.PositiveIntegerField(default=1)
 
     class Meta:
         db_table = "clusters_cluster"
@@ -101,12 +105,12 @@ class ClusterRecord(models.Model):
         return self.name
 
     @classmethod
-    def from_domain(cls, cluster: Cluster, cipher: CredentialCipher) -> ClusterRecord:
+    def from_domain(
+        cls, cluster: Cluster, cipher: CredentialCipher, *, with_secret: bool = True
+    ) -> ClusterRecord:
+        """The row for ``cluster``; ``with_secret=False`` leaves the secret
+        out (for writes that do not store it), saving its encryption."""
         credentials = cluster.credentials
-        if isinstance(credentials, PasswordCredentials):
-            secret = credentials.password
-        else:
-            secret = credentials.secret
         return cls(
             id=cluster.id,
             name=cluster.name,
@@ -114,7 +118,7 @@ class ClusterRecord(models.Model):
             api_endpoint=cluster.api_endpoint,
             auth_method=credentials.auth_method.value,
             principal=credentials.principal,
-            secret_token=cipher.encrypt(secret.reveal()),
+            secret_token=_secret_token(credentials.secret, cipher) if with_secret else "",
             verify_tls=cluster.verify_tls,
             fingerprint=cluster.fingerprint,
             status=cluster.status.value,
@@ -124,6 +128,7 @@ class ClusterRecord(models.Model):
             updated_at=cluster.updated_at,
             last_checked_at=cluster.last_checked_at,
             last_error=cluster.last_error,
+            version=cluster.version,
         )
 
     def to_domain(self, cipher: CredentialCipher) -> Cluster:
@@ -147,4 +152,13 @@ class ClusterRecord(models.Model):
             updated_at=self.updated_at,
             last_checked_at=self.last_checked_at,
             last_error=self.last_error,
+            version=self.version,
         )
+
+
+def _secret_token(secret: Secret, cipher: CredentialCipher) -> str:
+    # A secret read from this database is already a token: storing it again
+    # unchanged need not decrypt and re-encrypt it.
+    if isinstance(secret, StoredSecret) and secret.cipher is cipher:
+        return secret.token
+    return cipher.encrypt(secret.reveal())

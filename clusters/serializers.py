@@ -111,6 +111,9 @@ class ClusterSerializer(serializers.Serializer):
     updated_at = serializers.DateTimeField()
     last_checked_at = serializers.DateTimeField(allow_null=True)
     last_error = serializers.CharField(allow_null=True)
+    version = serializers.IntegerField(
+        help_text="1 at registration, +1 on every change of the configuration"
+    )
 
 
 class ClusterListSerializer(serializers.Serializer):

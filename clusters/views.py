@@ -31,14 +31,14 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.reverse import reverse
 
+from clusters.domain import Actor
 from clusters.serializers import (
     ClusterListSerializer,
     ClusterSerializer,
     ErrorSerializer,
     RegisterClusterSerializer,
 )
-from clusters.services import ClusterService
-from clusters.wiring import get_cluster_service
+from clusters.wiring import services
 
 _ERRORS = {
     code: OpenApiResponse(ErrorSerializer, description=text)
@@ -57,6 +57,17 @@ def _errors(*codes: int) -> dict[int, OpenApiResponse]:
     return {code: _ERRORS[code] for code in codes}
 
 
+def actor_for(request: Request) -> Actor:
+    """The registry account behind a request, as the use cases see it."""
+    user = request.user
+    return Actor(
+        username=user.get_username(),
+        is_superuser=user.is_superuser,
+        groups=frozenset(user.groups.values_list("name", flat=True)),
+        source_ip=request.META.get("REMOTE_ADDR"),
+    )
+
+
 @method_decorator(sensitive_post_parameters("password", "token_secret"), name="dispatch")
 class ClusterViewSet(viewsets.ViewSet):
     """Proxmox VE clusters registered with this service.
@@ -66,10 +77,6 @@ class ClusterViewSet(viewsets.ViewSet):
     """
 
     lookup_value_regex = "[^/.]+"
-
-    @property
-    def service(self) -> ClusterService:
-        return get_cluster_service()
 
     def get_serializer(self, *args: Any, **kwargs: Any) -> RegisterClusterSerializer:
         """The register form of the browsable API."""
@@ -81,7 +88,7 @@ class ClusterViewSet(viewsets.ViewSet):
 
     @extend_schema(responses={200: ClusterListSerializer, **_errors(401)})
     def list(self, request: Request) -> Response:
-        listing = self.service.list_clusters()
+        listing = services().clusters.list_clusters(actor=actor_for(request))
         return Response(dict(ClusterListSerializer(listing).data))
 
     @extend_schema(
@@ -90,7 +97,7 @@ class ClusterViewSet(viewsets.ViewSet):
     )
     def create(self, request: Request) -> Response:
         registration = RegisterClusterSerializer(data=request.data).to_request()
-        cluster = self.service.register(registration)
+        cluster = services().clusters.register(registration, actor=actor_for(request))
         location = reverse("cluster-detail", kwargs={"pk": cluster.id}, request=request)
         # A plain dict: the browsable API would render a serializer attached
         # to the data as the next form.
@@ -99,11 +106,12 @@ class ClusterViewSet(viewsets.ViewSet):
 
     @extend_schema(parameters=[_ID], responses={200: ClusterSerializer, **_errors(400, 401, 404)})
     def retrieve(self, request: Request, pk: str) -> Response:
-        return Response(dict(ClusterSerializer(self.service.get_cluster(pk)).data))
+        cluster = services().clusters.get_cluster(pk, actor=actor_for(request))
+        return Response(dict(ClusterSerializer(cluster).data))
 
     @extend_schema(parameters=[_ID], responses={204: None, **_errors(400, 401, 404)})
     def destroy(self, request: Request, pk: str) -> Response:
-        self.service.deregister(pk)
+        services().clusters.deregister(pk, actor=actor_for(request))
         return Response(status=status.HTTP_204_NO_CONTENT)
 
     @extend_schema(
@@ -112,7 +120,8 @@ class ClusterViewSet(viewsets.ViewSet):
     @action(detail=True, methods=["post"])
     def refresh(self, request: Request, pk: str) -> Response:
         """Check the cluster again with its stored credentials."""
-        return Response(dict(ClusterSerializer(self.service.refresh(pk)).data))
+        cluster = services().checks.refresh(pk, actor=actor_for(request))
+        return Response(dict(ClusterSerializer(cluster).data))
 
 
 @extend_schema(responses=inline_serializer("Health", {"status": serializers.CharField()}), auth=[])

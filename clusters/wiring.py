@@ -1,46 +1,45 @@
-"""The one place that decides which backends the service runs on.
+"""Django's side of the composition root: what the settings choose, handed
+to ``bootstrap`` (clusters/bootstrap.py).
 
-``CLUSTER_REPOSITORY`` picks the repository, at first use rather than at
-import time, so settings overrides and tests see the choice they made.
-The service (and with it the in-memory store) is one per process.
+``CLUSTER_REPOSITORY`` picks the storage backend. The services are built on
+first use rather than at import time, once per process, and held by the
+app's config (``services()``); tests and benchmarks install services they
+composed themselves with ``install_services``.
 """
 
 from __future__ import annotations
 
-import threading
+import functools
 
+from django.apps import apps
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
-from django.core.signals import setting_changed
-from django.dispatch import receiver
-from django.utils.module_loading import import_string
 
-from clusters.domain import ClusterRepository
+from clusters.bootstrap import Services, bootstrap
+from clusters.encryption import CredentialCipher
 from clusters.proxmox import ProxmoxClient
-from clusters.services import ClusterService
+from clusters.services import UnitOfWorkFactory
 
-REPOSITORY_BACKENDS = {
-    "memory": "clusters.repositories.memory.InMemoryClusterRepository",
-    "django": "clusters.repositories.database.DjangoClusterRepository",
-}
-
-_lock = threading.Lock()
-_service: ClusterService | None = None
+REPOSITORY_BACKENDS = ("memory", "django")
 
 
-def build_repository(backend: str | None = None) -> ClusterRepository:
+def unit_of_work_from_settings(backend: str | None = None) -> UnitOfWorkFactory:
     backend = backend or settings.CLUSTER_REPOSITORY
-    try:
-        path = REPOSITORY_BACKENDS[backend]
-    except KeyError:
-        choices = ", ".join(sorted(REPOSITORY_BACKENDS))
-        raise ImproperlyConfigured(
-            f"CLUSTER_REPOSITORY={backend!r} is not a backend; choose one of {choices}"
-        ) from None
-    return import_string(path)()
+    if backend == "memory":
+        from clusters.repositories.memory import InMemoryUnitOfWork
+
+        return InMemoryUnitOfWork.factory()
+    if backend == "django":
+        from clusters.repositories.database import DjangoUnitOfWork
+
+        return functools.partial(DjangoUnitOfWork, cipher=CredentialCipher.from_settings())
+    choices = ", ".join(REPOSITORY_BACKENDS)
+    raise ImproperlyConfigured(
+        f"CLUSTER_REPOSITORY={backend!r} is not a backend; choose one of {choices}"
+    )
 
 
-def build_proxmox_client() -> ProxmoxClient:
+def proxmox_client_from_settings() -> ProxmoxClient:
     return ProxmoxClient(
         connect_timeout=settings.PROXMOX_CONNECT_TIMEOUT,
         read_timeout=settings.PROXMOX_READ_TIMEOUT,
@@ -48,31 +47,17 @@ def build_proxmox_client() -> ProxmoxClient:
     )
 
 
-def get_cluster_service() -> ClusterService:
-    global _service
-    if _service is None:
-        with _lock:  # two first requests at once must not build two stores
-            if _service is None:
-                _service = ClusterService(
-                    repository=build_repository(), proxmox=build_proxmox_client()
-                )
-    return _service
+def services_from_settings() -> Services:
+    return bootstrap(
+        unit_of_work=unit_of_work_from_settings(), proxmox=proxmox_client_from_settings()
+    )
 
 
-def reset_cluster_service() -> None:
-    """Forget the service; the next call builds it from current settings."""
-    global _service
-    with _lock:
-        _service = None
+def services() -> Services:
+    """This process's services, built from the settings on first use."""
+    return apps.get_app_config("clusters").services  # type: ignore[attr-defined, no-any-return]
 
 
-@receiver(setting_changed)
-def _rebuild_on_setting_change(*, setting: str, **kwargs: object) -> None:
-    if setting in {
-        "CLUSTER_REPOSITORY",
-        "PROXMOX_CONNECT_TIMEOUT",
-        "PROXMOX_READ_TIMEOUT",
-        "PROXMOX_CA_BUNDLE",
-        "PROXMOXER_CREDENTIALS_KEYS",
-    }:
-        reset_cluster_service()
+def install_services(composed: Services | None) -> None:
+    """Use ``composed`` from now on (None: build from settings again at next use)."""
+    apps.get_app_config("clusters").install(composed)  # type: ignore[attr-defined]

@@ -8,10 +8,18 @@ from __future__ import annotations
 
 import ipaddress
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
+from clusters.bootstrap import Services, bootstrap
+from clusters.wiring import (
+    install_services,
+    proxmox_client_from_settings,
+    services_from_settings,
+    unit_of_work_from_settings,
+)
 from tests import postgres
 
 LOOPBACK_NAMES = {"localhost", "localhost.localdomain", "ip6-localhost"}
@@ -44,13 +52,29 @@ def _loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture(autouse=True)
-def _fresh_cluster_service() -> Iterator[None]:
-    """Each test starts with an empty in-memory registry."""
-    from clusters.wiring import reset_cluster_service
+def services() -> Iterator[Services]:
+    """Each test starts with services composed from the settings: an empty
+    in-memory registry and the real Proxmox client."""
+    composed = services_from_settings()
+    install_services(composed)
+    yield composed
+    install_services(None)
 
-    reset_cluster_service()
-    yield
-    reset_cluster_service()
+
+@pytest.fixture
+def compose() -> Callable[..., Services]:
+    """Install services composed from explicit collaborators, e.g.
+    ``compose(proxmox=FakeProxmox())``; whatever is not given comes from
+    the settings."""
+
+    def composed(**collaborators: Any) -> Services:
+        collaborators.setdefault("unit_of_work", unit_of_work_from_settings())
+        collaborators.setdefault("proxmox", proxmox_client_from_settings())
+        built = bootstrap(**collaborators)
+        install_services(built)
+        return built
+
+    return composed
 
 
 @pytest.fixture(scope="session")

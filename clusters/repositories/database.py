@@ -5,25 +5,41 @@ Every process sharing the database shares the registry. The case-insensitive
 name rule is the database's unique constraint on ``name_key``, so of two
 registrations racing in different processes exactly one is stored; the other
 gets ``ClusterNameTaken``. Secrets are stored encrypted (clusters.encryption).
+
+Every write runs inside a ``DjangoUnitOfWork``'s transaction; conditional
+writes put the version they were based on into their ``WHERE`` clause, so
+two processes racing over one cluster cannot both win.
 """
 
 from __future__ import annotations
 
-import contextlib
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from django.db import DEFAULT_DB_ALIAS, IntegrityError, connections, transaction
 from django.db.models import QuerySet
 
-from clusters.domain import Cluster, ClusterNameTaken, ClusterNotFound, ClusterRepository, name_key
+from clusters.domain import (
+    OBSERVATION_FIELDS,
+    Cluster,
+    ClusterNameTaken,
+    ClusterNotFound,
+    ClusterRepository,
+    StaleCluster,
+    UnitOfWork,
+    name_key,
+)
 from clusters.encryption import CredentialCipher
 from clusters.models import NAME_KEY_CONSTRAINT, ClusterRecord
 
 _TABLE = ClusterRecord._meta.db_table
 _UPDATED_FIELDS = [
-    field.attname for field in ClusterRecord._meta.concrete_fields if not field.primary_key
+    field.attname
+    for field in ClusterRecord._meta.concrete_fields
+    if not field.primary_key and field.attname != "created_at"
 ]
+_OBSERVED_FIELDS = sorted(OBSERVATION_FIELDS)
 
 
 def _violated_unique_column(error: IntegrityError) -> str | None:
@@ -49,39 +65,11 @@ class DjangoClusterRepository(ClusterRepository):
     decrypted only when revealed.
     """
 
-    def __init__(
-        self, using: str = DEFAULT_DB_ALIAS, *, cipher: CredentialCipher | None = None
-    ) -> None:
+    def __init__(self, using: str = DEFAULT_DB_ALIAS, *, cipher: CredentialCipher) -> None:
         self._using = using
-        self._cipher = cipher if cipher is not None else CredentialCipher.from_settings()
+        self._cipher = cipher
 
-    def save(self, cluster: Cluster) -> None:
-        record = ClusterRecord.from_domain(cluster, self._cipher)
-        try:
-            with self._one_statement():
-                record.save(force_insert=True, using=self._using)
-        except IntegrityError as error:
-            violated = _violated_unique_column(error)
-            # The memory backend checks the name first; so does this, when an
-            # already stored cluster is saved again under a held name.
-            if violated == "name_key" or (violated == "id" and self._name_held(cluster.name)):
-                raise ClusterNameTaken(cluster.name) from None
-            if violated == "id":
-                raise ValueError(f"cluster {cluster.id} is already stored; use update()") from None
-            raise
-
-    def update(self, cluster: Cluster) -> None:
-        record = ClusterRecord.from_domain(cluster, self._cipher)
-        values = {field: getattr(record, field) for field in _UPDATED_FIELDS}
-        try:
-            with self._one_statement():
-                changed = self._records().filter(pk=cluster.id).update(**values)
-        except IntegrityError as error:
-            if _violated_unique_column(error) == "name_key":
-                raise ClusterNameTaken(cluster.name) from None
-            raise
-        if not changed:
-            raise ClusterNotFound(cluster.id)
+    # -- reads -------------------------------------------------------------------
 
     def find_by_id(self, cluster_id: uuid.UUID) -> Cluster:
         try:
@@ -101,16 +89,67 @@ class DjangoClusterRepository(ClusterRepository):
         cipher = self._cipher
         return tuple(record.to_domain(cipher) for record in self._records().order_by("name_key"))
 
-    def delete(self, cluster_id: uuid.UUID) -> None:
-        deleted, _ = self._records().filter(pk=cluster_id).delete()
-        if not deleted:
-            raise ClusterNotFound(cluster_id)
-
     def exists(self, cluster_id: uuid.UUID) -> bool:
         return self._records().filter(pk=cluster_id).exists()
 
     def __len__(self) -> int:
         return self._records().count()
+
+    # -- writes --------------------------------------------------------------------
+
+    def add(self, cluster: Cluster) -> None:
+        self._require_transaction()
+        record = ClusterRecord.from_domain(cluster, self._cipher)
+        try:
+            # A savepoint: on PostgreSQL a failed statement would otherwise
+            # abort the whole unit of work, which may still want to write.
+            with transaction.atomic(using=self._using):
+                record.save(force_insert=True, using=self._using)
+        except IntegrityError as error:
+            violated = _violated_unique_column(error)
+            # The memory backend checks the name first; so does this, when an
+            # already stored cluster is saved again under a held name.
+            if violated == "name_key" or (violated == "id" and self._name_held(cluster.name)):
+                raise ClusterNameTaken(cluster.name) from None
+            if violated == "id":
+                raise ValueError(f"cluster {cluster.id} is already stored; use update()") from None
+            raise
+
+    def update(self, cluster: Cluster) -> None:
+        record = ClusterRecord.from_domain(cluster, self._cipher)
+        values = {field: getattr(record, field) for field in _UPDATED_FIELDS}
+        self._conditional_update(cluster, based_on=cluster.version - 1, values=values)
+
+    def record_check(self, cluster: Cluster) -> None:
+        record = ClusterRecord.from_domain(cluster, self._cipher, with_secret=False)
+        values = {field: getattr(record, field) for field in _OBSERVED_FIELDS}
+        self._conditional_update(cluster, based_on=cluster.version, values=values)
+
+    def delete(self, cluster_id: uuid.UUID) -> None:
+        self._require_transaction()
+        deleted, _ = self._records().filter(pk=cluster_id).delete()
+        if not deleted:
+            raise ClusterNotFound(cluster_id)
+
+    # -- helpers ---------------------------------------------------------------------
+
+    def _conditional_update(
+        self, cluster: Cluster, *, based_on: int, values: Mapping[str, Any]
+    ) -> None:
+        """UPDATE … WHERE id = … AND version = based_on; no row means someone
+        else wrote first (StaleCluster) or deleted it (ClusterNotFound)."""
+        self._require_transaction()
+        try:
+            with transaction.atomic(using=self._using):
+                changed = self._records().filter(pk=cluster.id, version=based_on).update(**values)
+        except IntegrityError as error:
+            if _violated_unique_column(error) == "name_key":
+                raise ClusterNameTaken(cluster.name) from None
+            raise
+        if not changed:
+            if self.exists(cluster.id):
+                raise StaleCluster(cluster.id, based_on)
+            raise ClusterNotFound(cluster.id)
 
     def _records(self) -> QuerySet[ClusterRecord]:
         return ClusterRecord.objects.using(self._using)
@@ -118,14 +157,28 @@ class DjangoClusterRepository(ClusterRepository):
     def _name_held(self, name: str) -> bool:
         return self._records().filter(name_key=name_key(name)).exists()
 
-    def _one_statement(self) -> contextlib.AbstractContextManager[object]:
-        """A savepoint around one write when the caller has a transaction open.
+    def _require_transaction(self) -> None:
+        if not connections[self._using].in_atomic_block:
+            raise RuntimeError("repository writes happen inside a unit of work")
 
-        On PostgreSQL a failed statement aborts the whole transaction around
-        it, so a refused name would break the caller's later queries. Outside
-        a transaction one statement is atomic by itself, and BEGIN/COMMIT
-        around it would only add round trips.
-        """
-        if connections[self._using].in_atomic_block:
-            return transaction.atomic(using=self._using)
-        return contextlib.nullcontext()
+
+class DjangoUnitOfWork(UnitOfWork):
+    """One database transaction (``transaction.atomic``) per use case.
+
+    ``commit()`` marks the work to be kept; the transaction commits when the
+    block ends (or, nested in an outer atomic block such as a test's, when
+    that one does) and rolls back otherwise.
+    """
+
+    def __init__(self, using: str = DEFAULT_DB_ALIAS, *, cipher: CredentialCipher) -> None:
+        self._using = using
+        self.clusters = DjangoClusterRepository(using, cipher=cipher)
+
+    def _begin(self) -> None:
+        self._atomic = transaction.atomic(using=self._using)
+        self._atomic.__enter__()
+
+    def _end(self, *, keep: bool) -> None:
+        if not keep:
+            transaction.set_rollback(True, using=self._using)
+        self._atomic.__exit__(None, None, None)

@@ -1,8 +1,8 @@
 """The default backend: clusters in this process's memory.
 
 Fast and dependency-free, but per process and forgotten on restart: two
-gunicorn workers each see their own registry (the README says so; use the
-Django backend to share and keep clusters).
+gunicorn workers each see their own registry (docs/operations.md says so;
+use the Django backend to share and keep clusters).
 """
 
 from __future__ import annotations
@@ -10,9 +10,19 @@ from __future__ import annotations
 import threading
 import uuid
 from bisect import bisect_left
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import replace
 
-from clusters.domain import Cluster, ClusterNameTaken, ClusterNotFound, ClusterRepository, name_key
+from clusters.domain import (
+    OBSERVATION_FIELDS,
+    Cluster,
+    ClusterNameTaken,
+    ClusterNotFound,
+    ClusterRepository,
+    StaleCluster,
+    UnitOfWork,
+    name_key,
+)
 
 _OrderKey = tuple[str, str, int]
 
@@ -23,22 +33,27 @@ def _order_key(cluster: Cluster) -> _OrderKey:
 
 
 class InMemoryClusterRepository(ClusterRepository):
-    """Thread-safe; O(1) save, delete and lookups by id and by name.
+    """Thread-safe; O(1) writes and lookups by id and by name.
 
-    One lock guards both indexes, so the name check and the insert in
-    ``save`` are one step: of two concurrent registrations of one name,
-    exactly one is stored.
+    One re-entrant lock guards every index. A unit of work
+    (``InMemoryUnitOfWork``) holds it from start to end, so its writes are
+    one step for every other thread: readers wait the few microseconds a
+    batch takes and never see half of one, and a batch that is not kept is
+    undone before the lock is let go. Use cases never hold a unit of work
+    while they talk to Proxmox.
 
     The name-ordered listing is not maintained on every write: a write
     appends to ``_pending`` (O(1)) and the next ``list()`` applies the
     pending writes to the sorted list by bisection, then hands out an
-    immutable snapshot that later reads share until the next write.
-    Clusters are keyed by ``UUID.int`` because hashing a UUID object runs
-    Python code and an int's hash does not.
+    immutable snapshot that later reads share, without the lock, until the
+    next write. Clusters are keyed by ``UUID.int`` because hashing a UUID
+    object runs Python code and an int's hash does not.
     """
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
+        self._batch_thread: int | None = None
+        self._undo: list[Callable[[], object]] = []
         self._by_id: dict[int, Cluster] = {}
         self._id_by_name: dict[str, int] = {}
         self._order_keys: list[_OrderKey] = []
@@ -47,38 +62,11 @@ class InMemoryClusterRepository(ClusterRepository):
         self._rebuild = False
         self._snapshot: tuple[Cluster, ...] | None = ()
 
-    def save(self, cluster: Cluster) -> None:
-        key = name_key(cluster.name)
-        cluster_id = cluster.id.int
-        by_id = self._by_id
-        with self._lock:
-            if key in self._id_by_name:
-                raise ClusterNameTaken(cluster.name)
-            if cluster_id in by_id:
-                raise ValueError(f"cluster {cluster.id} is already stored; use update()")
-            by_id[cluster_id] = cluster
-            self._id_by_name[key] = cluster_id
-            self._note_write(cluster, True)
-
-    def update(self, cluster: Cluster) -> None:
-        key = name_key(cluster.name)
-        cluster_id = cluster.id.int
-        with self._lock:
-            previous = self._by_id.get(cluster_id)
-            if previous is None:
-                raise ClusterNotFound(cluster.id)
-            previous_key = name_key(previous.name)
-            if key != previous_key:
-                if key in self._id_by_name:
-                    raise ClusterNameTaken(cluster.name)
-                del self._id_by_name[previous_key]
-                self._id_by_name[key] = cluster_id
-            self._by_id[cluster_id] = cluster
-            self._note_write(previous, False)
-            self._note_write(cluster, True)
+    # -- reads -------------------------------------------------------------------
 
     def find_by_id(self, cluster_id: uuid.UUID) -> Cluster:
-        cluster = self._by_id.get(cluster_id.int)
+        with self._lock:
+            cluster = self._by_id.get(cluster_id.int)
         if cluster is None:
             raise ClusterNotFound(cluster_id)
         return cluster
@@ -98,21 +86,101 @@ class InMemoryClusterRepository(ClusterRepository):
                 snapshot = self._snapshot
         return snapshot
 
-    def delete(self, cluster_id: uuid.UUID) -> None:
-        with self._lock:
-            cluster = self._by_id.pop(cluster_id.int, None)
-            if cluster is None:
-                raise ClusterNotFound(cluster_id)
-            del self._id_by_name[name_key(cluster.name)]
-            self._note_write(cluster, False)
-
     def exists(self, cluster_id: uuid.UUID) -> bool:
-        return cluster_id.int in self._by_id
+        with self._lock:
+            return cluster_id.int in self._by_id
 
     def __len__(self) -> int:
         return len(self._by_id)
 
-    # -- the ordered listing (callers hold the lock) ---------------------------
+    # -- writes --------------------------------------------------------------------
+
+    def add(self, cluster: Cluster) -> None:
+        self._require_batch()
+        if name_key(cluster.name) in self._id_by_name:
+            raise ClusterNameTaken(cluster.name)
+        if cluster.id.int in self._by_id:
+            raise ValueError(f"cluster {cluster.id} is already stored; use update()")
+        self._insert(cluster)
+        self._undo.append(lambda: self._remove(cluster.id.int))
+
+    def update(self, cluster: Cluster) -> None:
+        self._require_batch()
+        previous = self._stored(cluster.id, version=cluster.version - 1)
+        self._swap(previous, cluster)
+
+    def record_check(self, cluster: Cluster) -> None:
+        self._require_batch()
+        previous = self._stored(cluster.id, version=cluster.version)
+        observed = {field: getattr(cluster, field) for field in OBSERVATION_FIELDS}
+        self._swap(previous, replace(previous, **observed))
+
+    def delete(self, cluster_id: uuid.UUID) -> None:
+        self._require_batch()
+        if cluster_id.int not in self._by_id:
+            raise ClusterNotFound(cluster_id)
+        removed = self._remove(cluster_id.int)
+        self._undo.append(lambda: self._insert(removed))
+
+    # -- the unit of work's batch ------------------------------------------------------
+
+    def begin_batch(self) -> None:
+        self._lock.acquire()
+        if self._batch_thread is not None:
+            self._lock.release()
+            raise RuntimeError("a unit of work is already open in this thread")
+        self._batch_thread = threading.get_ident()
+        self._undo = []
+
+    def end_batch(self, *, keep: bool) -> None:
+        try:
+            if not keep:
+                for undo in reversed(self._undo):
+                    undo()
+        finally:
+            self._undo = []
+            self._batch_thread = None
+            self._lock.release()
+
+    def _require_batch(self) -> None:
+        if self._batch_thread != threading.get_ident():
+            raise RuntimeError("repository writes happen inside a unit of work")
+
+    # -- the indexes (callers hold the lock) ------------------------------------------
+
+    def _stored(self, cluster_id: uuid.UUID, *, version: int) -> Cluster:
+        stored = self._by_id.get(cluster_id.int)
+        if stored is None:
+            raise ClusterNotFound(cluster_id)
+        if stored.version != version:
+            raise StaleCluster(cluster_id, version)
+        return stored
+
+    def _swap(self, previous: Cluster, replacement: Cluster) -> None:
+        key = name_key(replacement.name)
+        held_by = self._id_by_name.get(key)
+        if held_by is not None and held_by != previous.id.int:
+            raise ClusterNameTaken(replacement.name)
+        self._remove(previous.id.int)
+        self._insert(replacement)
+        self._undo.append(lambda: self._restore(previous))
+
+    def _restore(self, previous: Cluster) -> None:
+        self._remove(previous.id.int)
+        self._insert(previous)
+
+    def _insert(self, cluster: Cluster) -> None:
+        self._by_id[cluster.id.int] = cluster
+        self._id_by_name[name_key(cluster.name)] = cluster.id.int
+        self._note_write(cluster, True)
+
+    def _remove(self, cluster_id: int) -> Cluster:
+        cluster = self._by_id.pop(cluster_id)
+        del self._id_by_name[name_key(cluster.name)]
+        self._note_write(cluster, False)
+        return cluster
+
+    # -- the ordered listing -------------------------------------------------------------
 
     def _note_write(self, cluster: Cluster, added: bool) -> None:
         self._snapshot = None
@@ -142,3 +210,25 @@ class InMemoryClusterRepository(ClusterRepository):
                 del keys[index]
                 del ordered[index]
         self._pending.clear()
+
+
+class InMemoryUnitOfWork(UnitOfWork):
+    """A lock-scoped batch on one in-memory repository."""
+
+    def __init__(self, clusters: InMemoryClusterRepository) -> None:
+        self.clusters = clusters
+        self._store = clusters
+
+    def _begin(self) -> None:
+        self._store.begin_batch()
+
+    def _end(self, *, keep: bool) -> None:
+        self._store.end_batch(keep=keep)
+
+    @classmethod
+    def factory(
+        cls, repository: InMemoryClusterRepository | None = None
+    ) -> Callable[[], InMemoryUnitOfWork]:
+        """Units of work over one store (a new, empty one unless given)."""
+        store = repository if repository is not None else InMemoryClusterRepository()
+        return lambda: cls(store)

@@ -86,9 +86,9 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[MakeServe
         env,
         "shell",
         "-c",
-        "from clusters.repositories.database import DjangoClusterRepository; "
         "from tests.cluster_samples import make_cluster; "
-        "DjangoClusterRepository().save(make_cluster('Stored-Before-Start'))",
+        "from tests.units_of_work import in_database; "
+        "in_database().add(make_cluster('Stored-Before-Start'))",
     )
     port = free_port()
     command = ["make", "serve", f"PORT={port}", f"WORKERS={WORKERS}", "THREADS=2"]

@@ -4,13 +4,19 @@ Proxmox answering through requests-mock as real PVE does."""
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
 
 import pytest
 import requests
+from django.db import connection, transaction
 from rest_framework.throttling import UserRateThrottle
 
-from clusters.services import ClusterService
+from clusters.api_errors import exception_handler
+from clusters.domain import ClusterNotFound
+from clusters.repositories.memory import InMemoryUnitOfWork
 from tests import pve_responses as pve
+from tests.fakes import FakeProxmox
+from tests.units_of_work import AutoCommit
 
 pytestmark = pytest.mark.django_db
 
@@ -70,8 +76,9 @@ def test_register_answers_201_with_the_cluster_and_its_location(api_client, heal
     assert set(body) == {
         "id", "name", "api_endpoint", "status", "proxmox_version", "node_count",
         "auth_method", "username", "token_id", "verify_tls", "fingerprint",
-        "created_at", "updated_at", "last_checked_at", "last_error",
+        "created_at", "updated_at", "last_checked_at", "last_error", "version",
     }  # fmt: skip
+    assert body["version"] == 1
 
 
 def test_register_with_verification_off_records_it(api_client, healthy_pve):
@@ -382,14 +389,41 @@ def test_throttled_calls_are_a_429_with_retry_after(api_client, monkeypatch):
     assert int(response["Retry-After"]) > 0
 
 
-def test_a_crash_is_a_500_without_trace_or_secret(api_client, monkeypatch, caplog):
-    def explode(self, request):
-        raise RuntimeError(f"boom near {PASSWORD}")
-
-    monkeypatch.setattr(ClusterService, "register", explode)
+def test_a_crash_is_a_500_without_trace_or_secret(api_client, compose, caplog):
+    compose(proxmox=FakeProxmox(error=RuntimeError(f"boom near {PASSWORD}")))
     response = register(api_client)
     body = assert_envelope(response, 500, "InternalServerError")
     assert "boom" not in response.content.decode()
     assert "Traceback" not in response.content.decode()
     assert body["details"] is None
     assert any(record.exc_info for record in caplog.records), "the crash is in the log"
+
+
+def test_a_refresh_that_an_edit_overtook_is_a_409_and_the_edit_stands(api_client, compose):
+    unit_of_work = InMemoryUnitOfWork.factory()
+    proxmox = FakeProxmox()
+    compose(unit_of_work=unit_of_work, proxmox=proxmox)
+    cluster_id = register(api_client).json()["id"]
+    store = AutoCommit(unit_of_work)
+    edited = store.find_by_id(uuid.UUID(cluster_id)).reconfigured(
+        at=datetime.now(UTC), name="renamed-meanwhile"
+    )
+    proxmox.before_answer = lambda: store.update(edited)
+
+    response = api_client.post(f"{CLUSTERS}/{cluster_id}/refresh")
+
+    body = assert_envelope(response, 409, "Conflict")
+    assert "changed by someone else" in body["message"]
+    shown = api_client.get(f"{CLUSTERS}/{cluster_id}").json()
+    assert (shown["name"], shown["version"]) == ("renamed-meanwhile", 2)
+
+
+def test_a_domain_error_rolls_back_the_requests_transaction(monkeypatch):
+    """With ATOMIC_REQUESTS, a request whose use case failed must not commit
+    whatever it wrote before the failure: the handler marks the rollback,
+    as DRF's own handler does for its errors."""
+    monkeypatch.setitem(connection.settings_dict, "ATOMIC_REQUESTS", True)
+    with transaction.atomic():
+        response = exception_handler(ClusterNotFound(uuid.uuid4()), {})
+        assert transaction.get_rollback()
+    assert response.status_code == 404

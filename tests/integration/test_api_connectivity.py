@@ -10,7 +10,6 @@ import requests_mock
 from django.contrib.auth import get_user_model
 from rest_framework.test import APIClient
 
-from clusters import wiring
 from clusters.proxmox import ProxmoxClient
 from tests import pve_responses as pve
 from tests.conftest import assert_secret_absent
@@ -37,14 +36,10 @@ def m():
 
 
 @pytest.fixture
-def observed_certificate(monkeypatch):
+def observed_certificate(compose):
     """What the cluster's certificate looks like when the client fetches it
     after a failed handshake (requests-mock has no certificate to show)."""
-    monkeypatch.setattr(
-        wiring,
-        "build_proxmox_client",
-        lambda: ProxmoxClient(fingerprint_fetcher=lambda host, port, timeout: OBSERVED),
-    )
+    compose(proxmox=ProxmoxClient(fingerprint_fetcher=lambda host, port, timeout: OBSERVED))
 
 
 def register(api: APIClient, **fields):

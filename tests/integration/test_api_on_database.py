@@ -17,10 +17,11 @@ from rest_framework.test import APIClient
 from clusters.domain import PasswordCredentials, Secret
 from clusters.encryption import CredentialCipher
 from clusters.models import ClusterRecord
-from clusters.repositories.database import DjangoClusterRepository
+from clusters.wiring import unit_of_work_from_settings
 from tests import pve_responses as pve
 from tests.cluster_samples import make_cluster
 from tests.conftest import assert_secret_absent
+from tests.units_of_work import in_database
 
 pytestmark = [pytest.mark.django_db]
 
@@ -34,8 +35,8 @@ REGISTRATION = {
 
 
 @pytest.fixture(autouse=True)
-def _django_backend(settings: Any) -> None:
-    settings.CLUSTER_REPOSITORY = "django"
+def _django_backend(compose: Any) -> None:
+    compose(unit_of_work=unit_of_work_from_settings("django"))
 
 
 @pytest.fixture
@@ -105,7 +106,7 @@ def test_registration_that_loses_the_race_in_the_database_is_a_conflict(
     rival = make_cluster("PROD-eu")
 
     def version_while_a_rival_registers(request: Any, context: Any) -> dict[str, Any]:
-        DjangoClusterRepository().save(rival)
+        in_database().add(rival)
         return {"data": {"version": "8.2.4", "release": "8.2", "repoid": "faa83925c9641325"}}
 
     requests_mock.get(f"{pve.API}/version", json=version_while_a_rival_registers)
@@ -127,7 +128,7 @@ def test_a_secret_under_an_unconfigured_key_is_a_500_with_a_clear_log_line(
 ) -> None:
     foreign = CredentialCipher([Fernet.generate_key().decode()])
     cluster = make_cluster(credentials=PasswordCredentials("root@pam", Secret(PASSWORD)))
-    DjangoClusterRepository(cipher=foreign).save(cluster)
+    in_database(cipher=foreign).add(cluster)
     pve.healthy_cluster(requests_mock)
 
     with caplog.at_level(logging.ERROR):

@@ -9,9 +9,8 @@ import uuid
 import pytest
 from django.core.management import CommandError, call_command
 
-from clusters.management.commands import clusters as command_module
-from clusters.repositories.memory import InMemoryClusterRepository
-from clusters.services import ClusterService
+from clusters.domain import Actor
+from clusters.repositories.memory import InMemoryUnitOfWork
 from tests.conftest import assert_secret_absent
 from tests.fakes import FakeProxmox
 
@@ -19,13 +18,11 @@ SECRET = "Pa55-cli-secret-2a7c"
 
 
 @pytest.fixture
-def service(settings, monkeypatch):
-    """A shared backend is required; the command gets a service over an
+def service(settings, compose):
+    """A shared backend is required; the command gets services over an
     in-memory repository and a fake Proxmox for these tests."""
     settings.CLUSTER_REPOSITORY = "django"
-    service = ClusterService(repository=InMemoryClusterRepository(), proxmox=FakeProxmox())
-    monkeypatch.setattr(command_module, "get_cluster_service", lambda: service)
-    return service
+    return compose(unit_of_work=InMemoryUnitOfWork.factory(), proxmox=FakeProxmox())
 
 
 def run(*args):
@@ -57,21 +54,24 @@ def test_register_reads_the_secret_from_stdin_never_from_arguments(service, stdi
     assert output.startswith("Registered prod (")
     assert "healthy, PVE 8.2.4, 3 node(s)" in output
     assert_secret_absent(SECRET, output, "the command's output")
-    cluster = service.get_cluster_by_name("prod")
+    cluster = service.clusters.get_cluster_by_name("prod", actor=Actor.command_line())
     assert cluster.credentials.password.reveal() == SECRET
 
 
 def test_register_prompts_for_a_token_secret(service, monkeypatch):
     monkeypatch.setattr("getpass.getpass", lambda prompt: "tok-secret")
     run("register", "--name", "lab", "--endpoint", "10.0.0.5", "--token-id", "root@pam!cli")
-    assert service.get_cluster_by_name("lab").token_id == "root@pam!cli"
+    assert (
+        service.clusters.get_cluster_by_name("lab", actor=Actor.command_line()).token_id
+        == "root@pam!cli"
+    )
 
 
 def test_list_show_refresh_and_remove(service, stdin):
     stdin(f"{SECRET}\n")
     run("register", "--name", "prod", "--endpoint", "pve.example.com", "--username",
         "root@pam", "--secret-stdin")  # fmt: skip
-    cluster = service.get_cluster_by_name("prod")
+    cluster = service.clusters.get_cluster_by_name("prod", actor=Actor.command_line())
 
     assert "prod" in run("list") and "1 cluster(s)" in run("list")
     shown = json.loads(run("show", "PROD"))

@@ -17,10 +17,10 @@ from django.db import DEFAULT_DB_ALIAS, connections
 from clusters.domain import ClusterNameTaken, PasswordCredentials, Secret, TokenCredentials
 from clusters.encryption import CredentialCipher, CredentialsKeyError, StoredSecret
 from clusters.models import ClusterRecord
-from clusters.repositories.database import DjangoClusterRepository
 from tests import postgres
 from tests.cluster_samples import make_cluster
 from tests.conftest import assert_secret_absent
+from tests.units_of_work import AutoCommit, in_database
 
 PASSWORD = "correct-horse-battery-staple-8c1f"
 TOKEN_SECRET = "4a2f7c3e-91d0-4b8e-a5f6-0c2d9e8b7a61"
@@ -40,11 +40,11 @@ def _alias_param(alias: str, *, transaction: bool = False) -> object:
 ALIASES = [_alias_param(DEFAULT_DB_ALIAS), _alias_param(postgres.ALIAS)]
 
 
-def _store_both_kinds(repository: DjangoClusterRepository) -> None:
-    repository.save(
+def _store_both_kinds(repository: AutoCommit) -> None:
+    repository.add(
         make_cluster("Prod-EU", credentials=PasswordCredentials("root@pam", Secret(PASSWORD)))
     )
-    repository.save(
+    repository.add(
         make_cluster("Lab", credentials=TokenCredentials("root@pam!ci", Secret(TOKEN_SECRET)))
     )
 
@@ -57,7 +57,7 @@ def _raw_rows(alias: str) -> str:
 
 @pytest.mark.parametrize("alias", ALIASES)
 def test_table_holds_no_plaintext_secret(alias: str) -> None:
-    _store_both_kinds(DjangoClusterRepository(using=alias))
+    _store_both_kinds(in_database(alias))
 
     raw = _raw_rows(alias)
 
@@ -68,7 +68,7 @@ def test_table_holds_no_plaintext_secret(alias: str) -> None:
 
 @pytest.mark.parametrize("alias", ALIASES)
 def test_stored_secret_is_a_fernet_token_under_the_newest_key(alias: str) -> None:
-    _store_both_kinds(DjangoClusterRepository(using=alias))
+    _store_both_kinds(in_database(alias))
 
     tokens = dict(ClusterRecord.objects.using(alias).values_list("name", "secret_token"))
 
@@ -80,7 +80,7 @@ def test_stored_secret_is_a_fernet_token_under_the_newest_key(alias: str) -> Non
 @pytest.mark.django_db(transaction=True)
 def test_sqlite_database_file_holds_no_plaintext_secret() -> None:
     """At rest means on disk: the committed file, journal included."""
-    _store_both_kinds(DjangoClusterRepository())
+    _store_both_kinds(in_database())
     connections[DEFAULT_DB_ALIAS].close()
     database = Path(connections[DEFAULT_DB_ALIAS].settings_dict["NAME"])
 
@@ -99,10 +99,8 @@ def test_sqlite_database_file_holds_no_plaintext_secret() -> None:
 def test_reads_need_no_key_and_a_wrong_key_fails_clearly_where_the_secret_is_used(
     alias: str,
 ) -> None:
-    _store_both_kinds(DjangoClusterRepository(using=alias))
-    stranger = DjangoClusterRepository(
-        using=alias, cipher=CredentialCipher([Fernet.generate_key().decode()])
-    )
+    _store_both_kinds(in_database(alias))
+    stranger = in_database(alias, cipher=CredentialCipher([Fernet.generate_key().decode()]))
 
     listed = stranger.list()  # listing and showing clusters never decrypts
     cluster = stranger.find_by_name("prod-eu")
@@ -124,10 +122,8 @@ def test_reads_need_no_key_and_a_wrong_key_fails_clearly_where_the_secret_is_use
 @pytest.mark.parametrize("alias", ALIASES)
 def test_secrets_stored_under_an_older_key_still_reveal(alias: str) -> None:
     older = Fernet.generate_key().decode()
-    _store_both_kinds(DjangoClusterRepository(using=alias, cipher=CredentialCipher([older])))
-    rotated = DjangoClusterRepository(
-        using=alias, cipher=CredentialCipher([Fernet.generate_key().decode(), older])
-    )
+    _store_both_kinds(in_database(alias, cipher=CredentialCipher([older])))
+    rotated = in_database(alias, cipher=CredentialCipher([Fernet.generate_key().decode(), older]))
 
     cluster = rotated.find_by_name("Lab")
 
@@ -137,7 +133,7 @@ def test_secrets_stored_under_an_older_key_still_reveal(alias: str) -> None:
 
 @pytest.mark.parametrize("alias", ALIASES)
 def test_stored_cluster_shows_neither_secret_nor_token_in_its_repr(alias: str) -> None:
-    repository = DjangoClusterRepository(using=alias)
+    repository = in_database(alias)
     _store_both_kinds(repository)
     cluster = repository.find_by_name("Prod-EU")
     assert cluster is not None
@@ -152,12 +148,12 @@ def test_stored_cluster_shows_neither_secret_nor_token_in_its_repr(alias: str) -
 
 @pytest.mark.parametrize("alias", ALIASES)
 def test_name_conflict_from_the_database_carries_no_database_detail(alias: str) -> None:
-    repository = DjangoClusterRepository(using=alias)
+    repository = in_database(alias)
     _store_both_kinds(repository)
     contender = make_cluster("PROD-eu", credentials=PasswordCredentials("a@pve", Secret(PASSWORD)))
 
     with pytest.raises(ClusterNameTaken) as raised:
-        repository.save(contender)
+        repository.add(contender)
 
     assert raised.value.message == "A cluster named 'PROD-eu' is already registered"
     assert raised.value.__cause__ is None and raised.value.__suppress_context__
@@ -170,15 +166,15 @@ def test_name_conflict_from_the_database_carries_no_database_detail(alias: str) 
 def test_a_refused_write_inside_a_transaction_leaves_the_transaction_usable(alias: str) -> None:
     """The test itself runs in a transaction: on PostgreSQL, a failed INSERT
     without a savepoint would abort it, and the next query would fail."""
-    repository = DjangoClusterRepository(using=alias)
+    repository = in_database(alias)
     _store_both_kinds(repository)
 
     with pytest.raises(ClusterNameTaken):
-        repository.save(make_cluster("lab"))
+        repository.add(make_cluster("lab"))
     with pytest.raises(ClusterNameTaken):
-        repository.update(
-            make_cluster("lab", id=repository.find_by_name("Prod-EU").id)  # type: ignore[union-attr]
-        )
+        prod = repository.find_by_name("Prod-EU")
+        assert prod is not None
+        repository.update(prod.reconfigured(at=prod.updated_at, name="lab"))
 
     assert [c.name for c in repository.list()] == ["Lab", "Prod-EU"]
 

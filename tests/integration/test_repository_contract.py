@@ -8,8 +8,12 @@ needs the server of DATABASE_URL_POSTGRES (tests/postgres.py).
 
 from __future__ import annotations
 
+import os
 import random
+import subprocess
+import sys
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -24,15 +28,18 @@ from clusters.domain import (
     Cluster,
     ClusterNameTaken,
     ClusterNotFound,
-    ClusterRepository,
     ClusterStatus,
     PasswordCredentials,
+    StaleCluster,
     name_key,
 )
-from clusters.repositories.database import DjangoClusterRepository
-from clusters.repositories.memory import InMemoryClusterRepository
+from clusters.encryption import CredentialCipher
+from clusters.repositories.database import DjangoUnitOfWork
+from clusters.repositories.memory import InMemoryUnitOfWork
+from clusters.services import UnitOfWorkFactory
 from tests import postgres
 from tests.cluster_samples import NOW, make_cluster, token_cluster
+from tests.units_of_work import AutoCommit
 
 BACKENDS = ("memory", "sqlite", "postgres")
 _VENDORS = {"sqlite": "sqlite", "postgres": "postgresql"}
@@ -52,26 +59,27 @@ def _backend(backend: str, *, transaction: bool) -> object:
     return pytest.param(backend, marks=marks, id=backend)
 
 
-def _build(backend: str) -> ClusterRepository:
+def _units_of_work(backend: str) -> UnitOfWorkFactory:
     if backend == "memory":
-        return InMemoryClusterRepository()
+        return InMemoryUnitOfWork.factory()
     alias = _ALIASES[backend]
     vendor = connections[alias].vendor
     if vendor != _VENDORS[backend]:
         pytest.skip(f"database alias {alias!r} is {vendor}, not {backend} (DATABASE_URL)")
-    return DjangoClusterRepository(using=alias)
+    cipher = CredentialCipher.from_settings()
+    return lambda: DjangoUnitOfWork(alias, cipher=cipher)
 
 
 @pytest.fixture(params=[_backend(backend, transaction=False) for backend in BACKENDS])
-def repository(request: pytest.FixtureRequest) -> ClusterRepository:
+def repository(request: pytest.FixtureRequest) -> AutoCommit:
     """Each test inside a transaction rolled back afterwards."""
-    return _build(request.param)
+    return AutoCommit(_units_of_work(request.param))
 
 
 @pytest.fixture(params=[_backend(backend, transaction=True) for backend in BACKENDS])
-def shared_repository(request: pytest.FixtureRequest) -> ClusterRepository:
+def shared_repository(request: pytest.FixtureRequest) -> AutoCommit:
     """Committed writes, which other threads' database connections see."""
-    return _build(request.param)
+    return AutoCommit(_units_of_work(request.param))
 
 
 def memory_order(clusters: list[Cluster]) -> list[str]:
@@ -79,15 +87,15 @@ def memory_order(clusters: list[Cluster]) -> list[str]:
     return [c.name for c in sorted(clusters, key=lambda c: (name_key(c.name), c.name, c.id.int))]
 
 
-# -- save and find -------------------------------------------------------------
+# -- add and find -------------------------------------------------------------
 
 
 @pytest.mark.parametrize("stored", [make_cluster, token_cluster], ids=["password", "token"])
 def test_find_by_id_returns_the_saved_cluster_field_for_field(
-    repository: ClusterRepository, stored: Callable[[], Cluster]
+    repository: AutoCommit, stored: Callable[[], Cluster]
 ) -> None:
     cluster = stored()
-    repository.save(cluster)
+    repository.add(cluster)
 
     found = repository.find_by_id(cluster.id)
 
@@ -99,10 +107,10 @@ def test_find_by_id_returns_the_saved_cluster_field_for_field(
 
 @pytest.mark.parametrize("stored", [make_cluster, token_cluster], ids=["password", "token"])
 def test_found_cluster_reveals_the_saved_secret(
-    repository: ClusterRepository, stored: Callable[[], Cluster]
+    repository: AutoCommit, stored: Callable[[], Cluster]
 ) -> None:
     cluster = stored()
-    repository.save(cluster)
+    repository.add(cluster)
     credentials = repository.find_by_id(cluster.id).credentials
 
     secret = (
@@ -118,9 +126,9 @@ def test_found_cluster_reveals_the_saved_secret(
 
 
 def test_find_by_id_raises_cluster_not_found_for_an_unknown_id(
-    repository: ClusterRepository,
+    repository: AutoCommit,
 ) -> None:
-    repository.save(make_cluster())
+    repository.add(make_cluster())
     missing = uuid.uuid4()
 
     with pytest.raises(ClusterNotFound) as raised:
@@ -142,18 +150,18 @@ NAME_CASE_VARIANTS = [
 
 @pytest.mark.parametrize(("stored_name", "asked_name"), NAME_CASE_VARIANTS)
 def test_find_by_name_ignores_case(
-    repository: ClusterRepository, stored_name: str, asked_name: str
+    repository: AutoCommit, stored_name: str, asked_name: str
 ) -> None:
     cluster = make_cluster(stored_name)
-    repository.save(cluster)
-    repository.save(make_cluster("Other"))
+    repository.add(cluster)
+    repository.add(make_cluster("Other"))
 
     assert repository.find_by_name(asked_name) == cluster
     assert repository.find_by_name(stored_name) == cluster
 
 
-def test_find_by_name_returns_none_for_an_unknown_name(repository: ClusterRepository) -> None:
-    repository.save(make_cluster("Prod-EU"))
+def test_find_by_name_returns_none_for_an_unknown_name(repository: AutoCommit) -> None:
+    repository.add(make_cluster("Prod-EU"))
 
     assert repository.find_by_name("Prod-US") is None
     assert repository.find_by_name("Prod-EU ") is None
@@ -161,13 +169,13 @@ def test_find_by_name_returns_none_for_an_unknown_name(repository: ClusterReposi
 
 @pytest.mark.parametrize(("stored_name", "taken_name"), NAME_CASE_VARIANTS)
 def test_save_refuses_a_name_held_case_insensitively(
-    repository: ClusterRepository, stored_name: str, taken_name: str
+    repository: AutoCommit, stored_name: str, taken_name: str
 ) -> None:
     first = make_cluster(stored_name)
-    repository.save(first)
+    repository.add(first)
 
     with pytest.raises(ClusterNameTaken) as raised:
-        repository.save(make_cluster(taken_name))
+        repository.add(make_cluster(taken_name))
 
     assert raised.value.name == taken_name
     assert list(repository.list()) == [first]
@@ -177,31 +185,31 @@ def test_save_refuses_a_name_held_case_insensitively(
     ("one", "other"), [("a", "á"), ("i", "\u0131"), ("Prod", "Prod-2"), ("ß", "s")]
 )
 def test_save_accepts_names_that_differ_beyond_case(
-    repository: ClusterRepository, one: str, other: str
+    repository: AutoCommit, one: str, other: str
 ) -> None:
-    repository.save(make_cluster(one))
-    repository.save(make_cluster(other))
+    repository.add(make_cluster(one))
+    repository.add(make_cluster(other))
 
     assert {c.name for c in repository.list()} == {one, other}
 
 
 def test_save_accepts_the_longest_name_even_when_casefolding_triples_it(
-    repository: ClusterRepository,
+    repository: AutoCommit,
 ) -> None:
     cluster = make_cluster("ﬃ" * 255)
-    repository.save(cluster)
+    repository.add(cluster)
 
     assert repository.find_by_name("FFI" * 255) == cluster
 
 
-def test_save_refuses_an_id_already_stored(repository: ClusterRepository) -> None:
+def test_save_refuses_an_id_already_stored(repository: AutoCommit) -> None:
     cluster = make_cluster("Prod-EU")
-    repository.save(cluster)
+    repository.add(cluster)
 
     with pytest.raises(ValueError, match="already stored"):
-        repository.save(replace(cluster, name="Prod-US"))
+        repository.add(replace(cluster, name="Prod-US"))
     with pytest.raises(ClusterNameTaken):  # the name is checked first
-        repository.save(cluster)
+        repository.add(cluster)
     assert list(repository.list()) == [cluster]
 
 
@@ -214,16 +222,16 @@ ORDERING_NAMES = [
 ]  # fmt: skip
 
 
-def test_list_is_empty_for_an_empty_repository(repository: ClusterRepository) -> None:
+def test_list_is_empty_for_an_empty_repository(repository: AutoCommit) -> None:
     assert list(repository.list()) == []
 
 
-def test_list_orders_by_casefolded_name_by_code_point(repository: ClusterRepository) -> None:
+def test_list_orders_by_casefolded_name_by_code_point(repository: AutoCommit) -> None:
     """Not a database collation's idea of order: en_US would ignore the
     punctuation in "a b"/"a-b"/"a_b" and put "É" beside "e"."""
     clusters = [make_cluster(name) for name in ORDERING_NAMES]
     for cluster in random.Random(7).sample(clusters, len(clusters)):
-        repository.save(cluster)
+        repository.add(cluster)
 
     listed = repository.list()
 
@@ -231,102 +239,200 @@ def test_list_orders_by_casefolded_name_by_code_point(repository: ClusterReposit
     assert listed[0] == next(c for c in clusters if c.name == listed[0].name)
 
 
-def test_list_follows_every_kind_of_write(repository: ClusterRepository) -> None:
+def test_list_follows_every_kind_of_write(repository: AutoCommit) -> None:
     clusters = {name: make_cluster(name) for name in ("delta", "Bravo", "charlie")}
     for cluster in clusters.values():
-        repository.save(cluster)
+        repository.add(cluster)
     assert [c.name for c in repository.list()] == ["Bravo", "charlie", "delta"]
 
-    repository.save(make_cluster("alpha"))
+    repository.add(make_cluster("alpha"))
     repository.delete(clusters["charlie"].id)
-    repository.update(replace(clusters["delta"], name="Echo", status=ClusterStatus.DEGRADED))
+    echo = clusters["delta"].reconfigured(at=NOW, name="Echo")
+    repository.update(echo)
+    repository.record_check(echo.observed(at=NOW, status=ClusterStatus.DEGRADED))
 
     listed = repository.list()
     assert [c.name for c in listed] == ["alpha", "Bravo", "Echo"]
     assert listed[2].status is ClusterStatus.DEGRADED
 
 
-# -- update --------------------------------------------------------------------
+# -- update: a new version of the configuration ------------------------------------
+
+LATER = NOW + timedelta(hours=1)
 
 
-def test_update_replaces_every_field(repository: ClusterRepository) -> None:
+def test_update_stores_the_next_version_with_every_configuration_field(
+    repository: AutoCommit,
+) -> None:
     cluster = make_cluster()
-    repository.save(cluster)
-    later = NOW + timedelta(hours=1)
-    checked = replace(
-        token_cluster(),
-        id=cluster.id,
+    repository.add(cluster)
+    token = token_cluster()
+    edited = cluster.reconfigured(
+        at=LATER,
         name="Prod-EU-renamed",
         api_endpoint="https://[2001:db8::1]:8443",
-        status=ClusterStatus.DEGRADED,
-        proxmox_version="8.3.0",
-        node_count=5,
-        created_at=cluster.created_at,
-        updated_at=later,
-        last_checked_at=later,
+        credentials=token.credentials,
+        verify_tls=False,
+        fingerprint=token.fingerprint,
     )
 
-    repository.update(checked)
+    repository.update(edited)
 
-    assert repository.find_by_id(cluster.id) == checked
-    assert repository.find_by_name("prod-eu-renamed") == checked
+    stored = repository.find_by_id(cluster.id)
+    assert stored == edited
+    assert stored.version == 2 and stored.updated_at == LATER
+    assert stored.credentials.secret.reveal() == token.credentials.secret.reveal()
+    assert repository.find_by_name("prod-eu-renamed") == edited
     assert repository.find_by_name("Prod-EU") is None
 
 
-def test_update_of_a_deleted_cluster_raises_and_does_not_bring_it_back(
-    repository: ClusterRepository,
+def test_update_based_on_a_stale_version_is_refused_and_changes_nothing(
+    repository: AutoCommit,
 ) -> None:
     cluster = make_cluster()
-    repository.save(cluster)
+    repository.add(cluster)
+    repository.update(cluster.reconfigured(at=LATER, name="first-edit"))
+
+    with pytest.raises(StaleCluster) as raised:
+        repository.update(cluster.reconfigured(at=LATER, name="second-edit"))
+
+    assert raised.value.expected_version == 1
+    stored = repository.find_by_id(cluster.id)
+    assert (stored.name, stored.version) == ("first-edit", 2)
+    assert repository.find_by_name("second-edit") is None
+
+
+@pytest.mark.parametrize(
+    "write",
+    [
+        lambda repository, cluster: repository.update(
+            cluster.reconfigured(at=LATER, verify_tls=False)
+        ),
+        lambda repository, cluster: repository.record_check(_checked(cluster)),
+    ],
+    ids=["update", "record_check"],
+)
+def test_a_write_to_a_deleted_cluster_raises_and_does_not_bring_it_back(
+    repository: AutoCommit, write: Callable[[AutoCommit, Cluster], None]
+) -> None:
+    cluster = make_cluster()
+    repository.add(cluster)
     repository.delete(cluster.id)
 
     with pytest.raises(ClusterNotFound):
-        repository.update(replace(cluster, status=ClusterStatus.UNHEALTHY))
+        write(repository, cluster)
 
     assert not repository.exists(cluster.id)
     assert repository.find_by_name(cluster.name) is None
     assert list(repository.list()) == []
 
 
-def test_update_refuses_a_rename_onto_another_clusters_name(repository: ClusterRepository) -> None:
+def test_update_refuses_a_rename_onto_another_clusters_name(repository: AutoCommit) -> None:
     first, second = make_cluster("Prod-EU"), make_cluster("Prod-US")
-    repository.save(first)
-    repository.save(second)
+    repository.add(first)
+    repository.add(second)
 
     with pytest.raises(ClusterNameTaken):
-        repository.update(replace(second, name="PROD-eu"))
+        repository.update(second.reconfigured(at=LATER, name="PROD-eu"))
 
     assert repository.find_by_id(second.id) == second
     assert repository.find_by_name("prod-eu") == first
 
 
-def test_update_may_change_the_case_of_a_clusters_own_name(repository: ClusterRepository) -> None:
+def test_update_may_change_the_case_of_a_clusters_own_name(repository: AutoCommit) -> None:
     cluster = make_cluster("prod-eu")
-    repository.save(cluster)
+    repository.add(cluster)
+    renamed = cluster.reconfigured(at=LATER, name="Prod-EU")
 
-    repository.update(replace(cluster, name="Prod-EU"))
+    repository.update(renamed)
 
-    assert repository.find_by_name("PROD-EU") == replace(cluster, name="Prod-EU")
+    assert repository.find_by_name("PROD-EU") == renamed
 
 
-def test_update_frees_the_previous_name(repository: ClusterRepository) -> None:
+def test_update_frees_the_previous_name(repository: AutoCommit) -> None:
     cluster = make_cluster("Prod-EU")
-    repository.save(cluster)
-    repository.update(replace(cluster, name="Prod-EU-old"))
+    repository.add(cluster)
+    repository.update(cluster.reconfigured(at=LATER, name="Prod-EU-old"))
 
     newcomer = make_cluster("prod-eu")
-    repository.save(newcomer)
+    repository.add(newcomer)
 
     assert repository.find_by_name("PROD-EU") == newcomer
+
+
+# -- record_check: observations, conditional on the configuration checked --------
+
+
+def _checked(cluster: Cluster) -> Cluster:
+    return cluster.observed(
+        at=LATER,
+        status=ClusterStatus.DEGRADED,
+        proxmox_version="8.3.0",
+        node_count=5,
+        last_error="node pve3 offline",
+    )
+
+
+def test_record_check_stores_the_observations_and_keeps_the_version(
+    repository: AutoCommit,
+) -> None:
+    cluster = make_cluster()
+    repository.add(cluster)
+
+    repository.record_check(_checked(cluster))
+
+    stored = repository.find_by_id(cluster.id)
+    assert stored == _checked(cluster)
+    assert stored.version == cluster.version
+    assert (stored.last_checked_at, stored.updated_at) == (LATER, LATER)
+
+
+def test_record_check_never_writes_configuration(repository: AutoCommit) -> None:
+    """Only the observation fields are written: a check that carried a
+    different name (a bug) still cannot rename the cluster."""
+    cluster = make_cluster("Prod-EU")
+    repository.add(cluster)
+
+    repository.record_check(replace(_checked(cluster), name="Hijacked", verify_tls=False))
+
+    stored = repository.find_by_id(cluster.id)
+    assert (stored.name, stored.verify_tls) == ("Prod-EU", True)
+    assert stored.status is ClusterStatus.DEGRADED
+
+
+def test_record_check_after_an_edit_is_dropped_and_the_edit_survives(
+    repository: AutoCommit,
+) -> None:
+    cluster = make_cluster()
+    repository.add(cluster)
+    edited = cluster.reconfigured(at=LATER, name="edited-meanwhile")
+    repository.update(edited)
+
+    with pytest.raises(StaleCluster):
+        repository.record_check(_checked(cluster))
+
+    assert repository.find_by_id(cluster.id) == edited
+
+
+def test_a_check_never_makes_an_editors_version_stale(repository: AutoCommit) -> None:
+    cluster = make_cluster()
+    repository.add(cluster)
+    read_by_editor = repository.find_by_id(cluster.id)
+
+    repository.record_check(_checked(cluster))
+    repository.update(read_by_editor.reconfigured(at=LATER, name="edited"))
+
+    stored = repository.find_by_id(cluster.id)
+    assert (stored.name, stored.version) == ("edited", 2)
 
 
 # -- delete and exists -----------------------------------------------------------
 
 
-def test_delete_removes_the_cluster_from_every_lookup(repository: ClusterRepository) -> None:
+def test_delete_removes_the_cluster_from_every_lookup(repository: AutoCommit) -> None:
     cluster, other = make_cluster("Prod-EU"), make_cluster("Prod-US")
-    repository.save(cluster)
-    repository.save(other)
+    repository.add(cluster)
+    repository.add(other)
 
     repository.delete(cluster.id)
 
@@ -337,22 +443,22 @@ def test_delete_removes_the_cluster_from_every_lookup(repository: ClusterReposit
     assert list(repository.list()) == [other]
 
 
-def test_delete_frees_the_name(repository: ClusterRepository) -> None:
+def test_delete_frees_the_name(repository: AutoCommit) -> None:
     cluster = make_cluster("Prod-EU")
-    repository.save(cluster)
+    repository.add(cluster)
     repository.delete(cluster.id)
 
     again = make_cluster("PROD-EU")
-    repository.save(again)
+    repository.add(again)
 
     assert repository.find_by_name("prod-eu") == again
 
 
 def test_delete_raises_cluster_not_found_for_an_unknown_or_deleted_id(
-    repository: ClusterRepository,
+    repository: AutoCommit,
 ) -> None:
     cluster = make_cluster()
-    repository.save(cluster)
+    repository.add(cluster)
     repository.delete(cluster.id)
 
     with pytest.raises(ClusterNotFound):
@@ -361,9 +467,9 @@ def test_delete_raises_cluster_not_found_for_an_unknown_or_deleted_id(
         repository.delete(uuid.uuid4())
 
 
-def test_exists_tells_stored_from_unknown_ids(repository: ClusterRepository) -> None:
+def test_exists_tells_stored_from_unknown_ids(repository: AutoCommit) -> None:
     cluster = make_cluster()
-    repository.save(cluster)
+    repository.add(cluster)
 
     assert repository.exists(cluster.id)
     assert not repository.exists(uuid.uuid4())
@@ -374,14 +480,14 @@ def test_exists_tells_stored_from_unknown_ids(repository: ClusterRepository) -> 
 CONTENDERS = 16
 
 
-def _race(repository: ClusterRepository, clusters: list[Cluster]) -> list[str]:
+def _race(repository: AutoCommit, clusters: list[Cluster]) -> list[str]:
     """Save every cluster from its own thread, all released at once."""
     start = threading.Barrier(len(clusters))
 
     def save(cluster: Cluster) -> str:
         try:
             start.wait(timeout=10)
-            repository.save(cluster)
+            repository.add(cluster)
             return "saved"
         except ClusterNameTaken:
             return "taken"
@@ -395,7 +501,7 @@ def _race(repository: ClusterRepository, clusters: list[Cluster]) -> list[str]:
 
 
 def test_concurrent_saves_of_one_name_store_exactly_one(
-    shared_repository: ClusterRepository,
+    shared_repository: AutoCommit,
 ) -> None:
     spellings = ["Race", "race", "RACE", "rAcE"]
     contenders = [make_cluster(spellings[i % len(spellings)]) for i in range(CONTENDERS)]
@@ -409,7 +515,7 @@ def test_concurrent_saves_of_one_name_store_exactly_one(
 
 
 def test_concurrent_saves_of_different_names_all_succeed(
-    shared_repository: ClusterRepository,
+    shared_repository: AutoCommit,
 ) -> None:
     contenders = [make_cluster(f"node-{i:02d}") for i in range(CONTENDERS)]
 
@@ -417,3 +523,140 @@ def test_concurrent_saves_of_different_names_all_succeed(
 
     assert outcomes == ["saved"] * CONTENDERS
     assert [c.name for c in shared_repository.list()] == memory_order(contenders)
+
+
+def test_concurrent_edits_from_one_version_let_exactly_one_win(
+    shared_repository: AutoCommit,
+) -> None:
+    """Optimistic concurrency: every editor read version 1; the version in
+    the write's condition lets the first through and refuses the rest."""
+    cluster = make_cluster("contested")
+    shared_repository.add(cluster)
+    start = threading.Barrier(CONTENDERS)
+
+    def edit(number: int) -> str:
+        try:
+            start.wait(timeout=10)
+            shared_repository.update(cluster.reconfigured(at=NOW, name=f"edit-{number:02d}"))
+            return "won"
+        except StaleCluster:
+            return "stale"
+        finally:
+            connections.close_all()
+
+    with ThreadPoolExecutor(max_workers=CONTENDERS) as pool:
+        outcomes = list(pool.map(edit, range(CONTENDERS)))
+
+    assert sorted(outcomes) == ["stale"] * (CONTENDERS - 1) + ["won"]
+    stored = shared_repository.find_by_id(cluster.id)
+    assert stored.name == f"edit-{outcomes.index('won'):02d}"
+    assert stored.version == 2
+
+
+def _database_url(alias: str) -> str:
+    config = connections[alias].settings_dict
+    if config["ENGINE"].endswith("sqlite3"):
+        return f"sqlite:///{config['NAME']}"
+    host, port, user = config["HOST"] or "127.0.0.1", config["PORT"] or 5432, config["USER"]
+    return f"postgres://{user}@{host}:{port}/{config['NAME']}"
+
+
+@pytest.fixture(
+    params=[_backend(backend, transaction=True) for backend in BACKENDS if backend != "memory"]
+)
+def shared_database(request: pytest.FixtureRequest) -> tuple[str, AutoCommit]:
+    """A database backend with committed writes, and the alias it is on."""
+    return _ALIASES[request.param], AutoCommit(_units_of_work(request.param))
+
+
+def test_concurrent_edits_from_two_processes_let_exactly_one_win(
+    shared_database: tuple[str, AutoCommit],
+) -> None:
+    """The same race between two processes sharing the database (an in-memory
+    store is per process, so this contract is the database backends')."""
+    alias, repository = shared_database
+    cluster = make_cluster("contested")
+    repository.add(cluster)
+    environment = {**os.environ, "DATABASE_URL": _database_url(alias)}
+    start_at = time.time() + 3  # both have set up Django by then
+    workers = [
+        subprocess.Popen(
+            [sys.executable, "-m", "tests.integration.edit_race_worker", str(cluster.id), name,
+             str(start_at)],
+            env=environment,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for name in ("edit-by-one", "edit-by-two")
+    ]  # fmt: skip
+    outcomes = [worker.communicate(timeout=60)[0].strip() for worker in workers]
+
+    assert sorted(outcomes) == ["stale", "won"]
+    stored = repository.find_by_id(cluster.id)
+    assert stored.name == ("edit-by-one", "edit-by-two")[outcomes.index("won")]
+    assert stored.version == 2
+
+
+# -- the unit of work ---------------------------------------------------------------
+
+
+def test_writes_are_discarded_unless_the_unit_of_work_commits(repository: AutoCommit) -> None:
+    cluster = make_cluster()
+
+    with repository.unit_of_work() as uow:
+        uow.clusters.add(cluster)
+
+    assert not repository.exists(cluster.id)
+    assert repository.find_by_name(cluster.name) is None
+    assert list(repository.list()) == []
+
+
+def test_a_failure_inside_a_unit_of_work_discards_every_write_it_made(
+    repository: AutoCommit,
+) -> None:
+    kept, gone = make_cluster("kept"), make_cluster("gone")
+    repository.add(kept)
+    repository.add(gone)
+    newcomer = make_cluster("newcomer")
+
+    with pytest.raises(ClusterNameTaken), repository.unit_of_work() as uow:
+        uow.clusters.add(newcomer)
+        uow.clusters.update(kept.reconfigured(at=NOW, name="renamed"))
+        uow.clusters.record_check(gone.observed(at=NOW, status=ClusterStatus.UNHEALTHY))
+        uow.clusters.delete(gone.id)
+        uow.clusters.add(make_cluster("NEWCOMER"))  # taken by this unit's first write
+        uow.commit()
+
+    assert not repository.exists(newcomer.id)
+    assert repository.find_by_id(kept.id) == kept
+    assert repository.find_by_id(gone.id) == gone
+    assert [c.name for c in repository.list()] == ["gone", "kept"]
+
+
+def test_committed_writes_of_a_unit_of_work_are_kept_together(repository: AutoCommit) -> None:
+    first, second = make_cluster("first"), make_cluster("second")
+    repository.add(second)
+
+    with repository.unit_of_work() as uow:
+        uow.clusters.add(first)
+        uow.clusters.update(second.reconfigured(at=NOW, name="second-renamed"))
+        uow.commit()
+
+    assert [c.name for c in repository.list()] == ["first", "second-renamed"]
+    assert repository.find_by_id(second.id).version == 2
+
+
+def test_writes_outside_a_unit_of_work_are_refused(shared_repository: AutoCommit) -> None:
+    cluster = make_cluster()
+    shared_repository.add(cluster)
+    outside = shared_repository.repository
+
+    with pytest.raises(RuntimeError, match="inside a unit of work"):
+        outside.add(make_cluster("other"))
+    with pytest.raises(RuntimeError, match="inside a unit of work"):
+        outside.update(cluster.reconfigured(at=NOW, name="renamed"))
+    with pytest.raises(RuntimeError, match="inside a unit of work"):
+        outside.record_check(cluster.observed(at=NOW, status=ClusterStatus.UNHEALTHY))
+    with pytest.raises(RuntimeError, match="inside a unit of work"):
+        outside.delete(cluster.id)
+    assert list(shared_repository.list()) == [cluster]

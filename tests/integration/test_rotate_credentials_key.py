@@ -16,10 +16,10 @@ from django.test import override_settings
 from clusters.domain import PasswordCredentials, Secret, TokenCredentials
 from clusters.encryption import CredentialCipher, CredentialsKeyError
 from clusters.models import ClusterRecord
-from clusters.repositories.database import DjangoClusterRepository
 from tests import postgres
 from tests.cluster_samples import make_cluster
 from tests.conftest import assert_secret_absent
+from tests.units_of_work import in_database
 
 OLD, NEW, FOREIGN = (Fernet.generate_key().decode() for _ in range(3))
 SECRETS = {"Prod-EU": "old-password-1", "Lab": "old-token-secret-2", "Edge": "old-password-3"}
@@ -38,14 +38,14 @@ ALIASES = [_alias(DEFAULT_DB_ALIAS), _alias(postgres.ALIAS)]
 
 
 def _store(alias: str, key: str, names: list[str]) -> None:
-    repository = DjangoClusterRepository(using=alias, cipher=CredentialCipher([key]))
+    repository = in_database(alias, cipher=CredentialCipher([key]))
     for name in names:
         credentials = (
             TokenCredentials("root@pam!ci", Secret(SECRETS[name]))
             if name == "Lab"
             else PasswordCredentials("root@pam", Secret(SECRETS[name]))
         )
-        repository.save(make_cluster(name, credentials=credentials))
+        repository.add(make_cluster(name, credentials=credentials))
 
 
 def _tokens(alias: str) -> dict[str, str]:
@@ -53,7 +53,7 @@ def _tokens(alias: str) -> dict[str, str]:
 
 
 def _revealed(alias: str, key: str) -> dict[str, str]:
-    repository = DjangoClusterRepository(using=alias, cipher=CredentialCipher([key]))
+    repository = in_database(alias, cipher=CredentialCipher([key]))
     revealed = {}
     for cluster in repository.list():
         credentials = cluster.credentials

@@ -16,7 +16,8 @@ from rest_framework.test import APIClient
 
 from clusters import wiring
 from clusters.checks import check_cluster_repository
-from clusters.repositories.memory import InMemoryClusterRepository
+from clusters.repositories.database import DjangoUnitOfWork
+from clusters.repositories.memory import InMemoryUnitOfWork
 
 pytestmark = pytest.mark.django_db
 
@@ -59,17 +60,23 @@ def test_a_token_from_drf_create_token_authenticates_a_rest_client(django_user_m
     assert client.get("/api/v1/clusters").status_code == 200
 
 
-def test_the_backend_comes_from_the_setting_at_first_use(settings):
-    settings.CLUSTER_REPOSITORY = "memory"
-    assert isinstance(wiring.build_repository(), InMemoryClusterRepository)
-    service = wiring.get_cluster_service()
-    assert wiring.get_cluster_service() is service, "one service, one store per process"
+@pytest.mark.parametrize(
+    ("backend", "unit_of_work"), [("memory", InMemoryUnitOfWork), ("django", DjangoUnitOfWork)]
+)
+def test_the_backend_comes_from_the_setting_at_first_use(settings, backend, unit_of_work):
+    settings.CLUSTER_REPOSITORY = backend
+    wiring.install_services(None)
+
+    assert isinstance(wiring.unit_of_work_from_settings()(), unit_of_work)
+    services = wiring.services()
+    assert wiring.services() is services, "one composition, one store per process"
 
 
 def test_an_unknown_backend_fails_loudly(settings):
     settings.CLUSTER_REPOSITORY = "redis"
+    wiring.install_services(None)
     with pytest.raises(ImproperlyConfigured, match="'redis' is not a backend"):
-        wiring.get_cluster_service()
+        wiring.services()
     assert [message.id for message in check_cluster_repository()] == ["clusters.E001"]
 
 

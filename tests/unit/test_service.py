@@ -1,6 +1,6 @@
-"""ClusterService with an in-memory repository and a fake Proxmox client:
-the seed's §7.1 service tests, and what SPEC adds (nothing stored on
-failure, the log lines of seed §10.2, refresh)."""
+"""The use cases with an in-memory repository and a fake Proxmox client,
+composed by ``bootstrap``: register, list, get, deregister (nothing stored
+on failure, the log lines of docs/product-contract.md §16) and refresh."""
 
 from __future__ import annotations
 
@@ -11,7 +11,9 @@ import uuid
 
 import pytest
 
+from clusters.bootstrap import bootstrap
 from clusters.domain import (
+    Actor,
     ClusterNameTaken,
     ClusterNotFound,
     ClusterStatus,
@@ -26,15 +28,17 @@ from clusters.domain import (
     ProxmoxUnreachable,
     RegistrationRequest,
     Secret,
+    StaleCluster,
     TokenCredentials,
     ValidationFailed,
 )
-from clusters.repositories.memory import InMemoryClusterRepository
-from clusters.services import ClusterService
+from clusters.repositories.memory import InMemoryClusterRepository, InMemoryUnitOfWork
 from tests.conftest import assert_secret_absent
 from tests.fakes import FakeClock, FakeProxmox
+from tests.units_of_work import AutoCommit
 
 PASSWORD = "Pa55-unit-secret-91c2"
+OPERATOR = Actor("operator", groups=frozenset({"operators"}), source_ip="127.0.0.1")
 
 
 @pytest.fixture
@@ -54,7 +58,9 @@ def clock():
 
 @pytest.fixture
 def service(repository, proxmox, clock):
-    return ClusterService(repository=repository, proxmox=proxmox, clock=clock)
+    return bootstrap(
+        unit_of_work=InMemoryUnitOfWork.factory(repository), proxmox=proxmox, clock=clock
+    )
 
 
 def request(**overrides):
@@ -68,7 +74,7 @@ def request(**overrides):
 
 
 def test_register_cluster_success(service, repository, proxmox, clock):
-    cluster = service.register(request(name="  prod  "))
+    cluster = service.clusters.register(request(name="  prod  "), actor=OPERATOR)
 
     assert cluster.name == "prod"
     assert cluster.api_endpoint == "https://pve.example.com:8006"
@@ -84,8 +90,9 @@ def test_register_cluster_success(service, repository, proxmox, clock):
 
 
 def test_register_cluster_with_an_api_token(service, proxmox):
-    cluster = service.register(
-        request(username=None, password=None, token_id="root@pam!ci", token_secret="tok-1")
+    cluster = service.clusters.register(
+        request(username=None, password=None, token_id="root@pam!ci", token_secret="tok-1"),
+        actor=OPERATOR,
     )
     assert cluster.auth_method == "token"
     assert cluster.token_id == "root@pam!ci"
@@ -94,11 +101,11 @@ def test_register_cluster_with_an_api_token(service, proxmox):
 
 
 def test_register_cluster_duplicate_name(service, repository, proxmox):
-    service.register(request(name="Prod"))
+    service.clusters.register(request(name="Prod"), actor=OPERATOR)
     proxmox.calls.clear()
 
     with pytest.raises(ClusterNameTaken):
-        service.register(request(name=" PROD "))
+        service.clusters.register(request(name=" PROD "), actor=OPERATOR)
 
     assert proxmox.calls == [], "a taken name must not cost a login at Proxmox"
     assert len(repository.list()) == 1
@@ -106,7 +113,9 @@ def test_register_cluster_duplicate_name(service, repository, proxmox):
 
 def test_register_cluster_invalid_request(service, repository, proxmox):
     with pytest.raises(ValidationFailed) as caught:
-        service.register(request(api_endpoint="http://pve.example.com", username="root"))
+        service.clusters.register(
+            request(api_endpoint="http://pve.example.com", username="root"), actor=OPERATOR
+        )
 
     assert set(caught.value.details) == {"api_endpoint", "username"}
     assert proxmox.calls == []
@@ -126,7 +135,7 @@ def test_register_cluster_invalid_request(service, repository, proxmox):
 def test_failed_registration_stores_nothing(service, repository, proxmox, error):
     proxmox.error = error
     with pytest.raises(type(error)):
-        service.register(request())
+        service.clusters.register(request(), actor=OPERATOR)
     assert list(repository.list()) == []
     assert repository.find_by_name("prod") is None
 
@@ -139,7 +148,7 @@ def test_authentication_failure(service, proxmox, caplog):
         caplog.at_level(logging.INFO, logger="clusters"),
         pytest.raises(ProxmoxAuthenticationFailed),
     ):
-        service.register(request())
+        service.clusters.register(request(), actor=OPERATOR)
 
     assert [(r.levelname, r.getMessage()) for r in caplog.records] == [
         (
@@ -152,51 +161,51 @@ def test_authentication_failure(service, proxmox, caplog):
 
 def test_list_clusters(service):
     for name in ["beta", "Alpha", "gamma"]:
-        service.register(request(name=name))
-    listing = service.list_clusters()
+        service.clusters.register(request(name=name), actor=OPERATOR)
+    listing = service.clusters.list_clusters(actor=OPERATOR)
     assert listing.total == 3
     assert [c.name for c in listing.clusters] == ["Alpha", "beta", "gamma"]
 
 
 def test_list_clusters_when_none_is_registered(service):
-    listing = service.list_clusters()
+    listing = service.clusters.list_clusters(actor=OPERATOR)
     assert (list(listing.clusters), listing.total) == ([], 0)
 
 
 def test_get_cluster(service):
-    cluster = service.register(request())
-    assert service.get_cluster(str(cluster.id)) == cluster
-    assert service.get_cluster(cluster.id) == cluster
+    cluster = service.clusters.register(request(), actor=OPERATOR)
+    assert service.clusters.get_cluster(str(cluster.id), actor=OPERATOR) == cluster
+    assert service.clusters.get_cluster(cluster.id, actor=OPERATOR) == cluster
 
 
 def test_get_cluster_with_malformed_id(service):
     with pytest.raises(InvalidClusterId):
-        service.get_cluster("not-a-uuid")
+        service.clusters.get_cluster("not-a-uuid", actor=OPERATOR)
 
 
 def test_deregister_cluster_success(service, repository):
-    cluster = service.register(request())
-    service.deregister(str(cluster.id))
+    cluster = service.clusters.register(request(), actor=OPERATOR)
+    service.clusters.deregister(str(cluster.id), actor=OPERATOR)
     assert not repository.exists(cluster.id)
     with pytest.raises(ClusterNotFound):
-        service.get_cluster(cluster.id)
+        service.clusters.get_cluster(cluster.id, actor=OPERATOR)
 
 
 def test_deregister_cluster_not_found(service):
     with pytest.raises(ClusterNotFound):
-        service.deregister(str(uuid.uuid4()))
+        service.clusters.deregister(str(uuid.uuid4()), actor=OPERATOR)
 
 
 def test_deregister_cluster_with_malformed_id(service):
     with pytest.raises(InvalidClusterId):
-        service.deregister("../../etc")
+        service.clusters.deregister("../../etc", actor=OPERATOR)
 
 
 def test_register_logs_success_and_taken_names_as_the_seed_does(service, caplog):
     with caplog.at_level(logging.INFO, logger="clusters"):
-        cluster = service.register(request())
+        cluster = service.clusters.register(request(), actor=OPERATOR)
         with pytest.raises(ClusterNameTaken):
-            service.register(request(name="PROD"))
+            service.clusters.register(request(name="PROD"), actor=OPERATOR)
 
     assert [(r.levelname, r.getMessage()) for r in caplog.records] == [
         ("INFO", f"Cluster registered successfully, cluster_id={cluster.id}, name=prod"),
@@ -206,10 +215,10 @@ def test_register_logs_success_and_taken_names_as_the_seed_does(service, caplog)
 
 def test_no_log_line_carries_the_password(service, proxmox, caplog):
     with caplog.at_level(logging.DEBUG):
-        service.register(request())
+        service.clusters.register(request(), actor=OPERATOR)
         proxmox.error = ProxmoxAuthenticationFailed("refused")
         with pytest.raises(ProxmoxAuthenticationFailed):
-            service.register(request(name="other"))
+            service.clusters.register(request(name="other"), actor=OPERATOR)
     for record in caplog.records:
         assert_secret_absent(PASSWORD, record.getMessage(), "a log line")
 
@@ -220,13 +229,15 @@ def test_concurrent_registrations_of_one_name_store_exactly_one(repository, cloc
     threads = 16
     barrier = threading.Barrier(threads)
     proxmox = FakeProxmox(before_answer=lambda: time.sleep(0.05))
-    service = ClusterService(repository=repository, proxmox=proxmox, clock=clock)
+    service = bootstrap(
+        unit_of_work=InMemoryUnitOfWork.factory(repository), proxmox=proxmox, clock=clock
+    )
     outcomes = []
 
     def register():
         barrier.wait()
         try:
-            service.register(request(name="contended"))
+            service.clusters.register(request(name="contended"), actor=OPERATOR)
             outcomes.append("registered")
         except ClusterNameTaken:
             outcomes.append("taken")
@@ -243,7 +254,7 @@ def test_concurrent_registrations_of_one_name_store_exactly_one(repository, cloc
 
 
 def test_refresh_records_the_current_health(service, proxmox, clock):
-    cluster = service.register(request())
+    cluster = service.clusters.register(request(), actor=OPERATOR)
     clock.advance(minutes=5)
     proxmox.report = ProxmoxReport(
         version="8.3.0",
@@ -254,20 +265,20 @@ def test_refresh_records_the_current_health(service, proxmox, clock):
         ],
     )
 
-    checked = service.refresh(str(cluster.id))
+    checked = service.checks.refresh(str(cluster.id), actor=OPERATOR)
 
     assert checked.status is ClusterStatus.DEGRADED
     assert (checked.proxmox_version, checked.node_count) == ("8.3.0", 2)
     assert checked.last_checked_at == checked.updated_at == clock.now
     assert checked.created_at == cluster.created_at
-    assert service.get_cluster(cluster.id) == checked
+    assert service.clusters.get_cluster(cluster.id, actor=OPERATOR) == checked
 
 
 def test_refresh_of_an_unreachable_cluster_marks_it_unhealthy_and_keeps_its_facts(service, proxmox):
-    cluster = service.register(request())
+    cluster = service.clusters.register(request(), actor=OPERATOR)
     proxmox.error = ProxmoxUnreachable("Could not connect to https://pve.example.com:8006")
 
-    checked = service.refresh(cluster.id)
+    checked = service.checks.refresh(cluster.id, actor=OPERATOR)
 
     assert checked.status is ClusterStatus.UNHEALTHY
     assert checked.last_error == "Could not connect to https://pve.example.com:8006"
@@ -275,29 +286,29 @@ def test_refresh_of_an_unreachable_cluster_marks_it_unhealthy_and_keeps_its_fact
 
 
 def test_refresh_with_refused_credentials_marks_it_unknown(service, proxmox):
-    cluster = service.register(request())
+    cluster = service.clusters.register(request(), actor=OPERATOR)
     proxmox.error = ProxmoxAuthenticationFailed("Proxmox refused the credentials of root@pam")
-    checked = service.refresh(cluster.id)
+    checked = service.checks.refresh(cluster.id, actor=OPERATOR)
     assert checked.status is ClusterStatus.UNKNOWN
     assert "refused" in checked.last_error
 
 
 def test_refresh_clears_the_last_error_once_the_cluster_answers_again(service, proxmox):
-    cluster = service.register(request())
+    cluster = service.clusters.register(request(), actor=OPERATOR)
     proxmox.error = ProxmoxUnreachable("down")
-    service.refresh(cluster.id)
+    service.checks.refresh(cluster.id, actor=OPERATOR)
     proxmox.error = None
-    checked = service.refresh(cluster.id)
+    checked = service.checks.refresh(cluster.id, actor=OPERATOR)
     assert (checked.status, checked.last_error) == (ClusterStatus.HEALTHY, None)
 
 
 def test_refresh_of_a_cluster_deleted_meanwhile_does_not_bring_it_back(
     service, repository, proxmox
 ):
-    cluster = service.register(request())
-    proxmox.before_answer = lambda: repository.delete(cluster.id)
+    cluster = service.clusters.register(request(), actor=OPERATOR)
+    proxmox.before_answer = lambda: service.clusters.deregister(cluster.id, actor=OPERATOR)
     with pytest.raises(ClusterNotFound):
-        service.refresh(cluster.id)
+        service.checks.refresh(cluster.id, actor=OPERATOR)
     assert not repository.exists(cluster.id)
 
 
@@ -305,5 +316,36 @@ def test_permission_limited_account_registers_as_unknown_with_visible_nodes(serv
     proxmox.report = ProxmoxReport(
         version="8.2.4", cluster_status=None, nodes=[NodeEntry("pve1", "online")]
     )
-    cluster = service.register(request())
+    cluster = service.clusters.register(request(), actor=OPERATOR)
     assert (cluster.status, cluster.node_count) == (ClusterStatus.UNKNOWN, 1)
+
+
+def test_refresh_that_finds_the_configuration_edited_meanwhile_drops_its_result(
+    service, repository, proxmox, clock
+):
+    cluster = service.clusters.register(request(), actor=OPERATOR)
+    edited = cluster.reconfigured(at=clock.now, name="renamed-while-checking")
+
+    def edit_meanwhile():
+        AutoCommit(InMemoryUnitOfWork.factory(repository)).update(edited)
+
+    proxmox.before_answer = edit_meanwhile
+    proxmox.error = ProxmoxUnreachable("down")
+
+    with pytest.raises(StaleCluster):
+        service.checks.refresh(cluster.id, actor=OPERATOR)
+
+    stored = repository.find_by_id(cluster.id)
+    assert stored == edited, "the edit survives, the check's findings are dropped"
+    assert (stored.status, stored.last_error, stored.version) == (ClusterStatus.HEALTHY, None, 2)
+
+
+def test_refresh_never_moves_the_version(service, proxmox):
+    cluster = service.clusters.register(request(), actor=OPERATOR)
+    proxmox.error = ProxmoxUnreachable("down")
+    checked = service.checks.refresh(cluster.id, actor=OPERATOR)
+    assert (checked.version, checked.status) == (1, ClusterStatus.UNHEALTHY)
+
+
+def test_a_registration_stores_version_one(service):
+    assert service.clusters.register(request(), actor=OPERATOR).version == 1

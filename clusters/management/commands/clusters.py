@@ -24,7 +24,10 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from clusters import wiring
+from clusters.bootstrap import Services
 from clusters.domain import (
+    Actor,
     Cluster,
     ClusterError,
     InvalidClusterId,
@@ -32,8 +35,6 @@ from clusters.domain import (
     parse_cluster_id,
 )
 from clusters.serializers import ClusterSerializer
-from clusters.services import ClusterService
-from clusters.wiring import get_cluster_service
 
 
 class Command(BaseCommand):
@@ -71,14 +72,14 @@ class Command(BaseCommand):
                 "command runs in its own process and would see an empty registry. Use "
                 "CLUSTER_REPOSITORY=django (see README, 'Durable storage')."
             )
-        service = get_cluster_service()
+        self.actor = Actor.command_line()
         try:
-            getattr(self, f"_{action}")(service, **options)
+            getattr(self, f"_{action}")(wiring.services(), **options)
         except ClusterError as error:
             raise CommandError(error.message) from None
 
-    def _list(self, service: ClusterService, **options: Any) -> None:
-        listing = service.list_clusters()
+    def _list(self, services: Services, **options: Any) -> None:
+        listing = services.clusters.list_clusters(actor=self.actor)
         for cluster in listing.clusters:
             self.stdout.write(
                 f"{cluster.id}  {cluster.name:<24} {cluster.status:<9} "
@@ -87,25 +88,29 @@ class Command(BaseCommand):
             )
         self.stdout.write(f"{listing.total} cluster(s)")
 
-    def _show(self, service: ClusterService, *, cluster: str, **options: Any) -> None:
-        found = self._find(service, cluster)
+    def _show(self, services: Services, *, cluster: str, **options: Any) -> None:
+        found = self._find(services, cluster)
         self.stdout.write(json.dumps(ClusterSerializer(found).data, indent=2))
 
-    def _remove(self, service: ClusterService, *, cluster: str, **options: Any) -> None:
-        found = self._find(service, cluster)
-        service.deregister(found.id)
+    def _remove(self, services: Services, *, cluster: str, **options: Any) -> None:
+        found = self._find(services, cluster)
+        services.clusters.deregister(found.id, actor=self.actor)
         self.stdout.write(f"Removed {found.name} ({found.id})")
 
     def _refresh(
-        self, service: ClusterService, *, cluster: str | None, all: bool, **options: Any
+        self, services: Services, *, cluster: str | None, all: bool, **options: Any
     ) -> None:
-        targets = service.list_clusters().clusters if all else [self._find(service, cluster or "")]
+        targets = (
+            services.clusters.list_clusters(actor=self.actor).clusters
+            if all
+            else [self._find(services, cluster or "")]
+        )
         for target in targets:
-            checked = service.refresh(target.id)
+            checked = services.checks.refresh(target.id, actor=self.actor)
             note = f"  ({checked.last_error})" if checked.last_error else ""
             self.stdout.write(f"{checked.name}: {checked.status}{note}")
 
-    def _register(self, service: ClusterService, **options: Any) -> None:
+    def _register(self, services: Services, **options: Any) -> None:
         label = "Password" if options["username"] else "Token secret"
         if options["secret_stdin"]:
             secret = sys.stdin.readline().rstrip("\r\n")
@@ -121,15 +126,14 @@ class Command(BaseCommand):
             verify_tls=not options["no_verify_tls"],
             fingerprint=options["fingerprint"],
         )
-        cluster = service.register(request)
+        cluster = services.clusters.register(request, actor=self.actor)
         self.stdout.write(
             f"Registered {cluster.name} ({cluster.id}): {cluster.status}, "
             f"PVE {cluster.proxmox_version}, {cluster.node_count} node(s)"
         )
 
-    @staticmethod
-    def _find(service: ClusterService, id_or_name: str) -> Cluster:
+    def _find(self, services: Services, id_or_name: str) -> Cluster:
         try:
-            return service.get_cluster(parse_cluster_id(id_or_name))
+            return services.clusters.get_cluster(parse_cluster_id(id_or_name), actor=self.actor)
         except InvalidClusterId:
-            return service.get_cluster_by_name(id_or_name)
+            return services.clusters.get_cluster_by_name(id_or_name, actor=self.actor)

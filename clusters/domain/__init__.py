@@ -1,0 +1,109 @@
+"""The cluster registry's domain: what a registered cluster is, the rules its
+fields obey, how its health is judged, what can go wrong, who acts, and the
+contract every storage backend keeps.
+
+Nothing here knows about HTTP, Django or requests. The modules, one concern
+each, are re-exported here: ``from clusters.domain import Cluster``.
+"""
+
+from clusters.domain.actor import Actor
+from clusters.domain.cluster import (
+    CONFIGURATION_FIELDS,
+    OBSERVATION_FIELDS,
+    Cluster,
+    ClusterStatus,
+    ConnectionTarget,
+)
+from clusters.domain.credentials import (
+    AuthMethod,
+    Credentials,
+    PasswordCredentials,
+    Secret,
+    TokenCredentials,
+)
+from clusters.domain.endpoint import ENDPOINT_MAX_LENGTH, PROXMOX_DEFAULT_PORT, normalise_endpoint
+from clusters.domain.errors import (
+    ClusterError,
+    ClusterNameTaken,
+    ClusterNotFound,
+    InvalidClusterId,
+    ProxmoxAuthenticationFailed,
+    ProxmoxBadResponse,
+    ProxmoxError,
+    ProxmoxPermissionDenied,
+    ProxmoxSecondFactorRequired,
+    ProxmoxTLSError,
+    ProxmoxUnreachable,
+    StaleCluster,
+    ValidationFailed,
+)
+from clusters.domain.fields import (
+    NAME_MAX_LENGTH,
+    SECRET_MAX_LENGTH,
+    USERID_MAX_LENGTH,
+    FieldInvalid,
+    name_key,
+    normalise_fingerprint,
+    normalise_name,
+    normalise_token_id,
+    normalise_username,
+    parse_cluster_id,
+)
+from clusters.domain.health import (
+    ClusterStatusEntry,
+    Health,
+    NodeEntry,
+    ProxmoxReport,
+    assess_health,
+)
+from clusters.domain.registration import Registration, RegistrationRequest
+from clusters.domain.repository import ClusterRepository, UnitOfWork
+
+__all__ = [
+    "CONFIGURATION_FIELDS",
+    "ENDPOINT_MAX_LENGTH",
+    "NAME_MAX_LENGTH",
+    "OBSERVATION_FIELDS",
+    "PROXMOX_DEFAULT_PORT",
+    "SECRET_MAX_LENGTH",
+    "USERID_MAX_LENGTH",
+    "Actor",
+    "AuthMethod",
+    "Cluster",
+    "ClusterError",
+    "ClusterNameTaken",
+    "ClusterNotFound",
+    "ClusterRepository",
+    "ClusterStatus",
+    "ClusterStatusEntry",
+    "ConnectionTarget",
+    "Credentials",
+    "FieldInvalid",
+    "Health",
+    "InvalidClusterId",
+    "NodeEntry",
+    "PasswordCredentials",
+    "ProxmoxAuthenticationFailed",
+    "ProxmoxBadResponse",
+    "ProxmoxError",
+    "ProxmoxPermissionDenied",
+    "ProxmoxReport",
+    "ProxmoxSecondFactorRequired",
+    "ProxmoxTLSError",
+    "ProxmoxUnreachable",
+    "Registration",
+    "RegistrationRequest",
+    "Secret",
+    "StaleCluster",
+    "TokenCredentials",
+    "UnitOfWork",
+    "ValidationFailed",
+    "assess_health",
+    "name_key",
+    "normalise_endpoint",
+    "normalise_fingerprint",
+    "normalise_name",
+    "normalise_token_id",
+    "normalise_username",
+    "parse_cluster_id",
+]

@@ -1,0 +1,94 @@
+"""Everything the registry reports as going wrong, as one hierarchy under
+``ClusterError``. The API layer maps each class to an HTTP status in one
+table (clusters/api_errors.py); nothing here knows about HTTP."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+
+class ClusterError(Exception):
+    """Base of every error the registry reports to its callers.
+
+    ``message`` is safe to show an operator: it never carries a secret.
+    """
+
+    def __init__(self, message: str, *, details: Mapping[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = dict(details) if details is not None else None
+
+
+class ValidationFailed(ClusterError):
+    """The request breaks a field rule; ``details`` maps field to messages.
+
+    Errors about the request as a whole (which credentials go together) are
+    under ``WHOLE_REQUEST``; the API layer renames that key to its own.
+    """
+
+    WHOLE_REQUEST = "*"
+
+    def __init__(self, errors: Mapping[str, Sequence[str]]) -> None:
+        first_message = next(iter(errors.values()))[0]
+        super().__init__(first_message, details={k: list(v) for k, v in errors.items()})
+
+
+class InvalidClusterId(ClusterError):
+    def __init__(self) -> None:
+        super().__init__("Cluster id must be a UUID")
+
+
+class ClusterNotFound(ClusterError):
+    def __init__(self, cluster_id_or_name: uuid.UUID | str) -> None:
+        super().__init__(f"Cluster {cluster_id_or_name} is not registered")
+        self.cluster_id = cluster_id_or_name
+
+
+class ClusterNameTaken(ClusterError):
+    def __init__(self, name: str) -> None:
+        super().__init__(f"A cluster named {name!r} is already registered")
+        self.name = name
+
+
+class StaleCluster(ClusterError):
+    """A write was based on a version of the cluster's configuration that is
+    no longer the stored one: someone changed it in between."""
+
+    def __init__(self, cluster_id: uuid.UUID, expected_version: int) -> None:
+        super().__init__(
+            f"Cluster {cluster_id} was changed by someone else since version "
+            f"{expected_version} was read"
+        )
+        self.cluster_id = cluster_id
+        self.expected_version = expected_version
+
+
+class ProxmoxError(ClusterError):
+    """Talking to the cluster's API failed; the API layer answers 502."""
+
+
+class ProxmoxUnreachable(ProxmoxError):
+    """Refused, unresolvable, reset or timed out."""
+
+
+class ProxmoxTLSError(ProxmoxError):
+    """The TLS handshake failed: untrusted certificate or pin mismatch."""
+
+
+class ProxmoxBadResponse(ProxmoxError):
+    """An answer that is not what PVE sends: 5xx, a redirect, not the JSON
+    envelope, too large."""
+
+
+class ProxmoxAuthenticationFailed(ClusterError):
+    """Proxmox refused the credentials; the API layer answers 401."""
+
+
+class ProxmoxSecondFactorRequired(ProxmoxAuthenticationFailed):
+    """The account needs a second factor, which a registry cannot supply."""
+
+
+class ProxmoxPermissionDenied(ProxmoxError):
+    """Authenticated, but the account may not read this path (403)."""

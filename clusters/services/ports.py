@@ -1,0 +1,25 @@
+"""What the use cases need from the outside world, as types: a Proxmox
+gateway, a clock and a way to open a unit of work. The composition root
+(clusters/bootstrap.py) supplies real ones; unit tests supply fakes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Protocol
+
+from clusters.domain import ConnectionTarget, Credentials, ProxmoxReport, UnitOfWork
+
+
+class ProxmoxGateway(Protocol):
+    """What the service needs from a Proxmox client (a fake in unit tests)."""
+
+    def inspect(self, target: ConnectionTarget, credentials: Credentials) -> ProxmoxReport: ...
+
+
+Clock = Callable[[], datetime]
+UnitOfWorkFactory = Callable[[], UnitOfWork]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
