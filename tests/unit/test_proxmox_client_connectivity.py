@@ -270,7 +270,7 @@ def test_an_unreadable_ca_bundle_is_a_tls_error_naming_the_setting(tmp_path):
 
 
 def test_verification_contexts_are_built_once_per_client(m, monkeypatch):
-    from clusters import proxmox
+    from clusters.proxmox import tls as proxmox
 
     built: list[str | None] = []
     real = proxmox._verifying_context
