@@ -10,7 +10,6 @@ from clusters.domain import assess_health
 from pve_simulator.server import PveSimulator
 from tests.integration.proxmox.simulated import client, password, pinned, token
 
-
 # -- the status read's connection ------------------------------------------------------
 
 

@@ -31,7 +31,6 @@ from tests.integration.proxmox.simulated import (
     token,
 )
 
-
 # -- certificate trust -----------------------------------------------------------------
 
 

@@ -14,7 +14,6 @@ from clusters.proxmox import ProxmoxClient
 from tests import pve_responses as pve
 from tests.unit.proxmox.conftest import LOGIN_PATH, PASSWORD_CREDENTIALS, TARGET, client
 
-
 # -- the parallel client's head start --------------------------------------------------
 
 
