@@ -1,40 +1,36 @@
-"""ProxmoxClient's connectivity rules against requests-mock with real PVE
-shapes: API tokens, second factor, redirects, body caps, TLS failures (with a
-fake fingerprint fetcher passed to the constructor). The same rules over real
-TLS: tests/integration/test_proxmox_client_over_tls.py."""
+"""The transport's rules (clusters/proxmox/transport.py and tls.py) through
+ProxmoxClient against requests-mock with real PVE shapes: error mapping,
+redirects, body caps, TLS failures (with a fake fingerprint fetcher passed to
+the constructor), the SSLContexts. The same rules over real TLS:
+tests/integration/proxmox/test_transport_over_tls.py."""
 
 from __future__ import annotations
 
 import io
-import threading
 
 import pytest
 import requests
-import requests_mock
 
 from clusters.domain import (
     ConnectionTarget,
-    PasswordCredentials,
     ProxmoxAuthenticationFailed,
     ProxmoxBadResponse,
-    ProxmoxSecondFactorRequired,
     ProxmoxTLSError,
-    Secret,
-    TokenCredentials,
-    assess_health,
 )
-from clusters.proxmox import ProxmoxClient
+from clusters.proxmox import ProxmoxClient, tls
 from tests import pve_responses as pve
 from tests.conftest import assert_secret_absent
+from tests.unit.proxmox.conftest import (
+    PASSWORD_CREDENTIALS,
+    TARGET,
+    TOKEN_CREDENTIALS,
+    TOKEN_SECRET,
+    client,
+    messages,
+)
 
-PASSWORD = "correct horse battery staple"
-TOKEN_SECRET = "5c1b7e0e-3f57-4c43-a7a4-2a8a1b7f5d11"
 OBSERVED = "AB:" * 31 + "AB"
 PINNED = "12:" * 31 + "12"
-TARGET = ConnectionTarget(pve.ENDPOINT)
-LOGIN_PATH = "/api2/json/access/ticket"
-PASSWORD_CREDENTIALS = PasswordCredentials("root@pam", Secret(PASSWORD))
-TOKEN_CREDENTIALS = TokenCredentials("root@pam!proxmoxer", Secret(TOKEN_SECRET))
 
 
 class FakeFetcher:
@@ -65,36 +61,7 @@ class CountingBody(io.BytesIO):
         return chunk
 
 
-@pytest.fixture
-def m():
-    with requests_mock.Mocker() as mocker:
-        yield mocker
-
-
-def client(**kwargs) -> ProxmoxClient:
-    return ProxmoxClient(parallel=False, **kwargs)
-
-
-def messages(error: Exception) -> str:
-    return f"{error} {error!r} {getattr(error, 'details', '')}"
-
-
-# -- API tokens ------------------------------------------------------------------------
-
-
-def test_token_is_sent_as_pveapitoken_header_without_a_ticket_call(m):
-    pve.version(m)
-    pve.cluster_status(m, pve.three_node_cluster())
-    report = client().inspect(TARGET, TOKEN_CREDENTIALS)
-    assert report.version == "8.2.4"
-    assert sorted(request.path for request in m.request_history) == [
-        "/api2/json/cluster/status",
-        "/api2/json/version",
-    ]
-    for request in m.request_history:
-        assert request.headers["Authorization"] == f"PVEAPIToken=root@pam!proxmoxer={TOKEN_SECRET}"
-        assert "Cookie" not in request.headers
-        assert "CSRFPreventionToken" not in request.headers
+# -- status mapping --------------------------------------------------------------------
 
 
 def test_refused_token_is_an_authentication_failure_naming_the_token_not_its_secret(m):
@@ -108,85 +75,7 @@ def test_refused_token_is_an_authentication_failure_naming_the_token_not_its_sec
     assert_secret_absent(TOKEN_SECRET, messages(raised.value), "the error")
 
 
-# -- the parallel client's head start --------------------------------------------------------
-
-
-def test_parallel_client_opens_its_status_connection_without_credentials(m):
-    pve.healthy_cluster(m)
-    m.get(f"{pve.API}/access/ticket", json={"data": None})
-    report = ProxmoxClient().inspect(TARGET, PASSWORD_CREDENTIALS)
-    assert assess_health(report).status == "healthy"
-    opener = next(r for r in m.request_history if (r.method, r.path) == ("GET", LOGIN_PATH))
-    assert "Cookie" not in opener.headers and "Authorization" not in opener.headers
-    assert opener.body is None
-    assert [r.method for r in m.request_history if r.path == LOGIN_PATH].count("POST") == 1
-
-
-def test_a_failing_head_start_does_not_fail_the_inspection(m):
-    pve.healthy_cluster(m)
-    m.get(f"{pve.API}/access/ticket", exc=requests.exceptions.ConnectionError("reset"))
-    assert ProxmoxClient().inspect(TARGET, PASSWORD_CREDENTIALS).version == "8.2.4"
-
-
-def test_a_refused_login_ends_the_waiting_status_read(m):
-    pve.login_refused(m)
-    m.get(f"{pve.API}/access/ticket", json={"data": None})
-    pve.cluster_status(m, pve.three_node_cluster())
-    client = ProxmoxClient()
-    with pytest.raises(ProxmoxAuthenticationFailed):
-        client.inspect(TARGET, PASSWORD_CREDENTIALS)
-    assert client._executor is not None
-    # The executor shuts down only once the status read has ended.
-    shutdown = threading.Thread(target=client._executor.shutdown)
-    shutdown.start()
-    shutdown.join(timeout=5)
-    assert not shutdown.is_alive(), "the status read is still waiting for a ticket"
-    assert "/api2/json/cluster/status" not in [r.path for r in m.request_history]
-
-
-def test_sequential_client_makes_exactly_the_three_calls(m):
-    pve.healthy_cluster(m)
-    client().inspect(TARGET, PASSWORD_CREDENTIALS)  # client() is sequential
-    assert [(r.method, r.path) for r in m.request_history] == [
-        ("POST", LOGIN_PATH),
-        ("GET", "/api2/json/version"),
-        ("GET", "/api2/json/cluster/status"),
-    ]
-
-
-# -- second factor ------------------------------------------------------------------------
-
-
-def test_need_tfa_is_a_second_factor_error_suggesting_a_token(m):
-    pve.login_needs_tfa(m)
-    with pytest.raises(ProxmoxSecondFactorRequired) as raised:
-        client().inspect(TARGET, PASSWORD_CREDENTIALS)
-    assert "second factor" in raised.value.message
-    assert "API token" in raised.value.message
-    assert len(m.request_history) == 1  # the half-ticket is never used
-    assert_secret_absent(PASSWORD, messages(raised.value), "the error")
-
-
-def test_a_tfa_ticket_without_need_tfa_is_a_second_factor_error_too(m):
-    data = {"username": "root@pam", "ticket": "PVE:!tfa!root@pam:6745A1B2::c2ln", "cap": {}}
-    m.post(f"{pve.API}/access/ticket", json={"data": data})
-    with pytest.raises(ProxmoxSecondFactorRequired):
-        client().inspect(TARGET, PASSWORD_CREDENTIALS)
-
-
-# -- permissions -------------------------------------------------------------------------
-
-
-def test_without_sys_audit_the_visible_nodes_are_counted(m):
-    pve.login_ok(m)
-    pve.version(m)
-    pve.cluster_status_forbidden(m)
-    pve.nodes(m)
-    health = assess_health(client().inspect(TARGET, PASSWORD_CREDENTIALS))
-    assert (health.status, health.node_count) == ("unknown", 2)
-
-
-# -- hygiene -------------------------------------------------------------------------------
+# -- hygiene ---------------------------------------------------------------------------
 
 
 def test_redirects_are_reported_not_followed(m):
@@ -225,7 +114,7 @@ def test_a_body_just_under_the_cap_is_read_whole(m):
     assert client(max_response_bytes=1024).inspect(TARGET, TOKEN_CREDENTIALS).version == "8.2.4"
 
 
-# -- TLS failures --------------------------------------------------------------------------
+# -- TLS failures ----------------------------------------------------------------------
 
 
 def test_untrusted_certificate_reports_the_fingerprint_to_pin(m):
@@ -270,16 +159,14 @@ def test_an_unreadable_ca_bundle_is_a_tls_error_naming_the_setting(tmp_path):
 
 
 def test_verification_contexts_are_built_once_per_client(m, monkeypatch):
-    from clusters import proxmox
-
     built: list[str | None] = []
-    real = proxmox._verifying_context
+    real = tls._verifying_context
 
     def counting(ca_bundle: str | None):
         built.append(ca_bundle)
         return real(ca_bundle)
 
-    monkeypatch.setattr(proxmox, "_verifying_context", counting)
+    monkeypatch.setattr(tls, "_verifying_context", counting)
     pve.version(m)
     pve.cluster_status(m, pve.three_node_cluster())
     shared = ProxmoxClient()  # parallel: two sessions per inspect

@@ -1,67 +1,31 @@
-"""ProxmoxClient against requests-mock answering as real PVE does (SPEC §5)."""
+"""The transport (clusters/proxmox/transport.py and tls.py) through
+ProxmoxClient against requests-mock answering as real PVE does
+(docs/product-contract.md §5): timeouts, trust settings, status and error
+mapping, the envelope, secrets kept out of errors."""
 
 from __future__ import annotations
 
 import certifi
 import pytest
 import requests
-import requests_mock
 
 from clusters.domain import (
-    ClusterStatusEntry,
     ConnectionTarget,
-    PasswordCredentials,
     ProxmoxAuthenticationFailed,
     ProxmoxBadResponse,
     ProxmoxUnreachable,
-    Secret,
-    TokenCredentials,
 )
 from clusters.proxmox import ProxmoxClient
 from tests import pve_responses as pve
 from tests.conftest import assert_secret_absent
-
-PASSWORD = "Pa55-client-secret-7d1e"
-TOKEN_SECRET = "8d9e3a70-1f1b-4c4e-9a51-client-token"
-PASSWORD_LOGIN = PasswordCredentials("root@pam", Secret(PASSWORD))
-TOKEN_LOGIN = TokenCredentials("root@pam!proxmoxer", Secret(TOKEN_SECRET))
-TARGET = ConnectionTarget(pve.ENDPOINT)
-OBSERVED = ":".join(["3F"] * 32)
-
-
-@pytest.fixture
-def client():
-    return ProxmoxClient(
-        connect_timeout=2,
-        read_timeout=3,
-        fingerprint_fetcher=lambda host, port, timeout: OBSERVED,
-    )
-
-
-@pytest.fixture
-def m():
-    with requests_mock.Mocker() as mocker:
-        yield mocker
-
-
-def test_password_login_posts_form_fields_and_sends_the_ticket_as_a_cookie(client, m):
-    pve.healthy_cluster(m)
-
-    report = client.inspect(TARGET, PASSWORD_LOGIN)
-
-    calls = pve.api_calls(m)
-    login = calls[0]
-    assert login.method == "POST"
-    assert login.url == f"{pve.API}/access/ticket"
-    assert login.headers["Content-Type"] == "application/x-www-form-urlencoded"
-    assert sorted(login.body.split("&")) == sorted(["username=root%40pam", f"password={PASSWORD}"])
-    for call in calls[1:]:
-        assert call.method == "GET"
-        assert call.headers["Cookie"] == f"PVEAuthCookie={pve.TICKET}"
-        assert "Authorization" not in call.headers, "the seed's PVEAPIToken={ticket} is wrong"
-        assert "CSRFPreventionToken" not in call.headers, "GETs need no CSRF token"
-    assert report.version == "8.2.4"
-    assert [entry.type for entry in report.cluster_status] == ["cluster", "node", "node", "node"]
+from tests.integration.proxmox.conftest import (
+    OBSERVED,
+    PASSWORD,
+    PASSWORD_LOGIN,
+    TARGET,
+    TOKEN_LOGIN,
+    TOKEN_SECRET,
+)
 
 
 def test_every_call_carries_the_configured_timeouts(client, m):
@@ -110,15 +74,6 @@ def test_refused_token_raises_authentication_failed(client, m):
         )
     with pytest.raises(ProxmoxAuthenticationFailed, match="root@pam!proxmoxer"):
         client.inspect(TARGET, TOKEN_LOGIN)
-
-
-def test_standalone_pve7_node_reports_its_version_and_single_node(client, m):
-    pve.login_ok(m)
-    pve.version(m, "7.4-13")
-    pve.cluster_status(m, pve.STANDALONE_NODE)
-    report = client.inspect(TARGET, PASSWORD_LOGIN)
-    assert report.version == "7.4-13"
-    assert report.cluster_status == [ClusterStatusEntry("node", "pve", online=True, quorate=None)]
 
 
 @pytest.mark.parametrize(

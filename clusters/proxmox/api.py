@@ -1,0 +1,143 @@
+"""The Proxmox VE API on the transport: one short method per remote call.
+
+``PveSession.login`` proves the credentials and returns a ``PveSession``:
+a transport connection plus the headers that authenticate each call on it
+(the ticket as the ``PVEAuthCookie`` and, on every call but a GET, the
+``CSRFPreventionToken``; or the ``PVEAPIToken`` header, which needs neither
+a login call nor CSRF). ``session.on(connection)`` carries the same login
+to another connection, so two calls can run side by side. A call returns
+domain objects, or raises the domain's Proxmox errors (the transport's, or
+``ProxmoxBadResponse`` when the answer lacks what the call promises).
+
+A further remote call is one more method of a few lines, for example
+granting a role to an API token (``PUT /access/acl``; a non-GET, so the
+session adds the CSRF token of a ticket login)::
+
+    def set_acl(self, path: str, role: str, token_id: str) -> None:
+        self.call("PUT", "/access/acl", form={"path": path, "roles": role, "tokens": token_id})
+
+Response shapes: docs/product-contract.md §5.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from clusters.domain import (
+    ClusterStatusEntry,
+    Credentials,
+    NodeEntry,
+    PasswordCredentials,
+    ProxmoxBadResponse,
+    ProxmoxSecondFactorRequired,
+)
+from clusters.proxmox.transport import Connection
+
+TICKET_PATH = "/access/ticket"
+
+
+def open_early(connection: Connection) -> None:
+    """Have ``connection`` connect before its first authenticated call, with
+    the one call PVE answers to anyone at once: ``GET /access/ticket`` (a
+    no-op returning ``{"data": null}``). No credentials go with it."""
+    connection.open(TICKET_PATH)
+
+
+class PveSession:
+    """An authenticated conversation with one cluster: a connection and the
+    headers that prove who is calling. Its repr never shows them."""
+
+    def __init__(
+        self,
+        connection: Connection,
+        headers: Mapping[str, str],
+        csrf_token: str | None = None,
+    ) -> None:
+        self.connection = connection
+        self._headers = dict(headers)
+        self._csrf_token = csrf_token
+
+    @classmethod
+    def login(cls, connection: Connection, credentials: Credentials) -> PveSession:
+        """A password is exchanged for a ticket (``POST /access/ticket``); an
+        API token goes with every call as it is, so it makes no call here."""
+        if not isinstance(credentials, PasswordCredentials):
+            token = f"PVEAPIToken={credentials.token_id}={credentials.secret.reveal()}"
+            return cls(connection, {"Authorization": token})
+
+        form = {"username": credentials.username, "password": credentials.password.reveal()}
+        data = connection.call("POST", TICKET_PATH, form=form)
+        endpoint = connection.target.api_endpoint
+        ticket = data.get("ticket") if isinstance(data, dict) else None
+        if not isinstance(ticket, str) or not ticket.isascii() or not ticket.isprintable():
+            raise ProxmoxBadResponse(f"{endpoint} answered the login without a usable ticket")
+        if data.get("NeedTFA") or ticket.startswith("PVE:!tfa!"):
+            raise ProxmoxSecondFactorRequired(
+                f"Proxmox account {credentials.username} needs a second factor (TFA), which "
+                "an unattended registry cannot supply; register it with an API token instead"
+            )
+        csrf = data.get("CSRFPreventionToken")
+        return cls(
+            connection,
+            {"Cookie": f"PVEAuthCookie={ticket}"},
+            csrf if isinstance(csrf, str) else None,
+        )
+
+    def on(self, connection: Connection) -> PveSession:
+        """The same login on another connection to the same cluster."""
+        return PveSession(connection, self._headers, self._csrf_token)
+
+    def headers_for(self, method: str) -> dict[str, str]:
+        headers = dict(self._headers)
+        if method != "GET" and self._csrf_token:
+            headers["CSRFPreventionToken"] = self._csrf_token
+        return headers
+
+    def call(self, method: str, path: str, *, form: Mapping[str, str] | None = None) -> Any:
+        """One authenticated call; the envelope's ``data``."""
+        return self.connection.call(method, path, headers=self.headers_for(method), form=form)
+
+    def __repr__(self) -> str:
+        return f"PveSession({self.connection!r}, <credentials redacted>)"
+
+    # -- the calls ------------------------------------------------------------
+
+    def version(self) -> str:
+        """``GET /version``: the PVE version string (``8.2.4``, ``7.4-13``)."""
+        data = self.call("GET", "/version")
+        version = data.get("version") if isinstance(data, dict) else None
+        if not isinstance(version, str) or not version:
+            raise ProxmoxBadResponse(
+                f"{self.connection.target.api_endpoint} answered /version without a version"
+            )
+        return version[:64]
+
+    def cluster_status(self) -> list[ClusterStatusEntry]:
+        """``GET /cluster/status`` (needs Sys.Audit on ``/``): the cluster
+        entry, if clustered, and one entry per node."""
+        return [
+            ClusterStatusEntry(
+                type=str(item.get("type", "")),
+                name=str(item.get("name", "")),
+                online=bool(item.get("online")) if "online" in item else None,
+                quorate=bool(item.get("quorate")) if "quorate" in item else None,
+            )
+            for item in self._list("/cluster/status")
+        ]
+
+    def nodes(self) -> list[NodeEntry]:
+        """``GET /nodes``: the nodes this account may see."""
+        return [
+            NodeEntry(node=str(item.get("node", "")), status=str(item.get("status", "unknown")))
+            for item in self._list("/nodes")
+        ]
+
+    def _list(self, path: str) -> list[dict[str, Any]]:
+        data = self.call("GET", path)
+        if not isinstance(data, list) or not all(isinstance(item, dict) for item in data):
+            raise ProxmoxBadResponse(
+                f"{self.connection.target.api_endpoint} answered {path} with something "
+                "other than a list"
+            )
+        return data

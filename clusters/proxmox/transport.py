@@ -1,0 +1,288 @@
+"""The HTTP layer under the Proxmox VE API client, on requests.
+
+``Transport.connect`` opens a ``Connection`` to one cluster's
+``/api2/json``; ``Connection.call`` is one API call that returns the PVE
+envelope's ``data`` or raises one of the domain's Proxmox errors, with a
+message an operator can act on and never a secret. It knows HTTP, TLS,
+timeouts and error mapping, and nothing of PVE's logins or paths: the layer
+above (``api.py``) brings the headers that authenticate a call.
+
+Hardening, each for a reason:
+- ``trust_env = False``: requests would otherwise let ``REQUESTS_CA_BUNDLE`` /
+  ``CURL_CA_BUNDLE`` override ``verify=False``, pick proxies and ``.netrc``
+  credentials from the environment; only the registered endpoint is called.
+- certificate trust is decided in one place (``tls.py``) and mounted on
+  every session.
+- no redirects: a redirect could carry a ticket or token elsewhere.
+- bounded connect/read timeouts, response size, and time to read a body.
+- PVE puts its error message in the HTTP reason phrase; it is quoted only
+  printable, short and with the secret removed, and requests' own messages
+  are never quoted (some carry header values).
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+import requests
+import urllib3
+
+from clusters.domain import (
+    ConnectionTarget,
+    Credentials,
+    ProxmoxAuthenticationFailed,
+    ProxmoxBadResponse,
+    ProxmoxPermissionDenied,
+    ProxmoxUnreachable,
+    TokenCredentials,
+)
+from clusters.proxmox.tls import CertificateTrust, FingerprintFetcher
+
+API_ROOT = "/api2/json"
+DEFAULT_MAX_RESPONSE_BYTES = 1 << 20  # a 1,000-node /cluster/status is ~200 KiB
+_READ_CHUNK_BYTES = 64 * 1024
+_REASON_MAX_LENGTH = 200
+
+
+class Transport:
+    """Opens connections to clusters under one client's limits and trust.
+    Thread-safe: connections are never shared, the trust is."""
+
+    def __init__(
+        self,
+        *,
+        connect_timeout: float,
+        read_timeout: float,
+        ca_bundle: str | None,
+        max_response_bytes: int,
+        fingerprint_fetcher: FingerprintFetcher,
+    ) -> None:
+        self.connect_timeout = connect_timeout
+        self.read_timeout = read_timeout
+        self.max_response_bytes = max_response_bytes
+        self.trust = CertificateTrust(
+            ca_bundle=ca_bundle,
+            fingerprint_fetcher=fingerprint_fetcher,
+            fetch_timeout=connect_timeout,
+        )
+
+    @contextmanager
+    def connect(self, target: ConnectionTarget, credentials: Credentials) -> Iterator[Connection]:
+        """A connection to ``target`` on behalf of ``credentials``, closed on
+        leaving. The credentials only name the account in errors and are
+        removed from whatever the server echoes; authenticating is the
+        caller's (headers on each call)."""
+        session = requests.Session()
+        session.trust_env = False
+        session.mount("https://", self.trust.adapter(target))
+        try:
+            yield Connection(self, session, target, credentials)
+        finally:
+            session.close()
+
+
+class Connection:
+    """One pooled HTTP connection to one cluster's API. Not thread-safe:
+    one call at a time, as on a socket."""
+
+    def __init__(
+        self,
+        transport: Transport,
+        session: requests.Session,
+        target: ConnectionTarget,
+        credentials: Credentials,
+    ) -> None:
+        self._transport = transport
+        self._session = session
+        self.target = target
+        self.credentials = credentials
+
+    def __repr__(self) -> str:
+        return f"Connection({self.target.api_endpoint}, {self.credentials.principal})"
+
+    def call(
+        self,
+        method: str,
+        path: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        form: Mapping[str, str] | None = None,
+    ) -> Any:
+        """One API call; returns the envelope's ``data`` or raises a ProxmoxError."""
+        with self._failures_mapped(path):
+            response = self._request(method, path, headers, form)
+        with response:
+            body = self._read_body(path, response)
+        return self._unwrap(path, response, body)
+
+    def open(self, path: str) -> None:
+        """Connect now, with an unauthenticated GET of ``path`` read to its
+        end so the connection is ready for the next call. Only a head start:
+        it never raises, since whatever went wrong, the next call meets and
+        reports it."""
+        try:
+            with self._request("GET", path, None, None) as response:
+                self._read_body(path, response)
+        except Exception:  # noqa: BLE001, S110 - only a head start; it must never fail a check
+            pass
+
+    def _request(
+        self,
+        method: str,
+        path: str,
+        headers: Mapping[str, str] | None,
+        form: Mapping[str, str] | None,
+    ) -> requests.Response:
+        transport = self._transport
+        return self._session.request(
+            method,
+            f"{self.target.api_endpoint}{API_ROOT}{path}",
+            data=form,
+            headers=headers,
+            timeout=(transport.connect_timeout, transport.read_timeout),
+            verify=transport.trust.verifies(self.target),
+            allow_redirects=False,
+            stream=True,
+        )
+
+    @contextmanager
+    def _failures_mapped(self, path: str) -> Iterator[None]:
+        """requests' errors for sending ``path`` as the domain's errors."""
+        endpoint = self.target.api_endpoint
+        transport = self._transport
+        try:
+            yield
+        except requests.exceptions.SSLError:
+            raise transport.trust.failure(self.target) from None
+        except requests.exceptions.ConnectTimeout:
+            raise ProxmoxUnreachable(
+                f"Timed out connecting to {endpoint} after {transport.connect_timeout:g} s"
+            ) from None
+        except requests.exceptions.ReadTimeout:
+            raise ProxmoxUnreachable(
+                f"{endpoint} did not answer {path} within {transport.read_timeout:g} s"
+            ) from None
+        except requests.exceptions.ConnectionError as error:
+            raise ProxmoxUnreachable(
+                f"Could not connect to {endpoint}: {_innermost_reason(error)}"
+            ) from None
+        except requests.exceptions.RequestException:
+            # Never str(error): some requests errors quote header values.
+            raise ProxmoxUnreachable(f"The request to {endpoint}{API_ROOT}{path} failed") from None
+
+    def _read_body(self, path: str, response: requests.Response) -> bytes:
+        endpoint = self.target.api_endpoint
+        limit = self._transport.max_response_bytes
+        read_timeout = self._transport.read_timeout
+        too_large = ProxmoxBadResponse(f"{endpoint} answered {path} with more than {limit} bytes")
+        too_slow = ProxmoxUnreachable(
+            f"{endpoint} did not finish answering {path} within {read_timeout:g} s"
+        )
+        declared = response.headers.get("Content-Length", "")
+        if declared.isdigit() and int(declared) > limit:
+            raise too_large
+        deadline = time.monotonic() + read_timeout
+        chunks: list[bytes] = []
+        size = 0
+        try:
+            # read1 returns whatever one socket read brings: a server that
+            # trickles its body a byte at a time never lets a read time out,
+            # and iter_content() would wait for a whole chunk before the
+            # deadline could be checked.
+            while chunk := response.raw.read1(_READ_CHUNK_BYTES, decode_content=True):
+                size += len(chunk)
+                if size > limit:
+                    raise too_large
+                if time.monotonic() > deadline:
+                    raise too_slow
+                chunks.append(chunk)
+        except urllib3.exceptions.ReadTimeoutError:
+            raise too_slow from None
+        except (urllib3.exceptions.HTTPError, requests.exceptions.RequestException, OSError):
+            raise ProxmoxUnreachable(f"{endpoint} broke off its answer to {path}") from None
+        return b"".join(chunks)
+
+    def _unwrap(self, path: str, response: requests.Response, body: bytes) -> Any:
+        endpoint = self.target.api_endpoint
+        credentials = self.credentials
+        status = response.status_code
+        reason = _clean_reason(response.reason, credentials)
+        if 300 <= status < 400:
+            location = _clean_reason(response.headers.get("Location"), credentials)
+            raise ProxmoxBadResponse(
+                f"{endpoint} answered {path} with a redirect ({status}) to {location or '?'}; "
+                "redirects are not followed, register the API's own address"
+            )
+        if status == 401:
+            raise ProxmoxAuthenticationFailed(
+                f"Proxmox refused the credentials of {credentials.principal}"
+                + (f" ({reason})" if reason else "")
+            )
+        if status == 403:
+            raise ProxmoxPermissionDenied(
+                f"{credentials.principal} may not read {path} on {endpoint}"
+            )
+        if status >= 500:
+            raise ProxmoxBadResponse(
+                f"{endpoint} answered {path} with {status}" + (f" {reason}" if reason else "")
+            )
+        envelope = _parse_json(body)
+        if status != 200:
+            errors = envelope.get("errors") if isinstance(envelope, dict) else None
+            raise ProxmoxBadResponse(
+                f"{endpoint} refused {path} with {status}" + (f" {reason}" if reason else ""),
+                details={"proxmox_errors": errors} if isinstance(errors, dict) else None,
+            )
+        if not isinstance(envelope, dict) or "data" not in envelope:
+            raise ProxmoxBadResponse(
+                f"{endpoint} answered {path} with something that is not the Proxmox VE API's "
+                'JSON envelope ({"data": ...}); is this the API address of a PVE node?'
+            )
+        return envelope["data"]
+
+
+def _parse_json(body: bytes) -> Any:
+    try:
+        return json.loads(body)
+    except ValueError:
+        return None
+
+
+def _clean_reason(reason: str | None, credentials: Credentials) -> str:
+    """PVE puts its error message in the HTTP reason phrase: keep it printable,
+    short, and free of the secret, should a server ever echo it back."""
+    text = "".join(char if char.isprintable() else " " for char in (reason or ""))
+    secret = (
+        credentials.secret if isinstance(credentials, TokenCredentials) else credentials.password
+    )
+    if secret.reveal():
+        text = text.replace(secret.reveal(), "********")
+    return text.strip()[:_REASON_MAX_LENGTH]
+
+
+def _innermost_reason(error: BaseException) -> str:
+    """'connection refused' out of requests' layered ConnectionError."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, OSError) and current.strerror:
+            return current.strerror.lower()
+        if isinstance(current, socket.gaierror):
+            return "host name could not be resolved"
+        nested = getattr(current, "reason", None)
+        if isinstance(nested, BaseException):
+            current = nested
+            continue
+        current = current.__cause__ or current.__context__
+    text = str(error).lower()
+    if "name or service not known" in text or "nodename nor servname" in text:
+        return "host name could not be resolved"
+    if "refused" in text:
+        return "connection refused"
+    return "connection failed"

@@ -1,0 +1,145 @@
+"""The PVE API layer (clusters/proxmox/api.py) against requests-mock with
+real PVE shapes: how each kind of credentials authenticates, the second
+factor, and PveSession's calls on a transport connection (a ticket's CSRF
+token only where PVE wants it, nothing secret in its repr)."""
+
+from __future__ import annotations
+
+import pytest
+
+from clusters.domain import NodeEntry, ProxmoxBadResponse, ProxmoxSecondFactorRequired
+from clusters.proxmox.api import PveSession
+from clusters.proxmox.transport import DEFAULT_MAX_RESPONSE_BYTES, Transport
+from tests import pve_responses as pve
+from tests.conftest import assert_secret_absent
+from tests.unit.proxmox.conftest import (
+    PASSWORD,
+    PASSWORD_CREDENTIALS,
+    TARGET,
+    TOKEN_CREDENTIALS,
+    TOKEN_SECRET,
+    client,
+    messages,
+)
+
+# -- API tokens ------------------------------------------------------------------------
+
+
+def test_token_is_sent_as_pveapitoken_header_without_a_ticket_call(m):
+    pve.version(m)
+    pve.cluster_status(m, pve.three_node_cluster())
+    report = client().inspect(TARGET, TOKEN_CREDENTIALS)
+    assert report.version == "8.2.4"
+    assert sorted(request.path for request in m.request_history) == [
+        "/api2/json/cluster/status",
+        "/api2/json/version",
+    ]
+    for request in m.request_history:
+        assert request.headers["Authorization"] == f"PVEAPIToken=root@pam!proxmoxer={TOKEN_SECRET}"
+        assert "Cookie" not in request.headers
+        assert "CSRFPreventionToken" not in request.headers
+
+
+# -- second factor ---------------------------------------------------------------------
+
+
+def test_need_tfa_is_a_second_factor_error_suggesting_a_token(m):
+    pve.login_needs_tfa(m)
+    with pytest.raises(ProxmoxSecondFactorRequired) as raised:
+        client().inspect(TARGET, PASSWORD_CREDENTIALS)
+    assert "second factor" in raised.value.message
+    assert "API token" in raised.value.message
+    assert len(m.request_history) == 1  # the half-ticket is never used
+    assert_secret_absent(PASSWORD, messages(raised.value), "the error")
+
+
+def test_a_tfa_ticket_without_need_tfa_is_a_second_factor_error_too(m):
+    data = {"username": "root@pam", "ticket": "PVE:!tfa!root@pam:6745A1B2::c2ln", "cap": {}}
+    m.post(f"{pve.API}/access/ticket", json={"data": data})
+    with pytest.raises(ProxmoxSecondFactorRequired):
+        client().inspect(TARGET, PASSWORD_CREDENTIALS)
+
+
+# -- the session ---------------------------------------------------------------------------
+
+ACL = {"path": "/", "roles": "PVEAuditor", "tokens": "root@pam!proxmoxer"}
+
+
+@pytest.fixture
+def transport() -> Transport:
+    return Transport(
+        connect_timeout=5.0,
+        read_timeout=10.0,
+        ca_bundle=None,
+        max_response_bytes=DEFAULT_MAX_RESPONSE_BYTES,
+        fingerprint_fetcher=lambda host, port, timeout: None,
+    )
+
+
+def test_a_ticket_goes_with_every_call_and_the_csrf_token_with_every_call_but_a_get(m, transport):
+    pve.login_ok(m)
+    pve.version(m)
+    m.put(f"{pve.API}/access/acl", json={"data": None})
+    with transport.connect(TARGET, PASSWORD_CREDENTIALS) as connection:
+        session = PveSession.login(connection, PASSWORD_CREDENTIALS)
+        assert session.version() == "8.2.4"
+        assert session.call("PUT", "/access/acl", form=ACL) is None
+    login, read, write = m.request_history
+    assert "Cookie" not in login.headers and "CSRFPreventionToken" not in login.headers
+    assert read.headers["Cookie"] == write.headers["Cookie"] == f"PVEAuthCookie={pve.TICKET}"
+    assert "CSRFPreventionToken" not in read.headers
+    assert write.headers["CSRFPreventionToken"] == pve.CSRF_TOKEN
+    assert sorted(write.body.split("&")) == [
+        "path=%2F",
+        "roles=PVEAuditor",
+        "tokens=root%40pam%21proxmoxer",
+    ]
+
+
+def test_a_token_goes_with_every_call_without_a_login_or_csrf_token(m, transport):
+    pve.version(m)
+    m.put(f"{pve.API}/access/acl", json={"data": None})
+    with transport.connect(TARGET, TOKEN_CREDENTIALS) as connection:
+        session = PveSession.login(connection, TOKEN_CREDENTIALS)
+        session.version()
+        session.call("PUT", "/access/acl", form=ACL)
+    assert [request.method for request in m.request_history] == ["GET", "PUT"]
+    for request in m.request_history:
+        assert request.headers["Authorization"] == f"PVEAPIToken=root@pam!proxmoxer={TOKEN_SECRET}"
+        assert "CSRFPreventionToken" not in request.headers
+        assert "Cookie" not in request.headers
+
+
+@pytest.mark.parametrize("credentials", [PASSWORD_CREDENTIALS, TOKEN_CREDENTIALS])
+def test_a_sessions_repr_names_endpoint_and_account_but_no_secret(m, transport, credentials):
+    pve.login_ok(m)
+    with transport.connect(TARGET, credentials) as connection:
+        session = PveSession.login(connection, credentials)
+        text = f"{session!r} {session} {session.on(connection)!r}"
+    assert pve.ENDPOINT in text and credentials.principal in text
+    for secret in (PASSWORD, TOKEN_SECRET, pve.TICKET, pve.CSRF_TOKEN):
+        assert_secret_absent(secret, text, "a session's repr")
+
+
+def test_a_login_carries_over_to_another_connection_to_read_the_nodes(m, transport):
+    pve.login_ok(m)
+    pve.nodes(m)
+    connect = transport.connect
+    with (
+        connect(TARGET, PASSWORD_CREDENTIALS) as first,
+        connect(TARGET, PASSWORD_CREDENTIALS) as second,
+    ):
+        session = PveSession.login(first, PASSWORD_CREDENTIALS).on(second)
+        assert session.connection is second
+        assert session.nodes() == [NodeEntry("pve1", "online"), NodeEntry("pve2", "offline")]
+    assert m.last_request.headers["Cookie"] == f"PVEAuthCookie={pve.TICKET}"
+
+
+@pytest.mark.parametrize("data", [{"release": "8.2"}, {"version": ""}, None, ["8.2.4"]])
+def test_a_version_answer_without_a_version_is_a_bad_response(m, transport, data):
+    m.get(f"{pve.API}/version", json={"data": data})
+    with transport.connect(TARGET, TOKEN_CREDENTIALS) as connection:
+        session = PveSession.login(connection, TOKEN_CREDENTIALS)
+        with pytest.raises(ProxmoxBadResponse) as raised:
+            session.version()
+    assert raised.value.message == f"{pve.ENDPOINT} answered /version without a version"
