@@ -1,4 +1,5 @@
-"""The seed's §8.1 table, measured against any ClusterRepository.
+"""The targets of docs/product-contract.md §15, measured against any
+ClusterRepository.
 
 Each row is the mean time of one operation on a repository already holding
 n clusters: the median of several repeats, each timing a batch of calls.
@@ -17,7 +18,7 @@ from tests.cluster_samples import make_cluster as sample_cluster
 
 REPEATS = 5
 
-# Seed §8.1: expected time per operation (the seed states them at n = 100).
+# docs/product-contract.md §15: expected time per operation, stated at n = 100.
 SEED_TARGETS_NS = {
     "save": 1_000,
     "find_by_id": 1_000,
@@ -44,7 +45,7 @@ def _median_ns(batches: list[tuple[int, int]]) -> float:
 
 
 def measure(factory: Callable[[], ClusterRepository], n: int, batch: int) -> list[Row]:
-    """Time each seed operation on a repository of n clusters."""
+    """Time each operation of §15 on a repository of n clusters."""
     rng = random.Random(n)
     rows: list[Row] = []
 

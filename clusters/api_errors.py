@@ -22,7 +22,7 @@ from clusters import domain
 
 logger = logging.getLogger("clusters.api")
 
-# SPEC §4 names the codes; others follow the same PascalCase rule.
+# docs/product-contract.md §4 names the codes; others follow the same PascalCase rule.
 _CODES = {
     400: "BadRequest",
     401: "Unauthorized",

@@ -1,5 +1,5 @@
-"""InMemoryClusterRepository: the seed's §7.1 repository tests, plus the
-guarantees SPEC §6 adds (atomic name check, order, thread safety)."""
+"""InMemoryClusterRepository: the repository tests docs/product-contract.md §2
+lists, plus the guarantees §6 adds (atomic name check, order, thread safety)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """ClusterService with an in-memory repository and a fake Proxmox client:
-the seed's §7.1 service tests, and what SPEC adds (nothing stored on
-failure, the log lines of seed §10.2, refresh)."""
+the service tests docs/product-contract.md §2 lists, and what the contract
+adds (nothing stored on failure, the log lines of §16, refresh)."""
 
 from __future__ import annotations
 
