@@ -1,4 +1,5 @@
-"""Log lines as the original design writes them: ``[INFO] ...``, ``[WARN] ...``."""
+"""Log lines as docs/product-contract.md §16 writes them: ``[INFO] ...``,
+``[WARN] ...``."""
 
 import logging
 import time

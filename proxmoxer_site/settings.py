@@ -1,5 +1,6 @@
-"""Settings of the proxmoxer service, every one from the environment (README,
-"Configuration"). Read by django-environ, which also parses DATABASE_URL.
+"""Settings of the proxmoxer service, every one from the environment
+(docs/operations.md, "Settings"). Read by django-environ, which also parses
+DATABASE_URL.
 
 Production (``DJANGO_DEBUG=0``, the default of the WSGI/ASGI entry points)
 fails fast on a missing secret key or credentials key; ``manage.py`` defaults to
@@ -143,7 +144,7 @@ if PROXMOX_CA_BUNDLE:
         ) from None
 
 # Fernet keys for the secrets the database backend stores, newest first
-# (README, "Key management and rotation").
+# (docs/operations.md, "Keys and rotation").
 PROXMOXER_CREDENTIALS_KEYS = [
     key.strip() for key in env.list("PROXMOXER_CREDENTIALS_KEYS", default=[]) if key.strip()
 ]

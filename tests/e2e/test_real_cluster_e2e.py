@@ -1,5 +1,6 @@
-"""The registry against a real Proxmox VE cluster (the seed's §7.3), when one
-is configured; skipped, with the reason shown, otherwise.
+"""The registry against a real Proxmox VE cluster (docs/product-contract.md §2;
+how to run it: docs/development.md), when one is configured; skipped, with the
+reason shown, otherwise.
 
     PVE_E2E_URL            https://pve1.example.com:8006 (required)
     PVE_E2E_USERNAME       root@pam      } a password login,

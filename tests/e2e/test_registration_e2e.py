@@ -1,6 +1,7 @@
 """Registering, checking and removing clusters through the real service
 process, against the PVE simulator over real HTTPS: every scenario, every
-status of the health model, and the rows of SPEC §4's status table."""
+status of the health model, and the rows of the status table of
+docs/product-contract.md §4."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""``manage.py pve_simulator`` as a newcomer uses it (README, "Trying it
-without a cluster"): start it, copy what it prints, register it with the
+"""``manage.py pve_simulator`` as a newcomer uses it (README, "A five-minute
+tour"; docs/simulator.md): start it, copy what it prints, register it with the
 service, switch its scenario while it runs, stop it with Ctrl-C."""
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
-"""The REST contract of SPEC §4 through the whole Django/DRF stack, with
-Proxmox answering through requests-mock as real PVE does."""
+"""The REST contract of docs/product-contract.md §4 through the whole
+Django/DRF stack, with Proxmox answering through requests-mock as real PVE
+does."""
 
 from __future__ import annotations
 
@@ -188,7 +189,7 @@ def test_a_later_check_with_refused_credentials_marks_it_unknown(api_client, hea
     assert "refused the credentials" in body["last_error"]
 
 
-# -- the status table of SPEC §4 ---------------------------------------------------
+# -- the status table of docs/product-contract.md §4 -------------------------------
 
 
 def test_missing_name_is_a_400_saying_so(api_client):

@@ -1,6 +1,6 @@
 """No secret leaves the service: not in a response, not in a log line.
-And the log lines themselves: the seed's §10.2 format, one access line per
-request."""
+And the log lines themselves: the format of docs/product-contract.md §16, one
+access line per request."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""InMemoryClusterRepository: the repository tests of
-docs/product-contract.md §6 (atomic name check, order, thread safety), and
+"""InMemoryClusterRepository: the repository tests docs/product-contract.md §2
+lists, the guarantees §6 adds (atomic name check, order, thread safety), and
 its unit of work's lock."""
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
-"""The use cases with an in-memory repository and a fake Proxmox client,
-composed by ``bootstrap``: register, list, get, deregister (nothing stored
-on failure, the log lines of docs/product-contract.md §16) and refresh."""
+"""The use cases, composed by ``bootstrap`` with an in-memory repository and
+a fake Proxmox client: the service tests docs/product-contract.md §2 lists,
+and what the contract adds (nothing stored on failure, the log lines of §16,
+refresh, versioned writes)."""
 
 from __future__ import annotations
 
