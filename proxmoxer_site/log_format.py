@@ -5,7 +5,7 @@ import logging
 import time
 
 
-class SeedFormatter(logging.Formatter):
+class LogLineFormatter(logging.Formatter):
     converter = time.gmtime  # timestamps in UTC, like the API's
 
     def format(self, record: logging.LogRecord) -> str:

@@ -222,13 +222,13 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {
-        "seed": {
-            "()": "proxmoxer_site.log_format.SeedFormatter",
+        "lines": {
+            "()": "proxmoxer_site.log_format.LogLineFormatter",
             "format": "%(asctime)s [%(levelname)s] %(message)s",
             "datefmt": "%Y-%m-%dT%H:%M:%SZ",
         },
     },
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "seed"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "lines"}},
     "root": {"handlers": ["console"], "level": "WARNING"},
     "loggers": {
         "clusters": {"level": LOG_LEVEL},

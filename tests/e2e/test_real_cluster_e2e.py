@@ -46,7 +46,7 @@ pytestmark = [
     pytest.mark.skipif(
         not (URL and CREDENTIALS),
         reason="no real cluster configured: set PVE_E2E_URL and PVE_E2E_USERNAME/"
-        "PVE_E2E_PASSWORD or PVE_E2E_TOKEN_ID/PVE_E2E_TOKEN_SECRET (see README)",
+        "PVE_E2E_PASSWORD or PVE_E2E_TOKEN_ID/PVE_E2E_TOKEN_SECRET (see docs/development.md)",
     ),
 ]
 

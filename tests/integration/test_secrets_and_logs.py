@@ -11,7 +11,7 @@ import pytest
 import requests
 from rest_framework.test import APIClient
 
-from proxmoxer_site.log_format import SeedFormatter
+from proxmoxer_site.log_format import LogLineFormatter
 from tests import pve_responses as pve
 from tests.conftest import assert_secret_absent
 
@@ -42,7 +42,7 @@ def token_registration(name="prod-token"):
 
 
 def formatted(caplog):
-    formatter = SeedFormatter("[%(levelname)s] %(message)s")
+    formatter = LogLineFormatter("[%(levelname)s] %(message)s")
     return [formatter.format(record) for record in caplog.records]
 
 
@@ -83,7 +83,7 @@ def test_no_response_or_log_line_carries_a_password_or_token_secret(api_client, 
             assert_secret_absent(secret, line, "a log line")
 
 
-def test_log_lines_follow_the_seed(api_client, pve_api, caplog):
+def test_log_lines_follow_the_contract(api_client, pve_api, caplog):
     caplog.set_level(logging.INFO)
     pve.healthy_cluster(pve_api)
     cluster_id = api_client.post(CLUSTERS, password_registration(), format="json").json()["id"]

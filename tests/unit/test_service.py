@@ -202,7 +202,7 @@ def test_deregister_cluster_with_malformed_id(service):
         service.clusters.deregister("../../etc", actor=OPERATOR)
 
 
-def test_register_logs_success_and_taken_names_as_the_seed_does(service, caplog):
+def test_register_logs_success_and_taken_names_as_the_contract_says(service, caplog):
     with caplog.at_level(logging.INFO, logger="clusters"):
         cluster = service.clusters.register(request(), actor=OPERATOR)
         with pytest.raises(ClusterNameTaken):
