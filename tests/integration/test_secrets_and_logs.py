@@ -113,6 +113,7 @@ def test_each_request_leaves_exactly_one_access_line(api_client, anonymous_clien
     assert "\n" not in access[2] and "%0A" in access[2], "a URL cannot forge a log line"
 
 
+@pytest.mark.django_db(transaction=True)  # the other threads' connections see the user's role
 def test_concurrent_registrations_of_one_name_through_the_api_give_one_cluster(
     api_client, user, pve_api
 ):
