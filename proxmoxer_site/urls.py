@@ -1,6 +1,6 @@
 """Top-level routes: the API under /api/v1/ (with its OpenAPI schema and
-Swagger UI), /health, login for the browsable API, the admin; anything else
-under /api/ is a JSON 404."""
+Swagger UI), /health, login for the browsable API, the admin, and the
+dashboard at /; anything else under /api/ is a JSON 404."""
 
 from django.contrib import admin
 from django.urls import include, path, re_path
@@ -18,4 +18,5 @@ urlpatterns = [
     path("api-auth/", include("rest_framework.urls")),
     re_path(r"^api/", api_not_found),
     path("admin/", admin.site.urls),
+    path("", include("dashboard.urls")),
 ]

@@ -1,0 +1,182 @@
+"""The register form, and where each error the registry reports is shown.
+
+The form only bounds sizes; every rule a field obeys is the domain's
+(``RegistrationRequest.validate``), so the dashboard, the REST API and
+``manage.py`` refuse the same input with the same words. A secret is never
+rendered back into a page: password inputs stay empty after a failure.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from django import forms
+
+from clusters.domain import (
+    ENDPOINT_MAX_LENGTH,
+    NAME_MAX_LENGTH,
+    SECRET_MAX_LENGTH,
+    ClusterError,
+    ClusterNameTaken,
+    ProxmoxAuthenticationFailed,
+    ProxmoxBadResponse,
+    ProxmoxTLSError,
+    ProxmoxUnreachable,
+    RegistrationRequest,
+    ValidationFailed,
+)
+
+PASSWORD = "password"
+TOKEN = "token"
+SECRET_FIELD = {PASSWORD: "password", TOKEN: "token_secret"}
+PRINCIPAL_FIELD = {PASSWORD: "username", TOKEN: "token_id"}
+FINGERPRINT_MAX_LENGTH = 128  # 64 hex digits with colons is 95; room for stray spaces
+
+
+def _secret(label: str, help_text: str) -> forms.CharField:
+    return forms.CharField(
+        label=label,
+        help_text=help_text,
+        required=False,
+        strip=False,
+        max_length=SECRET_MAX_LENGTH,
+        # render_value=False: what was typed is never sent back in a page.
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "off"}),
+    )
+
+
+class ClusterFields(forms.Form):
+    """Fields a cluster is configured with, shared by the register and edit forms."""
+
+    name = forms.CharField(label="Name", max_length=NAME_MAX_LENGTH, required=False)
+    api_endpoint = forms.CharField(
+        label="API endpoint",
+        max_length=ENDPOINT_MAX_LENGTH,
+        required=False,
+        help_text="https://host:8006, or just the host: https:// and port 8006 are added",
+        widget=forms.TextInput(attrs={"spellcheck": "false", "autocapitalize": "off"}),
+    )
+    auth_method = forms.ChoiceField(
+        label="Sign in with",
+        choices=[(TOKEN, "API token"), (PASSWORD, "User and password")],
+        initial=TOKEN,
+        widget=forms.RadioSelect,
+    )
+    token_id = forms.CharField(
+        label="API token id",
+        max_length=255,
+        required=False,
+        help_text="user@realm!name, e.g. root@pam!proxmoxer",
+        widget=forms.TextInput(attrs={"spellcheck": "false", "autocapitalize": "off"}),
+    )
+    token_secret = _secret("Token secret", "Never shown again, never logged")
+    username = forms.CharField(
+        label="Username",
+        max_length=255,
+        required=False,
+        help_text="user@realm, e.g. root@pam",
+        widget=forms.TextInput(attrs={"spellcheck": "false", "autocapitalize": "off"}),
+    )
+    password = _secret("Password", "Never shown again, never logged")
+    verify_tls = forms.BooleanField(
+        label="Verify the certificate",
+        required=False,
+        initial=True,
+        help_text="Against trusted CAs; a pinned fingerprint below replaces this check",
+    )
+    fingerprint = forms.CharField(
+        label="Pinned certificate fingerprint",
+        max_length=FINGERPRINT_MAX_LENGTH,
+        required=False,
+        help_text="SHA-256, AB:CD:… (64 hex digits); optional",
+        widget=forms.TextInput(attrs={"spellcheck": "false", "autocapitalize": "off"}),
+    )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for name in ("name", "api_endpoint"):
+            self.fields[name].widget.attrs["required"] = True
+
+    @property
+    def auth_method_chosen(self) -> str:
+        method = self.data.get("auth_method") if self.is_bound else None
+        return method if method in SECRET_FIELD else TOKEN
+
+    @property
+    def secret_field(self) -> str:
+        return SECRET_FIELD[self.auth_method_chosen]
+
+    def secret_typed(self) -> str:
+        return self.cleaned_data.get(self.secret_field) or ""
+
+    def show(self, error: ClusterError) -> None:
+        """Put ``error`` beside the field it is about (or above the form)."""
+        if isinstance(error, ValidationFailed) and error.details:
+            for key, messages in error.details.items():
+                field = key if key in self.fields else None
+                for message in messages:
+                    self.add_error(field, message)
+            return
+        field: str | None = None
+        if isinstance(error, ClusterNameTaken):
+            field = "name"
+        elif isinstance(error, ProxmoxAuthenticationFailed):
+            field = self.secret_field
+        elif isinstance(error, ProxmoxTLSError):
+            field = "fingerprint" if (error.details or {}).get("fingerprint") else "api_endpoint"
+        elif isinstance(error, (ProxmoxUnreachable, ProxmoxBadResponse)):
+            field = "api_endpoint"
+        self.add_error(field, error.message)
+
+
+class RegisterForm(ClusterFields):
+    def typed(self) -> dict[str, Any]:
+        """What was typed, without the secret: enough to show the form again
+        or, with the secret added back, to register."""
+        method = self.auth_method_chosen
+        data = self.cleaned_data
+        return {
+            "name": data.get("name") or "",
+            "api_endpoint": data.get("api_endpoint") or "",
+            "auth_method": method,
+            PRINCIPAL_FIELD[method]: data.get(PRINCIPAL_FIELD[method]) or "",
+            "verify_tls": bool(data.get("verify_tls")),
+            "fingerprint": data.get("fingerprint") or "",
+        }
+
+
+def registration_request(typed: dict[str, Any], secret: str) -> RegistrationRequest:
+    """The registration ``typed`` describes, with the secret of its method."""
+    method = typed["auth_method"]
+    principal = PRINCIPAL_FIELD[method]
+    return RegistrationRequest(
+        name=typed["name"],
+        api_endpoint=typed["api_endpoint"],
+        verify_tls=typed["verify_tls"],
+        fingerprint=typed["fingerprint"] or None,
+        **{principal: typed.get(principal) or None, SECRET_FIELD[method]: secret or None},
+    )
+
+
+@dataclass(frozen=True)
+class TrustOffer:
+    """An untrusted certificate the operator may choose to pin: what the
+    server presented, and the handle of the registration waiting for it."""
+
+    endpoint: str
+    fingerprint: str
+    handle: str
+
+
+def untrusted_fingerprint(error: ClusterError) -> str | None:
+    """The fingerprint of a certificate nothing vouched for; None for other
+    errors, and for a certificate that differs from a pin already given
+    (that is a mismatch to look into, not a certificate to accept)."""
+    if not isinstance(error, ProxmoxTLSError):
+        return None
+    details = error.details or {}
+    if details.get("expected_fingerprint"):
+        return None
+    fingerprint = details.get("fingerprint")
+    return fingerprint if isinstance(fingerprint, str) else None
