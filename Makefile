@@ -13,12 +13,13 @@ WORKERS ?= 4
 THREADS ?= 4
 
 .DEFAULT_GOAL := help
-.PHONY: help venv venv-dev run test lint format bench serve clean
+.PHONY: help venv venv-dev run test lint format bench screenshots serve clean
 
 help:
 	@echo "make run     install, migrate, create the admin account, serve on http://$(HOST):$(PORT)"
 	@echo "make test    install test tools, lint, run the whole test suite"
 	@echo "make bench   run the benchmarks in benchmarks/"
+	@echo "make screenshots  the README's dashboard pictures, taken by the browser test (docs/images/)"
 	@echo "make serve   production-style: migrate, collectstatic, gunicorn with WORKERS=$(WORKERS) processes,"
 	@echo "             DJANGO_DEBUG=0, CLUSTER_REPOSITORY=django, DATABASE_URL (docs/operations.md)"
 	@echo "make lint    ruff check + ruff format --check + mypy;  make format  to fix"
@@ -78,6 +79,10 @@ bench: venv-dev
 	@for script in benchmarks/bench_*.py; do \
 		echo "== $$script"; $(BIN)/python $$script || exit 1; echo; \
 	done
+
+# The browser test takes them (Debian's chromium and chromium-driver).
+screenshots: venv-dev
+	PROXMOXER_SCREENSHOTS=docs/images $(BIN)/python -m pytest tests/e2e/browser -k screenshots -q
 
 clean:
 	rm -rf $(VENV) staticfiles .pytest_cache .ruff_cache

@@ -7,7 +7,6 @@
   // -- the clusters table refreshes itself while it is visible --------------
   function startPolling(region) {
     var url = region.getAttribute("data-poll-url");
-    var seconds = parseInt(region.getAttribute("data-poll-seconds"), 10) || 15;
     var state = document.querySelector("[data-poll-state]");
     var timer = null;
     var stopped = false;
@@ -19,10 +18,14 @@
       state.textContent = text;
     }
 
+    function seconds() {
+      return parseInt(region.getAttribute("data-poll-seconds"), 10) || 15;
+    }
+
     function schedule() {
       clearTimeout(timer);
       if (!stopped && document.visibilityState === "visible") {
-        timer = setTimeout(load, seconds * 1000);
+        timer = setTimeout(load, seconds() * 1000);
       }
     }
 
@@ -47,7 +50,7 @@
         .then(function (html) {
           if (html === null) return;
           replaceKeepingFocus(region, html);
-          say("Updated " + new Date().toLocaleTimeString() + "; refreshes every " + seconds + " s.");
+          say("Updated " + new Date().toLocaleTimeString() + "; refreshes every " + seconds() + " s.");
         })
         .catch(function (error) {
           if (error.name !== "AbortError") say("Could not refresh (" + error.message + "); retrying.");
