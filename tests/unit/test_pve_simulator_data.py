@@ -193,7 +193,7 @@ def test_acl_paths_are_normalised_as_pve_does():
 
 def test_tickets_have_pves_shape_and_verify_until_they_expire(access):
     ticket = access.assemble_ticket("alice@pve")
-    user, timestamp, empty, signature = ticket.split(":", 1)[1].split(":", 3)
+    _user, timestamp, empty, signature = ticket.split(":", 1)[1].split(":", 3)
     assert ticket.startswith("PVE:alice@pve:") and empty == ""
     assert len(timestamp) == 8 and int(timestamp, 16) <= time.time()
     assert len(signature) == 344  # base64 of an RSA-2048 signature's 256 bytes
