@@ -413,7 +413,7 @@ def test_connect_latency_delays_each_new_connection_once(sim, http):
     assert first >= 0.3 > again
 
 
-# -- profiles -----------------------------------------------------------------------------------
+# -- profiles ----------------------------------------------------------------------------------
 
 
 @pytest.fixture
@@ -479,7 +479,7 @@ def test_every_scenario_plays_under_every_profile(sim, http, profile, scenario):
     assert ("NeedTFA" in data) is (scenario == "second-factor")
 
 
-# -- login inputs -------------------------------------------------------------------------------
+# -- login inputs ------------------------------------------------------------------------------
 
 
 def test_login_takes_a_json_body(sim, http):
@@ -580,7 +580,7 @@ def test_wrong_password_body_is_the_empty_envelope_on_pve8(sim, http):
     assert response.headers["Connection"] == "close"
 
 
-# -- realms --------------------------------------------------------------------------------------
+# -- realms ------------------------------------------------------------------------------------
 
 
 def test_realms_are_listed_without_login(sim, http):
@@ -599,7 +599,7 @@ def test_an_openid_account_trying_a_password_gets_authentication_failure(sim, ht
     assert (response.status_code, response.reason) == (401, "authentication failure")
 
 
-# -- pveproxy's connection behaviour ---------------------------------------------------------------
+# -- pveproxy's connection behaviour -----------------------------------------------------------
 
 
 @pytest.fixture
@@ -670,7 +670,7 @@ def test_bodies_over_1024_bytes_are_gzipped_for_clients_that_accept_it(sim, conn
     assert small.getheader("Content-Encoding") is None  # 71 bytes: not worth it
 
 
-# -- permissions, tokens and ACLs -------------------------------------------------------------------
+# -- permissions, tokens and ACLs --------------------------------------------------------------
 
 
 def csrf_headers(data: dict) -> dict[str, str]:

@@ -188,7 +188,7 @@ def test_acl_paths_are_normalised_as_pve_does():
     assert normalize_path("/vms/100 ; rm") is None
 
 
-# -- credentials ---------------------------------------------------------------------------------
+# -- credentials -------------------------------------------------------------------------------
 
 
 def test_tickets_have_pves_shape_and_verify_until_they_expire(access):
@@ -266,7 +266,7 @@ def test_totp_codes_follow_rfc_6238():
     assert not totp_matches(secret, "000000" if totp(secret) != "000000" else "111111")
 
 
-# -- parameters and the JSON formatter ------------------------------------------------------------
+# -- parameters and the JSON formatter ---------------------------------------------------------
 
 
 def test_form_bodies_decode_as_pve_does():
@@ -305,7 +305,7 @@ def test_errors_go_into_the_body_as_message_only_on_newer_pve():
     assert reply.reason == "Permission check failed (/, Sys.Audit)"
 
 
-# -- what a cluster reports (PveSimulator, not started) ---------------------------------------------
+# -- what a cluster reports (PveSimulator, not started) ----------------------------------------
 
 
 @pytest.fixture(scope="module")
