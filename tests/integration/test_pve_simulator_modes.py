@@ -3,6 +3,7 @@ one listener per node, a reverse proxy in front, and many clusters at once."""
 
 from __future__ import annotations
 
+import json
 import socket
 import ssl
 import threading
@@ -15,6 +16,7 @@ from pve_simulator.certificates import sha256_fingerprint
 from pve_simulator.fleet import VirtualClusters
 from pve_simulator.proxy import ReverseProxy
 from pve_simulator.server import PveSimulator
+from tests.conftest import assert_secret_absent
 
 AUTH_DELAY = 0.2
 NETWORK = "127.0.31"
@@ -244,3 +246,7 @@ def test_separate_credentials_and_one_acceptor_for_every_listener(http):
     assert len(acceptors) == 1
     assert summary["count"] == 3 and summary["listeners"] >= 3
     assert [c["name"] for c in summary["clusters"]] == ["sim0001", "sim0002", "sim0003"]
+    shown = json.dumps(summary)
+    for cluster in separate.clusters:
+        for secret in (cluster.password, cluster.token_secret):
+            assert_secret_absent(secret, shown, "the fleet summary")
