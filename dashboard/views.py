@@ -85,7 +85,7 @@ def signed_in_page(view: Callable[..., HttpResponse]) -> Page:
         if not request.user.is_authenticated:
             login = reverse("dashboard:login")
             return redirect(f"{login}?next={request.get_full_path()}")
-        actor = actor_for(request)  # type: ignore[arg-type]
+        actor = actor_for(request)  # a Django request serves as well as DRF's
         try:
             return view(request, actor, *args, **kwargs)
         except Forbidden as error:
