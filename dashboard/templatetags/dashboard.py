@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from django import template
+from django.utils.html import conditional_escape
+from django.utils.safestring import mark_safe
 
 register = template.Library()
 
@@ -38,3 +40,11 @@ def query_with_offset(context: template.Context, offset: int) -> str:
     query = context["request"].GET.copy()
     query["offset"] = str(offset)
     return query.urlencode()
+
+
+@register.filter
+def breakable(text: str) -> str:
+    """``AB:CD:…`` that a narrow screen may wrap after a colon, never
+    inside a pair of digits (copying it still gives the plain text)."""
+    escaped = [str(conditional_escape(part)) for part in str(text).split(":")]
+    return mark_safe(":<wbr>".join(escaped))  # noqa: S308 - every part is escaped

@@ -29,7 +29,7 @@ from dashboard.presenters import (
     section,
     status_badge,
 )
-from dashboard.templatetags.dashboard import percent, uptime
+from dashboard.templatetags.dashboard import breakable, percent, uptime
 from tests.cluster_samples import FINGERPRINT, make_cluster
 from tests.conftest import assert_secret_absent
 
@@ -164,6 +164,11 @@ def test_history_lights_up_with_the_contracts_fields():
 )
 def test_uptime_shows_its_two_largest_units(seconds, shown):
     assert uptime(seconds) == shown
+
+
+def test_a_fingerprint_may_wrap_after_its_colons_only():
+    assert breakable("AB:CD:EF") == "AB:<wbr>CD:<wbr>EF"
+    assert breakable("<b>:x") == "&lt;b&gt;:<wbr>x"
 
 
 def test_percent_rounds_and_says_nothing_for_the_unknown():

@@ -337,6 +337,19 @@ def test_readme_screenshots(page, secrets):
         page.open("/")
         page.wait_for("#fleet tbody")
         page.driver.save_screenshot(str(directory / "dashboard-phone.png"))
+
+        # The offer to trust a self-signed certificate.
+        newcomer = secrets.watch(PveSimulator(hosts=["127.0.0.1"], auth_failure_delay=0.05))
+        simulators.append(newcomer.start())
+        page.driver.set_window_size(1200, 900)
+        page.open("/clusters/new/")
+        page.find("#id_name").send_keys("new-site")
+        page.find("#id_api_endpoint").send_keys(newcomer.url)
+        page.find("#id_token_id").send_keys(newcomer.token_id)
+        page.find("#id_token_secret").send_keys(newcomer.token_secret)
+        page.find("form.cluster-form button[type=submit]").click()
+        page.wait_for("#observed-fingerprint")
+        page.driver.save_screenshot(str(directory / "dashboard-trust.png"))
     finally:
         for cluster_id in ids.values():
             page.registry.delete(cluster_id)
