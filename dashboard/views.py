@@ -17,7 +17,7 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.decorators import method_decorator
 from django.views.decorators.debug import sensitive_post_parameters
-from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
 from clusters.domain import (
     Actor,
@@ -120,7 +120,7 @@ def _fleet_page(request: HttpRequest, actor: Actor) -> HttpResponse:
     return render(request, "dashboard/index.html", context)
 
 
-@require_GET
+@require_safe
 @dashboard_page
 def fleet_rows(request: HttpRequest) -> HttpResponse:
     """The table's contents alone, for the page to refresh itself. 401 (not
@@ -142,7 +142,7 @@ def _fleet_rows(request: HttpRequest, actor: Actor) -> HttpResponse:
     return render(request, "dashboard/_fleet.html", context)
 
 
-@require_GET
+@require_safe
 @signed_in_page
 def cluster_page(request: HttpRequest, actor: Actor, cluster_id: str) -> HttpResponse:
     cluster = services().clusters.get_cluster(cluster_id, actor=actor)
