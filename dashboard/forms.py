@@ -46,16 +46,25 @@ def _secret(label: str, help_text: str) -> forms.CharField:
     )
 
 
+def _typed_text(label: str, max_length: int, help_text: str = "") -> forms.CharField:
+    """A text field for addresses and ids: no spell checking, no capitals."""
+    return forms.CharField(
+        label=label,
+        max_length=max_length,
+        required=False,
+        help_text=help_text,
+        widget=forms.TextInput(attrs={"spellcheck": "false", "autocapitalize": "off"}),
+    )
+
+
 class ClusterFields(forms.Form):
     """Fields a cluster is configured with, shared by the register and edit forms."""
 
     name = forms.CharField(label="Name", max_length=NAME_MAX_LENGTH, required=False)
-    api_endpoint = forms.CharField(
-        label="API endpoint",
-        max_length=ENDPOINT_MAX_LENGTH,
-        required=False,
-        help_text="https://host:8006, or just the host: https:// and port 8006 are added",
-        widget=forms.TextInput(attrs={"spellcheck": "false", "autocapitalize": "off"}),
+    api_endpoint = _typed_text(
+        "API endpoint",
+        ENDPOINT_MAX_LENGTH,
+        "https://host:8006, or just the host: https:// and port 8006 are added",
     )
     auth_method = forms.ChoiceField(
         label="Sign in with",
@@ -63,21 +72,9 @@ class ClusterFields(forms.Form):
         initial=TOKEN,
         widget=forms.RadioSelect,
     )
-    token_id = forms.CharField(
-        label="API token id",
-        max_length=255,
-        required=False,
-        help_text="user@realm!name, e.g. root@pam!proxmoxer",
-        widget=forms.TextInput(attrs={"spellcheck": "false", "autocapitalize": "off"}),
-    )
+    token_id = _typed_text("API token id", 255, "user@realm!name, e.g. root@pam!proxmoxer")
     token_secret = _secret("Token secret", "Never shown again, never logged")
-    username = forms.CharField(
-        label="Username",
-        max_length=255,
-        required=False,
-        help_text="user@realm, e.g. root@pam",
-        widget=forms.TextInput(attrs={"spellcheck": "false", "autocapitalize": "off"}),
-    )
+    username = _typed_text("Username", 255, "user@realm, e.g. root@pam")
     password = _secret("Password", "Never shown again, never logged")
     verify_tls = forms.BooleanField(
         label="Verify the certificate",
@@ -85,12 +82,10 @@ class ClusterFields(forms.Form):
         initial=True,
         help_text="Against trusted CAs; a pinned fingerprint below replaces this check",
     )
-    fingerprint = forms.CharField(
-        label="Pinned certificate fingerprint",
-        max_length=FINGERPRINT_MAX_LENGTH,
-        required=False,
-        help_text="SHA-256, AB:CD:… (64 hex digits); optional",
-        widget=forms.TextInput(attrs={"spellcheck": "false", "autocapitalize": "off"}),
+    fingerprint = _typed_text(
+        "Pinned certificate fingerprint",
+        FINGERPRINT_MAX_LENGTH,
+        "SHA-256, AB:CD:… (64 hex digits); optional",
     )
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:

@@ -105,19 +105,7 @@ def index(request: HttpRequest) -> HttpResponse:
     """The clusters table; for anonymous visitors, the login page."""
     if not request.user.is_authenticated:
         return DashboardLoginView.as_view()(request)
-    return _fleet_page(request)
-
-
-@signed_in_page
-def _fleet_page(request: HttpRequest, actor: Actor) -> HttpResponse:
-    filters = FleetFilters(request.GET)
-    context = {
-        "filters": filters,
-        "fleet": read_fleet(actor, filters),
-        "may_operate": may(actor, Permission.OPERATE),
-        "poll_seconds": POLL_SECONDS,
-    }
-    return render(request, "dashboard/index.html", context)
+    return _fleet(request, template="dashboard/index.html")
 
 
 @require_safe
@@ -128,18 +116,19 @@ def fleet_rows(request: HttpRequest) -> HttpResponse:
     can say so."""
     if not request.user.is_authenticated:
         return HttpResponse("Signed out", status=401, content_type="text/plain")
-    return _fleet_rows(request)
+    return _fleet(request, template="dashboard/_fleet.html")
 
 
 @signed_in_page
-def _fleet_rows(request: HttpRequest, actor: Actor) -> HttpResponse:
+def _fleet(request: HttpRequest, actor: Actor, *, template: str) -> HttpResponse:
     filters = FleetFilters(request.GET)
     context = {
         "filters": filters,
         "fleet": read_fleet(actor, filters),
         "may_operate": may(actor, Permission.OPERATE),
+        "poll_seconds": POLL_SECONDS,
     }
-    return render(request, "dashboard/_fleet.html", context)
+    return render(request, template, context)
 
 
 @require_safe
