@@ -9,7 +9,7 @@ from django import forms
 
 from clusters.domain import Actor, ClusterStatus, name_key
 from clusters.wiring import services
-from dashboard.presenters import STATUS_BADGES, ClusterRow
+from dashboard.presenters import STATUS_BADGES, ClusterRow, StatusBadge
 
 PAGE_SIZE = 100
 SEARCH_MAX_LENGTH = 255
@@ -44,11 +44,22 @@ class FleetFilters(forms.Form):
 
 
 @dataclass(frozen=True)
+class StatusCount:
+    badge: StatusBadge
+    count: int
+
+
+@dataclass(frozen=True)
 class Fleet:
     rows: list[ClusterRow]
     total: int  # clusters matching the filters, on every page
     offset: int
+    counts: list[StatusCount]  # every registered cluster, by status
     limit: int = PAGE_SIZE
+
+    @property
+    def registered(self) -> int:
+        return sum(item.count for item in self.counts)
 
     @property
     def first(self) -> int:
@@ -78,4 +89,8 @@ def read_fleet(actor: Actor, filters: FleetFilters) -> Fleet:
         and (key in name_key(cluster.name) or key in name_key(cluster.api_endpoint))
     ]
     page = matching[offset : offset + PAGE_SIZE]
-    return Fleet([ClusterRow.of(cluster) for cluster in page], len(matching), offset)
+    counts = [
+        StatusCount(badge, sum(1 for cluster in listing.clusters if cluster.status == badge.value))
+        for badge in STATUS_BADGES.values()
+    ]
+    return Fleet([ClusterRow.of(cluster) for cluster in page], len(matching), offset, counts)

@@ -280,6 +280,23 @@ def test_the_table_shows_each_cluster_with_its_status_in_colour_and_words(viewer
     assert "4 clusters" in text_of(response)
 
 
+def test_the_fleet_is_counted_by_status_above_the_table_whatever_the_filters(viewer, fleet, stored):
+    stored.add(make_cluster("echo", status=ClusterStatus.HEALTHY))
+
+    response = viewer.get("/?status=degraded")
+
+    counts = re.search(r'<ul class="counts".*?</ul>', response.content.decode(), re.S).group(0)
+    assert [
+        (status, number)
+        for status, number in re.findall(r'href="/\?status=(\w+)".*?</span> (\d+) ', counts)
+    ] == [("healthy", "2"), ("degraded", "1"), ("unhealthy", "1"), ("unknown", "1")]
+    assert 'status-degraded current" href="/?status=degraded" aria-current="true"' in counts
+
+
+def test_an_empty_registry_shows_no_counts(viewer):
+    assert 'class="counts"' not in viewer.get("/").content.decode()
+
+
 def test_the_last_check_is_relative_with_the_absolute_time_on_hover(viewer, fleet):
     row = rows(viewer.get("/"))["bravo"]
     at = fleet["bravo"].last_checked_at
