@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from django.contrib import messages
-from django.contrib.auth.views import LoginView, LogoutView
+from django.contrib.auth.views import LoginView, LogoutView, redirect_to_login
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -83,8 +83,7 @@ def signed_in_page(view: Callable[..., HttpResponse]) -> Page:
     @functools.wraps(view)
     def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         if not request.user.is_authenticated:
-            login = reverse("dashboard:login")
-            return redirect(f"{login}?next={request.get_full_path()}")
+            return redirect_to_login(request.get_full_path(), reverse("dashboard:login"))
         actor = actor_for(request)  # a Django request serves as well as DRF's
         try:
             return view(request, actor, *args, **kwargs)

@@ -206,6 +206,12 @@ def test_pages_send_anonymous_visitors_to_the_login_page_and_back(path):
     assert response["Location"] == f"/login/?next={path}"
 
 
+def test_the_way_back_after_logging_in_keeps_the_whole_address():
+    page = Browser().get("/clusters/new/?from=table&x=1")
+
+    assert page["Location"] == "/login/?next=/clusters/new/%3Ffrom%3Dtable%26x%3D1"
+
+
 def test_the_table_contents_answer_anonymous_pollers_401_not_a_login_page():
     response = Browser().get("/clusters/rows/")
 
