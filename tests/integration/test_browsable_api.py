@@ -1,5 +1,6 @@
 """The DRF browsable API in a browser: log in, see the register form with
-every field, submit it, and never see a secret echoed back."""
+every field, submit it as the page renders it, edit a cluster through the
+detail page's PATCH form, and never see a secret echoed back."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from django.test import Client
 
 from tests import pve_responses as pve
 from tests.conftest import assert_secret_absent
+from tests.html_forms import form_with
 
 pytestmark = pytest.mark.django_db
 
@@ -39,19 +41,30 @@ def csrf_token(page):
     return re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.content.decode()).group(1)
 
 
-def submit_register_form(browser, **fields):
+def submit_register_form(browser, **typed):
     """Fill in the register form under the cluster list and send it, as a
-    browser does: multipart, with the page's CSRF token, an unticked box absent."""
+    browser does: multipart, every input the page renders (its CSRF token,
+    the hidden ones), an unticked box absent."""
     page = browser.get("/api/v1/clusters", HTTP_ACCEPT="text/html")
-    form = {
-        "csrfmiddlewaretoken": csrf_token(page),
+    form = form_with(page.content.decode(), method="POST", enctype="multipart/form-data")
+    fields = {
         "name": "lab",
         "api_endpoint": "pve.example.com",
         "username": "root@pam",
         "password": PASSWORD,
-        **fields,
+        **typed,
     }
-    return browser.post("/api/v1/clusters", form, HTTP_ACCEPT="text/html")
+    return browser.post(
+        "/api/v1/clusters", multipart(form.submission(**fields)), HTTP_ACCEPT="text/html"
+    )
+
+
+def multipart(pairs):
+    """Django's test client sends a list value as repeated fields, in order."""
+    data: dict[str, list[str]] = {}
+    for name, value in pairs:
+        data.setdefault(name, []).append(value)
+    return data
 
 
 def registered(browser):
@@ -71,7 +84,7 @@ def test_cluster_list_shows_a_register_form_with_every_field(browser):
 
 def test_submitting_the_form_registers_a_cluster(browser, pve_api):
     pve.healthy_cluster(pve_api)
-    response = submit_register_form(browser, name="from-the-browser", verify_tls="on")
+    response = submit_register_form(browser, name="from-the-browser", verify_tls=True)
     assert response.status_code == 201
     assert_secret_absent(PASSWORD, response.content, "the 201 page")
     clusters = registered(browser)
@@ -81,8 +94,18 @@ def test_submitting_the_form_registers_a_cluster(browser, pve_api):
 
 def test_an_unchecked_verify_box_turns_verification_off(browser, pve_api):
     pve.healthy_cluster(pve_api)
-    assert submit_register_form(browser).status_code == 201
+    assert submit_register_form(browser, verify_tls=False).status_code == 201
     assert registered(browser)[0]["verify_tls"] is False
+
+
+def test_the_verify_box_is_told_apart_from_an_absent_field_by_a_hidden_false(browser):
+    page = browser.get("/api/v1/clusters", HTTP_ACCEPT="text/html")
+    form = form_with(page.content.decode(), method="POST", enctype="multipart/form-data")
+    hidden, box = (e for e in form.inputs if e.get("name") == "verify_tls")
+    assert (hidden["type"], hidden["value"]) == ("hidden", "false")
+    assert (box["type"], box["value"], "checked" in box) == ("checkbox", "true", True)
+    assert ("verify_tls", "false") in form.submission(verify_tls=False)
+    assert form.submission(verify_tls=True)[-1:] != [("verify_tls", "false")]
 
 
 def test_a_refused_submission_does_not_echo_the_password(browser, pve_api):
