@@ -103,7 +103,7 @@ def audit_events(unit_of_work, action=AuditAction.CLUSTER_EDIT):
         return [event for event in uow.audit.list() if event.action == action]
 
 
-# -- edits that need no Proxmox ----------------------------------------------------------------
+# -- edits that need no Proxmox -----------------------------------------------------------------
 
 
 def test_a_rename_alone_makes_no_call_and_moves_the_version(
@@ -164,7 +164,7 @@ def test_an_invalid_edit_changes_nothing(service, cluster, repository, proxmox):
     assert proxmox.calls == []
 
 
-# -- If-Match ----------------------------------------------------------------------------------
+# -- If-Match -----------------------------------------------------------------------------------
 
 
 def test_the_current_version_lets_the_edit_through(service, cluster):
@@ -245,7 +245,7 @@ def test_an_edit_keeps_what_a_check_recorded_meanwhile(
     assert repository.find_by_id(cluster.id) == renamed
 
 
-# -- connection changes are proven first -------------------------------------------------------
+# -- connection changes are proven first --------------------------------------------------------
 
 
 def test_a_rotated_password_is_proven_then_stored_with_fresh_findings(
@@ -350,7 +350,7 @@ def test_no_log_line_or_audit_event_carries_an_old_or_new_secret(
     assert "Cluster edited, cluster_id=" in text
 
 
-# -- an implied 443 that does not answer -------------------------------------------------------
+# -- an implied 443 that does not answer --------------------------------------------------------
 
 
 def test_nothing_answering_on_an_implied_443_suggests_8006(service, proxmox):
@@ -397,7 +397,7 @@ def test_an_edit_to_an_implied_443_gets_the_hint_too(service, cluster, proxmox):
         edit(service, cluster, api_endpoint="https://pve9.example.com")
 
 
-# -- trust renewal -----------------------------------------------------------------------------
+# -- trust renewal ------------------------------------------------------------------------------
 
 
 def test_a_pin_mismatch_turns_the_cluster_unhealthy_with_the_fingerprint_to_renew(
@@ -438,7 +438,7 @@ def test_a_good_check_clears_the_details_and_other_failures_carry_none(service, 
     assert (healed.last_error, healed.last_error_details) == (None, None)
 
 
-# -- token hand-off ----------------------------------------------------------------------------
+# -- token hand-off -----------------------------------------------------------------------------
 
 
 def hand_off_request(**fields):
@@ -563,7 +563,7 @@ def test_a_failed_hand_off_in_an_edit_changes_nothing(service, cluster, proxmox,
     assert repository.find_by_id(cluster.id) == cluster
 
 
-# -- deregistering deletes the registry's token, best effort -----------------------------------
+# -- deregistering deletes the registry's token, best effort ------------------------------------
 
 
 def test_deregistering_deletes_the_token_with_the_owners_password(
