@@ -180,8 +180,8 @@ class ProxmoxClient:
 def _refused(doing: str, error: ProxmoxPermissionDenied) -> TokenHandOffRefused:
     reason = error.reason or "permission check failed"
     return TokenHandOffRefused(
-        f"Proxmox refused to {doing}: {reason}. Handing off to an API token takes "
-        "User.Modify (or the token's own user) and Permissions.Modify on /; register "
-        "without create_token, or with an account that has them",
+        f"Proxmox refused to {doing}: {reason}. The token hand-off needs an account that may "
+        "create API tokens (its own, or others' with User.Modify) and holds "
+        "Permissions.Modify on /; register without create_token, or with such an account",
         details={"proxmox_reason": reason} if error.reason else None,
     )
