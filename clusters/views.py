@@ -108,7 +108,8 @@ class ClusterViewSet(viewsets.ViewSet):
 
     POST registers a cluster after proving its credentials against the
     cluster's own API; GET lists them by name. On one cluster, PATCH edits
-    it (docs/api.md, "Edit a cluster").
+    what was registered (only the fields given), proving any change of how
+    the cluster is reached before it is stored.
     """
 
     lookup_value_regex = "[^/.]+"
