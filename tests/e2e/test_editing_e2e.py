@@ -204,3 +204,14 @@ def test_nothing_on_an_implied_443_suggests_pves_port(registry, sim, name):
     assert body["details"] == {"suggested_endpoint": "https://127.0.0.1:8006"}
     assert api_requests(sim) == []
     registry.assert_not_registered(name)
+
+
+def test_the_web_uis_address_bar_registers_as_the_nodes_api(registry, sim, name):
+    response = registry.register(
+        name=name,
+        api_endpoint=f"{sim.url}/#v1:0:=node%2Fpve1:4:::::::",
+        fingerprint=sim.fingerprint,
+        **token_fields(sim),
+    )
+    assert response.status_code == 201, response.text
+    assert (response.json()["api_endpoint"], response.json()["status"]) == (sim.url, "healthy")
