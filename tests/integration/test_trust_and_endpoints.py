@@ -177,12 +177,14 @@ def test_an_edit_can_move_a_cluster_behind_a_proxy(api_client, pve_api):
     assert response.json()["api_endpoint"] == "https://proxy.example.com:8443/pve"
 
 
-def test_nothing_answering_on_an_implied_443_is_502_suggesting_8006(api_client, pve_api):
+def nothing_listens_on_443(m):
     refused = requests.exceptions.ConnectionError(ConnectionRefusedError(111, "Connection refused"))
     for method in ("GET", "POST"):
-        pve_api.register_uri(
-            method, "https://pve.example.com:443/api2/json/access/ticket", exc=refused
-        )
+        m.register_uri(method, "https://pve.example.com:443/api2/json/access/ticket", exc=refused)
+
+
+def test_nothing_answering_on_an_implied_443_is_502_suggesting_8006(api_client, pve_api):
+    nothing_listens_on_443(pve_api)
 
     response = register(api_client, api_endpoint="https://pve.example.com")
 
@@ -195,11 +197,7 @@ def test_nothing_answering_on_an_implied_443_is_502_suggesting_8006(api_client, 
 
 
 def test_no_hint_when_443_was_typed(api_client, pve_api):
-    refused = requests.exceptions.ConnectionError(ConnectionRefusedError(111, "Connection refused"))
-    for method in ("GET", "POST"):
-        pve_api.register_uri(
-            method, "https://pve.example.com:443/api2/json/access/ticket", exc=refused
-        )
+    nothing_listens_on_443(pve_api)
     response = register(api_client, api_endpoint="https://pve.example.com:443")
     assert response.status_code == 502
     assert "8006" not in response.json()["message"]
