@@ -40,6 +40,10 @@ class InputSerializer(serializers.Serializer):
         raise InvalidInput(message, self.errors)
 
 
+_ENDPOINT_HELP = (
+    "https://host[:port][/prefix]; a bare host gets https:// and port 8006, "
+    "https:// without a port means 443"
+)
 _CREATE_TOKEN_HELP = (
     "With username and password: create a read-only (PVEAuditor) API token on the cluster "
     "and keep only the token, never the password"
@@ -91,10 +95,7 @@ class RegisterClusterSerializer(InputSerializer):
     api_endpoint = serializers.CharField(
         label="API endpoint",
         max_length=domain.ENDPOINT_MAX_LENGTH,
-        help_text=(
-            "https://host[:port][/prefix]; a bare host gets https:// and port 8006, "
-            "https:// without a port means 443"
-        ),
+        help_text=_ENDPOINT_HELP,
     )
     username = _optional_text("Username", "user@realm, e.g. root@pam (with password)", 255)
     password = _secret_field("Password", "Password of username; never returned or logged")
@@ -138,7 +139,7 @@ class EditClusterSerializer(InputSerializer):
         label="API endpoint",
         required=False,
         max_length=domain.ENDPOINT_MAX_LENGTH,
-        help_text=RegisterClusterSerializer().fields["api_endpoint"].help_text,
+        help_text=_ENDPOINT_HELP,
     )
     username = _optional_text("Username", "user@realm, with password to change them", 255)
     password = _secret_field("Password", "Blank keeps the stored credentials")

@@ -33,7 +33,7 @@ from rest_framework.response import Response
 from rest_framework.reverse import reverse
 
 from clusters.api_errors import InvalidInput
-from clusters.domain import Actor, Cluster
+from clusters.domain import Actor, Cluster, ClusterError
 from clusters.serializers import (
     ClusterListSerializer,
     ClusterSerializer,
@@ -120,12 +120,18 @@ class ClusterViewSet(viewsets.ViewSet):
         kwargs.setdefault("context", {"request": self.request, "view": self})
         if self.request.method == "PATCH":
             if kwargs.get("instance") is None and "pk" in self.kwargs:
-                cluster = services().clusters.get_cluster(
-                    self.kwargs["pk"], actor=actor_for(self.request)
-                )
-                kwargs["instance"] = EditClusterSerializer.current_values(cluster)
+                kwargs["instance"] = self._current_values(self.kwargs["pk"])
             return EditClusterSerializer(*args, **kwargs)
         return RegisterClusterSerializer(*args, **kwargs)
+
+    def _current_values(self, pk: str) -> dict[str, Any] | None:
+        """The edit form's values; None (a blank form, which the page of an
+        error does not show anyway) where the cluster cannot be read."""
+        try:
+            cluster = services().clusters.get_cluster(pk, actor=actor_for(self.request))
+        except ClusterError:
+            return None
+        return EditClusterSerializer.current_values(cluster)
 
     def get_view_name(self) -> str:
         return "Cluster" if self.detail else "Clusters"

@@ -12,7 +12,7 @@ from django.test import Client
 from django.test.client import BOUNDARY, MULTIPART_CONTENT, encode_multipart
 
 from tests import pve_responses as pve
-from tests.conftest import assert_secret_absent
+from tests.conftest import assert_secret_absent, with_role
 from tests.html_forms import form_with
 
 pytestmark = pytest.mark.django_db
@@ -262,3 +262,24 @@ def test_a_new_password_typed_into_the_edit_form_is_proven_and_kept(browser, pve
     logins = [c for c in pve_api.request_history if c.method == "POST"]
     assert "Pa55-typed-in-browser-1" in logins[-1].text
     assert registered(browser)[0]["version"] == 2
+
+
+@pytest.mark.parametrize(
+    ("role", "cluster_id", "status"),
+    [
+        (None, "3f2a9c1b-0000-4000-8000-000000000000", 403),
+        ("operators", "3f2a9c1b-0000-4000-8000-000000000000", 404),
+        ("operators", "not-a-uuid", 400),
+    ],
+)
+def test_the_page_of_a_cluster_that_cannot_be_read_is_its_error_not_a_crash(
+    django_user_model, role, cluster_id, status
+):
+    user = django_user_model.objects.create_user("someone")
+    if role:
+        with_role(user, role)
+    client = Client()
+    client.force_login(user)
+    page = client.get(f"/api/v1/clusters/{cluster_id}", HTTP_ACCEPT="text/html")
+    assert page.status_code == status
+    assert b"InternalServerError" not in page.content
