@@ -9,7 +9,7 @@ blank changes nothing by being sent back as it is.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
@@ -164,11 +164,11 @@ def _given(value: str | NotGiven | None) -> str:
 
 def _pair(
     errors: FieldErrors,
-    principal_field: tuple[str, str, Any, str],
+    principal_field: tuple[str, str, Callable[[str], str], str],
     secret_field: tuple[str, str, str],
     *,
     current: str | None,
-    make: Any,
+    make: Callable[[str, str], Credentials],
 ) -> Credentials | None:
     """Credentials from a principal and its secret, both required: the
     principal alone is accepted only when it is the stored one (a form sent
@@ -188,8 +188,7 @@ def _pair(
         return None
     if principal is None or secret is None:
         return None
-    credentials: Credentials = make(principal, secret)
-    return credentials
+    return make(principal, secret)
 
 
 def token_owner(username: str | None, password: str | None) -> PasswordCredentials | None:
