@@ -1,9 +1,11 @@
-"""The register form, and where each error the registry reports is shown.
+"""The register and edit forms, and where each error the registry reports
+is shown.
 
-The form only bounds sizes; every rule a field obeys is the domain's
-(``RegistrationRequest.validate``), so the dashboard, the REST API and
-``manage.py`` refuse the same input with the same words. A secret is never
-rendered back into a page: password inputs stay empty after a failure.
+The forms only bound sizes; every rule a field obeys is the domain's
+(``RegistrationRequest.validate``, ``EditRequest.validate``), so the
+dashboard, the REST API and ``manage.py`` refuse the same input with the
+same words. A secret is never rendered back into a page: password inputs
+stay empty, and in the edit form an empty one keeps the stored secret.
 """
 
 from __future__ import annotations
@@ -16,14 +18,18 @@ from django import forms
 from clusters.domain import (
     ENDPOINT_MAX_LENGTH,
     NAME_MAX_LENGTH,
+    NOT_GIVEN,
     SECRET_MAX_LENGTH,
+    Cluster,
     ClusterError,
     ClusterNameTaken,
+    EditRequest,
     ProxmoxAuthenticationFailed,
     ProxmoxBadResponse,
     ProxmoxTLSError,
     ProxmoxUnreachable,
     RegistrationRequest,
+    TokenHandOffRefused,
     ValidationFailed,
 )
 
@@ -76,6 +82,12 @@ class ClusterFields(forms.Form):
     token_secret = _secret("Token secret", "Never shown again, never logged")
     username = _typed_text("Username", 255, "user@realm, e.g. root@pam")
     password = _secret("Password", "Never shown again, never logged")
+    create_token = forms.BooleanField(
+        label="Hand off to an API token",
+        required=False,
+        help_text="proxmoxer creates its own API token with this user (read-only: PVEAuditor "
+        "on /) and keeps only the token, never the password",
+    )
     verify_tls = forms.BooleanField(
         label="Verify the certificate",
         required=False,
@@ -95,7 +107,7 @@ class ClusterFields(forms.Form):
 
     @property
     def auth_method_chosen(self) -> str:
-        method = self.data.get("auth_method") if self.is_bound else None
+        method = self.data.get("auth_method") if self.is_bound else self.initial.get("auth_method")
         return method if method in SECRET_FIELD else TOKEN
 
     @property
@@ -116,6 +128,8 @@ class ClusterFields(forms.Form):
         field: str | None = None
         if isinstance(error, ClusterNameTaken):
             field = "name"
+        elif isinstance(error, TokenHandOffRefused):
+            field = "create_token"
         elif isinstance(error, ProxmoxAuthenticationFailed):
             field = self.secret_field
         elif isinstance(error, ProxmoxTLSError):
@@ -124,11 +138,9 @@ class ClusterFields(forms.Form):
             field = "api_endpoint"
         self.add_error(field, error.message)
 
-
-class RegisterForm(ClusterFields):
     def typed(self) -> dict[str, Any]:
         """What was typed, without the secret: enough to show the form again
-        or, with the secret added back, to register."""
+        or, with the secret added back, to send."""
         method = self.auth_method_chosen
         data = self.cleaned_data
         return {
@@ -136,9 +148,23 @@ class RegisterForm(ClusterFields):
             "api_endpoint": data.get("api_endpoint") or "",
             "auth_method": method,
             PRINCIPAL_FIELD[method]: data.get(PRINCIPAL_FIELD[method]) or "",
+            "create_token": method == PASSWORD and bool(data.get("create_token")),
             "verify_tls": bool(data.get("verify_tls")),
             "fingerprint": data.get("fingerprint") or "",
         }
+
+    @classmethod
+    def showing(cls, typed: dict[str, Any]) -> ClusterFields:
+        """A bound form holding ``typed`` (so errors can be added to it), as
+        a browser would send it: an unticked box absent."""
+        data = {key: value for key, value in typed.items() if value is not False}
+        form = cls(data)
+        form.is_valid()
+        return form
+
+
+class RegisterForm(ClusterFields):
+    pass
 
 
 def registration_request(typed: dict[str, Any], secret: str) -> RegistrationRequest:
@@ -150,18 +176,71 @@ def registration_request(typed: dict[str, Any], secret: str) -> RegistrationRequ
         api_endpoint=typed["api_endpoint"],
         verify_tls=typed["verify_tls"],
         fingerprint=typed["fingerprint"] or None,
+        create_token=typed["create_token"],
         **{principal: typed.get(principal) or None, SECRET_FIELD[method]: secret or None},
+    )
+
+
+class EditForm(ClusterFields):
+    """The register form's fields showing a cluster's configuration, and the
+    version it showed (a change made meanwhile is not overwritten unseen)."""
+
+    version = forms.IntegerField(min_value=1, widget=forms.HiddenInput)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for name in SECRET_FIELD.values():
+            self.fields[name].help_text = "Leave empty to keep the stored one"
+        self.fields["fingerprint"].help_text = (
+            "SHA-256, AB:CD:… (64 hex digits); empty: no pin, the certificate is checked "
+            "against trusted CAs"
+        )
+
+    @classmethod
+    def of(cls, cluster: Cluster) -> EditForm:
+        method = str(cluster.auth_method)
+        return cls(
+            initial={
+                "name": cluster.name,
+                "api_endpoint": cluster.api_endpoint,
+                "auth_method": method,
+                PRINCIPAL_FIELD[method]: getattr(cluster, PRINCIPAL_FIELD[method]),
+                "verify_tls": cluster.verify_tls,
+                "fingerprint": cluster.fingerprint or "",
+                "version": cluster.version,
+            }
+        )
+
+    def typed(self) -> dict[str, Any]:
+        return {**super().typed(), "version": self.cleaned_data.get("version")}
+
+
+def edit_request(typed: dict[str, Any], secret: str | None) -> EditRequest:
+    """The edit ``typed`` describes: every field as shown, the credentials of
+    the chosen method (left as they are when the secret is empty and the
+    principal the stored one), and no pin where the pin was emptied."""
+    method = typed["auth_method"]
+    principal = PRINCIPAL_FIELD[method]
+    return EditRequest(
+        name=typed["name"],
+        api_endpoint=typed["api_endpoint"],
+        verify_tls=typed["verify_tls"],
+        fingerprint=typed["fingerprint"] or None,
+        create_token=typed["create_token"],
+        **{principal: typed.get(principal) or NOT_GIVEN, SECRET_FIELD[method]: secret or NOT_GIVEN},
     )
 
 
 @dataclass(frozen=True)
 class TrustOffer:
     """An untrusted certificate the operator may choose to pin: what the
-    server presented, and the handle of the registration waiting for it."""
+    server presented, and where the change waiting for it is sent."""
 
     endpoint: str
     fingerprint: str
     handle: str
+    action: str  # the URL the button posts to
+    button: str  # "Trust this certificate and register", "… and save"
 
 
 def untrusted_fingerprint(error: ClusterError) -> str | None:

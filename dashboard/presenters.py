@@ -123,6 +123,17 @@ def endpoints_of(cluster: Any) -> list[EndpointLine]:
     ]
 
 
+def observed_fingerprint(cluster: Any) -> str | None:
+    """The fingerprint of a certificate the last check found in place of the
+    trusted one (a replaced certificate, or one no CA vouches for), for the
+    operator to trust; None when the certificate is not the trouble."""
+    details = field_of(cluster, "last_error_details") or {}
+    observed = details.get("fingerprint")
+    if not isinstance(observed, str) or observed == field_of(cluster, "fingerprint"):
+        return None
+    return observed
+
+
 @dataclass(frozen=True)
 class NodeLine:
     name: str

@@ -14,6 +14,9 @@ urlpatterns = [
     path("clusters/new/", views.register, name="register"),
     path("clusters/new/trust/", views.trust_and_register, name="trust"),
     path("clusters/<str:cluster_id>/", views.cluster_page, name="cluster"),
+    path("clusters/<str:cluster_id>/edit/", views.edit, name="edit"),
+    path("clusters/<str:cluster_id>/edit/trust/", views.trust_and_edit, name="edit-trust"),
+    path("clusters/<str:cluster_id>/trust/", views.renew_trust, name="renew-trust"),
     path("clusters/<str:cluster_id>/refresh/", views.refresh, name="refresh"),
     path("clusters/<str:cluster_id>/deregister/", views.deregister, name="deregister"),
 ]

@@ -7,6 +7,7 @@ templates and in dashboard/presenters.py.
 from __future__ import annotations
 
 import functools
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -21,11 +22,14 @@ from django.views.decorators.http import require_http_methods, require_POST, req
 
 from clusters.domain import (
     Actor,
+    Cluster,
     ClusterError,
     ClusterNotFound,
+    EditRequest,
     Forbidden,
     InvalidClusterId,
     Permission,
+    PreconditionFailed,
     StaleCluster,
     authorize,
     may,
@@ -36,8 +40,11 @@ from clusters.wiring import services
 from dashboard import pending
 from dashboard.fleet import FleetFilters, read_fleet
 from dashboard.forms import (
+    ClusterFields,
+    EditForm,
     RegisterForm,
     TrustOffer,
+    edit_request,
     registration_request,
     untrusted_fingerprint,
 )
@@ -45,6 +52,7 @@ from dashboard.presenters import (
     HistoryLine,
     NodeLine,
     endpoints_of,
+    observed_fingerprint,
     section,
     status_badge,
 )
@@ -142,9 +150,17 @@ def cluster_page(request: HttpRequest, actor: Actor, cluster_id: str) -> HttpRes
         # page says these are not yet known.
         "nodes": section(None, NodeLine),
         "history": section(None, HistoryLine),
+        "observed_fingerprint": observed_fingerprint(cluster),
         "may_operate": may(actor, Permission.OPERATE),
     }
     return render(request, "dashboard/cluster.html", context)
+
+
+REGISTRATION = "register"
+WAITED_TOO_LONG = (
+    "That waited too long to be kept: check the form and send it again, typing the secret "
+    "again if it was part of the change."
+)
 
 
 @require_http_methods(["GET", "HEAD", "POST"])
@@ -153,8 +169,7 @@ def cluster_page(request: HttpRequest, actor: Actor, cluster_id: str) -> HttpRes
 def register(request: HttpRequest, actor: Actor) -> HttpResponse:
     if request.method != "POST":
         # Refused here, not only on submit: a viewer gets no form to fill in.
-        if not may(actor, Permission.OPERATE):
-            authorize(actor, Permission.OPERATE, "register clusters")
+        authorize(actor, Permission.OPERATE, "register clusters")
         return _register_page(request, RegisterForm())
     form = RegisterForm(request.POST)
     if not form.is_valid():
@@ -168,58 +183,201 @@ def register(request: HttpRequest, actor: Actor) -> HttpResponse:
 def trust_and_register(request: HttpRequest, actor: Actor) -> HttpResponse:
     """The one button after an untrusted certificate: register again with
     that certificate pinned and the secret the operator typed before."""
-    waiting = pending.take(request.session, request.POST.get("handle", ""), now=utc_now())
+    waiting = pending.take(
+        request.session, request.POST.get("handle", ""), purpose=REGISTRATION, now=utc_now()
+    )
     if waiting is None:
-        messages.warning(
-            request, "That registration is no longer waiting; please fill in the form again."
-        )
+        messages.warning(request, "That registration is no longer waiting; fill in the form again.")
         return redirect("dashboard:register")
     typed = {**waiting.typed, "fingerprint": waiting.fingerprint}
-    form = _form_showing(typed)
-    if waiting.secret is None:
-        form.add_error(
-            form.secret_field,
-            "Type the secret again: the registration waited too long to keep it.",
-        )
+    form = RegisterForm.showing(typed)
+    if waiting.expired or waiting.secret is None:
+        form.add_error(form.secret_field, WAITED_TOO_LONG)
         return _register_page(request, form)
     return _register(request, actor, form, typed, waiting.secret)
 
 
 def _register(
-    request: HttpRequest, actor: Actor, form: RegisterForm, typed: dict[str, Any], secret: str
+    request: HttpRequest, actor: Actor, form: ClusterFields, typed: dict[str, Any], secret: str
 ) -> HttpResponse:
     try:
         cluster = services().clusters.register(registration_request(typed, secret), actor=actor)
     except Forbidden:
         raise
     except ClusterError as error:
-        fingerprint = untrusted_fingerprint(error)
-        if fingerprint is None:
-            form.show(error)
-            return _register_page(request, form)
-        handle = pending.keep(
-            request.session, typed=typed, secret=secret, fingerprint=fingerprint, now=utc_now()
+        offer = _offer_trust(
+            request,
+            error,
+            typed,
+            secret,
+            purpose=REGISTRATION,
+            action=reverse("dashboard:trust"),
+            button="Trust this certificate and register",
         )
-        offer = TrustOffer(endpoint=typed["api_endpoint"], fingerprint=fingerprint, handle=handle)
+        if offer is None:
+            form.show(error)
         return _register_page(request, form, offer)
     messages.success(request, f"Registered {cluster.name}: {status_badge(cluster.status).label}.")
     return redirect("dashboard:cluster", cluster_id=cluster.id)
 
 
-def _form_showing(typed: dict[str, Any]) -> RegisterForm:
-    """A bound form holding ``typed`` (so field errors can be added to it)."""
-    data = {key: value for key, value in typed.items() if key != "verify_tls"}
-    if typed.get("verify_tls"):
-        data["verify_tls"] = "on"
-    form = RegisterForm(data)
-    form.is_valid()
-    return form
-
-
 def _register_page(
-    request: HttpRequest, form: RegisterForm, offer: TrustOffer | None = None
+    request: HttpRequest, form: ClusterFields, offer: TrustOffer | None = None
 ) -> HttpResponse:
     return render(request, "dashboard/register.html", {"form": form, "offer": offer})
+
+
+def _offer_trust(
+    request: HttpRequest,
+    error: ClusterError,
+    typed: dict[str, Any],
+    secret: str | None,
+    *,
+    purpose: str,
+    action: str,
+    button: str,
+) -> TrustOffer | None:
+    """After an untrusted certificate, keep the change waiting (pending.py)
+    and offer the button that sends it again with that certificate pinned;
+    None for any other error."""
+    fingerprint = untrusted_fingerprint(error)
+    if fingerprint is None:
+        return None
+    handle = pending.keep(
+        request.session,
+        purpose=purpose,
+        typed=typed,
+        secret=secret,
+        fingerprint=fingerprint,
+        now=utc_now(),
+    )
+    return TrustOffer(typed["api_endpoint"], fingerprint, handle, action, button)
+
+
+def _editing(cluster_id: str | uuid.UUID) -> str:
+    return f"edit:{cluster_id}"
+
+
+@require_http_methods(["GET", "HEAD", "POST"])
+@sensitive_post_parameters(*SECRET_FIELDS)
+@signed_in_page
+def edit(request: HttpRequest, actor: Actor, cluster_id: str) -> HttpResponse:
+    cluster = services().clusters.get_cluster(cluster_id, actor=actor)
+    if request.method != "POST":
+        authorize(actor, Permission.OPERATE, "edit clusters")
+        return _edit_page(request, cluster, EditForm.of(cluster))
+    form = EditForm(request.POST)
+    if not form.is_valid():
+        return _edit_page(request, cluster, form)
+    return _edit(request, actor, cluster, form, form.typed(), form.secret_typed() or None)
+
+
+@require_POST
+@sensitive_post_parameters(*SECRET_FIELDS)
+@signed_in_page
+def trust_and_edit(request: HttpRequest, actor: Actor, cluster_id: str) -> HttpResponse:
+    """The one button after an edit met an untrusted certificate."""
+    cluster = services().clusters.get_cluster(cluster_id, actor=actor)
+    waiting = pending.take(
+        request.session,
+        request.POST.get("handle", ""),
+        purpose=_editing(cluster.id),
+        now=utc_now(),
+    )
+    if waiting is None:
+        messages.warning(request, "That change is no longer waiting; make it again.")
+        return redirect("dashboard:edit", cluster_id=cluster.id)
+    typed = {**waiting.typed, "fingerprint": waiting.fingerprint}
+    form = EditForm.showing(typed)
+    if waiting.expired:
+        form.add_error(
+            form.secret_field if waiting.typed.get("has_secret") else None, WAITED_TOO_LONG
+        )
+        return _edit_page(request, cluster, form)
+    return _edit(request, actor, cluster, form, typed, waiting.secret)
+
+
+def _edit(
+    request: HttpRequest,
+    actor: Actor,
+    cluster: Cluster,
+    form: ClusterFields,
+    typed: dict[str, Any],
+    secret: str | None,
+) -> HttpResponse:
+    try:
+        edited = services().clusters.edit(
+            cluster.id,
+            edit_request(typed, secret),
+            actor=actor,
+            expected_version=typed["version"],
+        )
+    except Forbidden:
+        raise
+    except PreconditionFailed as error:
+        # Shown with what was typed, now based on the stored version: sending
+        # it again, after a look at the cluster's page, applies it.
+        form = EditForm.showing({**typed, "version": error.current_version})
+        form.add_error(
+            None,
+            "Someone changed this cluster since this form was opened. Compare with its "
+            "page, then save again to apply these values.",
+        )
+        return _edit_page(request, cluster, form)
+    except ClusterError as error:
+        offer = _offer_trust(
+            request,
+            error,
+            {**typed, "has_secret": bool(secret)},
+            secret,
+            purpose=_editing(cluster.id),
+            action=reverse("dashboard:edit-trust", args=[cluster.id]),
+            button="Trust this certificate and save",
+        )
+        if offer is None:
+            form.show(error)
+        return _edit_page(request, cluster, form, offer)
+    if edited.version == typed["version"]:
+        messages.info(request, "Nothing to change.")
+    else:
+        messages.success(request, f"Saved {edited.name}.")
+    return redirect("dashboard:cluster", cluster_id=cluster.id)
+
+
+def _edit_page(
+    request: HttpRequest, cluster: Cluster, form: ClusterFields, offer: TrustOffer | None = None
+) -> HttpResponse:
+    context = {"cluster": cluster, "form": form, "offer": offer}
+    return render(request, "dashboard/edit.html", context)
+
+
+@require_POST
+@signed_in_page
+def renew_trust(request: HttpRequest, actor: Actor, cluster_id: str) -> HttpResponse:
+    """Pin the certificate a check found in place of the trusted one (the
+    fingerprint the cluster's page showed, as stored, never a posted one)."""
+    cluster = services().clusters.get_cluster(cluster_id, actor=actor)
+    observed = observed_fingerprint(cluster)
+    if observed is None or request.POST.get("fingerprint") != observed:
+        messages.warning(
+            request, "The certificate to trust has changed since the page was shown; look again."
+        )
+        return redirect("dashboard:cluster", cluster_id=cluster.id)
+    try:
+        edited = services().clusters.edit(
+            cluster.id,
+            EditRequest(fingerprint=observed),
+            actor=actor,
+            expected_version=cluster.version,
+        )
+    except Forbidden:
+        raise
+    except ClusterError as error:
+        messages.error(request, f"The certificate was not trusted: {error.message}")
+    else:
+        badge = status_badge(edited.status)
+        messages.success(request, f"Trusted the new certificate of {edited.name}: {badge.label}.")
+    return redirect("dashboard:cluster", cluster_id=cluster.id)
 
 
 @require_POST

@@ -5,6 +5,7 @@ shapes, or, for the certificate-trust flow, as a simulator on loopback."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import uuid
 from collections.abc import Iterator
@@ -18,7 +19,9 @@ from django.test import Client
 from clusters.domain import (
     OPERATORS,
     VIEWERS,
+    Actor,
     ClusterStatus,
+    EditRequest,
     ProxmoxTLSError,
     Secret,
     TokenCredentials,
@@ -390,7 +393,7 @@ def test_a_viewer_sees_no_write_controls(viewer, fleet):
 
     assert "Register a cluster" not in table
     assert page.count("<form") == 1  # logging out only
-    assert "Check now" not in page and "Deregister" not in page
+    assert "Check now" not in page and "Deregister" not in page and "/edit/" not in page
 
 
 def test_an_operator_sees_the_write_controls(operator, fleet):
@@ -401,6 +404,7 @@ def test_an_operator_sees_the_write_controls(operator, fleet):
     assert 'href="/clusters/new/">Register a cluster</a>' in table
     assert f'action="/clusters/{cluster_id}/refresh/"' in page
     assert f'href="/clusters/{cluster_id}/deregister/"' in page
+    assert f'href="/clusters/{cluster_id}/edit/">Edit</a>' in page
 
 
 def test_a_viewer_is_refused_every_write_and_nothing_changes(viewer, fleet, stored):
@@ -723,7 +727,7 @@ def test_an_offer_left_too_long_asks_for_the_secret_again(operator, stored, simu
     response = operator.submit(NEW_CLUSTER, "/clusters/new/trust/", {"handle": handle})
 
     assert response.status_code == 200
-    assert "Type the secret again" in field_block(response, "password")
+    assert "typing the secret again" in field_block(response, "password")
     assert input_value(response, "fingerprint") == simulator.fingerprint
     assert input_value(response, "name") == "simulated"
     assert len(stored) == 0
@@ -820,3 +824,290 @@ def test_pages_load_nothing_from_elsewhere(operator, fleet):
         policy = response["Content-Security-Policy"]
         assert "default-src 'none'" in policy and "script-src 'self'" in policy
         assert response["Cache-Control"].startswith("max-age=0")
+
+
+# -- editing -------------------------------------------------------------------------------------
+
+
+def edit_path(cluster) -> str:
+    return f"/clusters/{cluster.id}/edit/"
+
+
+def edit_form(cluster, **fields) -> dict:
+    """The edit form as the page shows it for ``cluster``, with ``fields``
+    changed, as a browser sends it (an unticked box absent)."""
+    form = {
+        "name": cluster.name,
+        "api_endpoint": cluster.api_endpoint,
+        "auth_method": str(cluster.auth_method),
+        "username": cluster.username or "",
+        "token_id": cluster.token_id or "",
+        "verify_tls": "on" if cluster.verify_tls else None,
+        "fingerprint": cluster.fingerprint or "",
+        "version": cluster.version,
+    }
+    form.update(fields)
+    return {key: value for key, value in form.items() if value is not None}
+
+
+def test_the_edit_form_shows_the_configuration_and_no_secret(operator, stored):
+    cluster = make_cluster("lab", fingerprint=FINGERPRINT)
+    stored.add(cluster)
+
+    response = operator.get(edit_path(cluster))
+
+    assert response.status_code == 200
+    assert input_value(response, "name") == "lab"
+    assert input_value(response, "api_endpoint") == cluster.api_endpoint
+    assert input_value(response, "username") == "root@pam"
+    assert input_value(response, "fingerprint") == FINGERPRINT
+    assert input_value(response, "version") == "1"
+    assert input_value(response, "password") is None
+    assert "Leave empty to keep the stored one" in field_block(response, "password")
+    operator.assert_secrets_absent("hunter2-Ünïcode")
+
+
+def test_a_viewer_may_not_edit(viewer, stored):
+    cluster = make_cluster("lab")
+    stored.add(cluster)
+
+    page = viewer.get(edit_path(cluster))
+    sent = viewer.submit(
+        f"/clusters/{cluster.id}/", edit_path(cluster), edit_form(cluster, name="x")
+    )
+
+    assert (page.status_code, sent.status_code) == (403, 403)
+    assert "victor may not edit clusters" in text_of(page)
+    assert stored.find_by_id(cluster.id).name == "lab"
+
+
+def test_a_rename_is_saved_without_asking_proxmox(operator, stored, pve_api):
+    cluster = make_cluster("lab")
+    stored.add(cluster)
+
+    response = operator.submit(
+        edit_path(cluster), edit_path(cluster), edit_form(cluster, name="lab-2")
+    )
+
+    assert response["Location"] == f"/clusters/{cluster.id}/"
+    assert "Saved lab-2." in text_of(operator.follow(response))
+    edited = stored.find_by_id(cluster.id)
+    assert (edited.name, edited.version) == ("lab-2", 2)
+    assert edited.credentials.password.reveal() == "hunter2-Ünïcode"  # kept, never re-typed
+    assert pve.api_calls(pve_api) == []
+
+
+def test_a_form_sent_back_unchanged_changes_nothing(operator, stored, pve_api):
+    cluster = make_cluster("lab")
+    stored.add(cluster)
+
+    response = operator.submit(edit_path(cluster), edit_path(cluster), edit_form(cluster))
+
+    assert "Nothing to change." in text_of(operator.follow(response))
+    assert stored.find_by_id(cluster.id).version == 1
+
+
+def test_an_edit_error_is_shown_beside_its_field_keeping_what_was_typed(operator, stored):
+    stored.add(make_cluster("taken"))
+    cluster = make_cluster("lab")
+    stored.add(cluster)
+
+    response = operator.submit(
+        edit_path(cluster), edit_path(cluster), edit_form(cluster, name="TAKEN", username="bad")
+    )
+
+    assert response.status_code == 200
+    assert "must include its realm" in field_block(response, "username")
+    assert input_value(response, "name") == "TAKEN"
+    assert stored.find_by_id(cluster.id).version == 1
+
+
+def test_new_credentials_are_proven_first_and_refused_ones_change_nothing(
+    operator, stored, pve_api
+):
+    cluster = make_cluster("lab", api_endpoint=pve.ENDPOINT)
+    stored.add(cluster)
+    pve.login_refused(pve_api)
+
+    response = operator.submit(
+        edit_path(cluster), edit_path(cluster), edit_form(cluster, password=PASSWORD)
+    )
+
+    assert "Proxmox refused the credentials" in field_block(response, "password")
+    assert input_value(response, "password") is None
+    assert stored.find_by_id(cluster.id).credentials.password.reveal() == "hunter2-Ünïcode"
+    operator.assert_secrets_absent(PASSWORD)
+
+
+def test_new_credentials_that_work_are_stored(operator, stored, healthy_pve):
+    cluster = make_cluster("lab", api_endpoint=pve.ENDPOINT)
+    stored.add(cluster)
+
+    response = operator.submit(
+        edit_path(cluster), edit_path(cluster), edit_form(cluster, password=PASSWORD)
+    )
+
+    assert response.status_code == 302
+    assert stored.find_by_id(cluster.id).credentials.password.reveal() == PASSWORD
+    operator.follow(response)
+    operator.assert_secrets_absent(PASSWORD)
+
+
+def test_an_edit_made_meanwhile_is_not_overwritten_unseen(operator, stored, services):
+    cluster = make_cluster("lab")
+    stored.add(cluster)
+    opened = edit_form(cluster, name="mine")
+    services.clusters.edit(
+        cluster.id, EditRequest(name="theirs"), actor=Actor.command_line("someone")
+    )
+
+    response = operator.submit(edit_path(cluster), edit_path(cluster), opened)
+
+    assert response.status_code == 200
+    assert "Someone changed this cluster since this form was opened" in text_of(response)
+    assert input_value(response, "name") == "mine"
+    assert input_value(response, "version") == "2"
+    assert stored.find_by_id(cluster.id).name == "theirs"
+
+    again = operator.submit(edit_path(cluster), edit_path(cluster), {**opened, "version": 2})
+    assert again.status_code == 302
+    assert stored.find_by_id(cluster.id).name == "mine"
+
+
+def test_editing_without_the_csrf_token_is_refused(operator, stored):
+    cluster = make_cluster("lab")
+    stored.add(cluster)
+
+    response = operator.client.post(edit_path(cluster), edit_form(cluster, name="x"))
+
+    assert response.status_code == 403
+    assert stored.find_by_id(cluster.id).name == "lab"
+
+
+@pytest.fixture
+def simulated(operator, stored, simulator):
+    """The simulator registered through the dashboard, pinned."""
+    form = simulator_form(simulator, fingerprint=simulator.fingerprint)
+    operator.submit(NEW_CLUSTER, NEW_CLUSTER, form)
+    cluster = stored.find_by_name("simulated")
+    assert cluster is not None and cluster.fingerprint == simulator.fingerprint
+    return cluster
+
+
+def test_an_edit_meeting_an_untrusted_certificate_offers_to_trust_it_and_save(
+    operator, stored, simulator, simulated
+):
+    unpinned = edit_form(simulated, name="renamed", fingerprint="", password=simulator.password)
+
+    offer = operator.submit(edit_path(simulated), edit_path(simulated), unpinned)
+
+    assert ">Trust this certificate and save</button>" in offer.content.decode()
+    assert f'action="/clusters/{simulated.id}/edit/trust/"' in offer.content.decode()
+    assert stored.find_by_id(simulated.id).version == 1
+    response = operator.submit(
+        edit_path(simulated),
+        f"/clusters/{simulated.id}/edit/trust/",
+        {"handle": offered_handle(offer)},
+    )
+    assert response["Location"] == f"/clusters/{simulated.id}/"
+    edited = stored.find_by_id(simulated.id)
+    assert (edited.name, edited.fingerprint, edited.version) == (
+        "renamed",
+        simulator.fingerprint,
+        2,
+    )
+    operator.follow(response)
+    operator.assert_secrets_absent(simulator.password, *simulator.issued_tickets)
+
+
+def test_an_edit_trust_offer_is_for_its_own_cluster_only(operator, stored, simulator, simulated):
+    other = make_cluster("other")
+    stored.add(other)
+    offer = operator.submit(
+        edit_path(simulated), edit_path(simulated), edit_form(simulated, fingerprint="")
+    )
+
+    response = operator.submit(
+        edit_path(other), f"/clusters/{other.id}/edit/trust/", {"handle": offered_handle(offer)}
+    )
+
+    assert response["Location"] == edit_path(other)
+    assert stored.find_by_id(other.id).version == 1
+
+
+def pin_replaced(stored, cluster, observed: str):
+    """``cluster`` as a check leaves it when its certificate no longer
+    matches the pin: unhealthy, naming the certificate it found."""
+    replaced = dataclasses.replace(
+        cluster,
+        fingerprint=FINGERPRINT,
+        status=ClusterStatus.UNHEALTHY,
+        last_error="The certificate does not match the pinned fingerprint",
+        last_error_details={"expected_fingerprint": FINGERPRINT, "fingerprint": observed},
+    )
+    stored.delete(cluster.id)
+    stored.add(replaced)
+    return replaced
+
+
+def test_a_replaced_certificate_is_shown_with_a_button_to_trust_it(
+    operator, stored, simulator, simulated
+):
+    cluster = pin_replaced(stored, simulated, simulator.fingerprint)
+
+    page = operator.get(f"/clusters/{cluster.id}/")
+
+    assert "The certificate has changed" in text_of(page)
+    html = page.content.decode()
+    assert f'name="fingerprint" value="{simulator.fingerprint}"' in html
+    response = operator.submit(
+        f"/clusters/{cluster.id}/",
+        f"/clusters/{cluster.id}/trust/",
+        {"fingerprint": simulator.fingerprint},
+    )
+    assert response["Location"] == f"/clusters/{cluster.id}/"
+    assert "Trusted the new certificate of simulated: Healthy." in text_of(
+        operator.follow(response)
+    )
+    renewed = stored.find_by_id(cluster.id)
+    assert (renewed.fingerprint, renewed.status) == (simulator.fingerprint, ClusterStatus.HEALTHY)
+
+
+def test_only_the_certificate_the_page_showed_is_trusted(operator, stored, simulator, simulated):
+    cluster = pin_replaced(stored, simulated, simulator.fingerprint)
+
+    response = operator.submit(
+        f"/clusters/{cluster.id}/", f"/clusters/{cluster.id}/trust/", {"fingerprint": "AA:BB"}
+    )
+
+    assert "has changed since the page was shown" in text_of(operator.follow(response))
+    assert stored.find_by_id(cluster.id).fingerprint == FINGERPRINT
+
+
+def test_a_viewer_sees_a_replaced_certificate_but_no_button(viewer, stored):
+    cluster = make_cluster(
+        "lab",
+        fingerprint=FINGERPRINT,
+        last_error_details={"expected_fingerprint": FINGERPRINT, "fingerprint": "12:34"},
+    )
+    stored.add(cluster)
+
+    page = viewer.get(f"/clusters/{cluster.id}/")
+
+    assert "The certificate has changed" in text_of(page)
+    assert "/trust/" not in page.content.decode()
+
+
+def test_registering_can_hand_off_to_an_api_token(operator, stored, simulator):
+    form = simulator_form(simulator, fingerprint=simulator.fingerprint, create_token="on")
+
+    response = operator.submit(NEW_CLUSTER, NEW_CLUSTER, form)
+
+    cluster = stored.find_by_name("simulated")
+    assert cluster is not None, text_of(response)
+    assert cluster.auth_method == "token" and cluster.credentials.created_by_registry
+    confirm = operator.get(f"/clusters/{cluster.id}/deregister/")
+    assert f"The API token {cluster.token_id} that proxmoxer created" in text_of(confirm)
+    operator.submit(confirm.wsgi_request.path, confirm.wsgi_request.path, {})
+    assert not stored.exists(cluster.id)
+    operator.assert_secrets_absent(simulator.password, cluster.credentials.secret.reveal())

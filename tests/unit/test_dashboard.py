@@ -1,6 +1,6 @@
 """The dashboard's parts that need no request: how clusters and the sections
-other parts of the registry fill in are presented, the number filters, and
-the registration waiting for a certificate to be trusted."""
+other parts of the registry fill in are presented, the number filters, the
+forms, and the change waiting for a certificate to be trusted."""
 
 from __future__ import annotations
 
@@ -17,10 +17,17 @@ from clusters.domain import (
     ProxmoxPermissionDenied,
     ProxmoxTLSError,
     ProxmoxUnreachable,
+    TokenHandOffRefused,
     ValidationFailed,
 )
 from dashboard import pending
-from dashboard.forms import RegisterForm, registration_request, untrusted_fingerprint
+from dashboard.forms import (
+    EditForm,
+    RegisterForm,
+    edit_request,
+    registration_request,
+    untrusted_fingerprint,
+)
 from dashboard.presenters import (
     ClusterRow,
     HistoryLine,
@@ -202,6 +209,7 @@ def test_what_was_typed_is_kept_without_the_secret_and_only_for_the_chosen_metho
         "api_endpoint": "pve1",
         "auth_method": "password",
         "username": "root@pam",
+        "create_token": False,
         "verify_tls": False,
         "fingerprint": "",
     }
@@ -225,6 +233,7 @@ def test_what_was_typed_is_kept_without_the_secret_and_only_for_the_chosen_metho
             "fingerprint",
         ),
         (ProxmoxPermissionDenied("may not read /nodes"), None),
+        (TokenHandOffRefused("Proxmox refused to create the token"), "create_token"),
     ],
 )
 def test_each_error_is_shown_beside_the_field_it_is_about(error, field):
@@ -233,6 +242,52 @@ def test_each_error_is_shown_beside_the_field_it_is_about(error, field):
     form.show(error)
 
     assert form.errors == {field or "__all__": [error.message]}
+
+
+def test_the_edit_form_shows_the_configuration_and_never_a_secret():
+    cluster = make_cluster("lab", fingerprint=FINGERPRINT, version=4)
+
+    form = EditForm.of(cluster)
+
+    assert form.initial == {
+        "name": "lab",
+        "api_endpoint": cluster.api_endpoint,
+        "auth_method": "password",
+        "username": "root@pam",
+        "verify_tls": True,
+        "fingerprint": FINGERPRINT,
+        "version": 4,
+    }
+    assert_secret_absent("hunter2-Ünïcode", str(form), "the edit form")
+
+
+def test_an_edit_sent_back_unchanged_changes_nothing():
+    cluster = make_cluster("lab", fingerprint=FINGERPRINT)
+    form = EditForm({**EditForm.of(cluster).initial, "verify_tls": "on"})
+    assert form.is_valid(), form.errors
+
+    edit = edit_request(form.typed(), form.secret_typed() or None).validate(cluster)
+
+    assert edit.is_empty
+
+
+def test_an_edit_switching_to_a_token_gives_the_token_and_an_emptied_pin_clears_it():
+    cluster = make_cluster("lab", fingerprint=FINGERPRINT)
+    data = {
+        **EditForm.of(cluster).initial,
+        "auth_method": "token",
+        "token_id": "root@pam!new",
+        "token_secret": "new-token-secret",
+        "fingerprint": "",
+    }
+    form = EditForm(data)
+    assert form.is_valid(), form.errors
+
+    edit = edit_request(form.typed(), form.secret_typed()).validate(cluster)
+
+    assert set(edit.changes) == {"credentials", "fingerprint"}
+    assert edit.changes["credentials"].token_id == "root@pam!new"
+    assert edit.changes["fingerprint"] is None
 
 
 def test_only_a_certificate_nothing_vouched_for_is_offered_for_trust():
@@ -247,28 +302,29 @@ def test_only_a_certificate_nothing_vouched_for_is_offered_for_trust():
     assert untrusted_fingerprint(ProxmoxUnreachable("no answer")) is None
 
 
-# -- a registration waiting for trust ------------------------------------------------------------
+# -- a change waiting for trust -----------------------------------------------------------------
 
 
-def waiting(session) -> str:
+def waiting(session, purpose: str = "register", secret: str | None = SECRET) -> str:
     return pending.keep(
         session,
+        purpose=purpose,
         typed={"name": "lab", "auth_method": "password", "username": "root@pam"},
-        secret=SECRET,
+        secret=secret,
         fingerprint=FINGERPRINT,
         now=NOW,
     )
 
 
-def test_a_waiting_registration_is_taken_once_with_its_secret():
+def test_a_waiting_change_is_taken_once_with_its_secret():
     session = SessionStore()
     handle = waiting(session)
 
-    taken = pending.take(session, handle, now=NOW + timedelta(minutes=9))
+    taken = pending.take(session, handle, purpose="register", now=NOW + timedelta(minutes=9))
 
-    assert taken is not None
+    assert taken is not None and not taken.expired
     assert (taken.secret, taken.fingerprint, taken.typed["name"]) == (SECRET, FINGERPRINT, "lab")
-    assert pending.take(session, handle, now=NOW) is None
+    assert pending.take(session, handle, purpose="register", now=NOW) is None
 
 
 def test_the_session_holds_the_secret_encrypted_and_the_page_a_random_handle():
@@ -279,22 +335,34 @@ def test_the_session_holds_the_secret_encrypted_and_the_page_a_random_handle():
     assert SECRET not in handle and len(handle) >= 32
 
 
-def test_a_registration_waiting_too_long_comes_back_without_its_secret():
+def test_a_change_without_a_secret_waits_without_one():
+    session = SessionStore()
+    handle = waiting(session, secret=None)
+
+    taken = pending.take(session, handle, purpose="register", now=NOW)
+
+    assert taken is not None and taken.secret is None and not taken.expired
+
+
+def test_a_change_waiting_too_long_comes_back_expired_without_its_secret():
     session = SessionStore()
     handle = waiting(session)
 
-    taken = pending.take(session, handle, now=NOW + pending.LIFETIME + timedelta(seconds=1))
+    later = NOW + pending.LIFETIME + timedelta(seconds=1)
+    taken = pending.take(session, handle, purpose="register", now=later)
 
-    assert taken is not None and taken.secret is None
+    assert taken is not None and taken.expired and taken.secret is None
     assert taken.typed["name"] == "lab"
 
 
-def test_another_handle_takes_nothing_and_leaves_the_registration_waiting():
+def test_another_handle_or_purpose_takes_nothing_and_leaves_the_change_waiting():
     session = SessionStore()
-    handle = waiting(session)
+    handle = waiting(session, purpose="edit:1")
 
-    assert pending.take(session, uuid.uuid4().hex, now=NOW) is None
-    assert pending.take(session, handle, now=NOW) is not None
+    assert pending.take(session, uuid.uuid4().hex, purpose="edit:1", now=NOW) is None
+    assert pending.take(session, handle, purpose="edit:2", now=NOW) is None
+    assert pending.take(session, handle, purpose="register", now=NOW) is None
+    assert pending.take(session, handle, purpose="edit:1", now=NOW) is not None
 
 
 def test_a_new_untrusted_answer_replaces_the_one_waiting():
@@ -302,5 +370,5 @@ def test_a_new_untrusted_answer_replaces_the_one_waiting():
     first = waiting(session)
     second = waiting(session)
 
-    assert pending.take(session, first, now=NOW) is None
-    assert pending.take(session, second, now=NOW) is not None
+    assert pending.take(session, first, purpose="register", now=NOW) is None
+    assert pending.take(session, second, purpose="register", now=NOW) is not None

@@ -1,7 +1,7 @@
 """The dashboard in a real browser against the real service and a PVE
 simulator over TLS: log in, register through the untrusted-certificate →
 trust flow, find the cluster in the table in its colour, filter, open its
-page, check it, deregister it; the table refreshing itself, and stopping
+page, check it, rename it, deregister it; the table refreshing itself, and stopping
 while hidden; a phone's width; keyboard and contrast.
 
 ``PROXMOXER_SCREENSHOTS=<dir>`` (``make screenshots``) also saves the
@@ -118,7 +118,7 @@ def page(driver, dashboard) -> Iterator[Dashboard]:
     dashboard.secrets.assert_absent(dashboard.server.log()[log_size:], "the service log")
 
 
-def test_register_trust_find_filter_check_and_deregister(page, simulator):
+def test_register_trust_find_filter_check_rename_and_deregister(page, simulator):
     name = f"browser-{uuid.uuid4().hex[:6]}"
     simulator.set_scenario("healthy")
 
@@ -172,6 +172,18 @@ def test_register_trust_find_filter_check_and_deregister(page, simulator):
     page.driver.find_element(By.XPATH, "//button[normalize-space()='Check now']").click()
     page.wait_until(lambda: f"Checked {name}: Degraded." in page.messages(), "the check")
     assert page.find("h1 .status").text.endswith("Degraded")
+
+    # Rename it.
+    page.driver.find_element(By.XPATH, "//a[normalize-space()='Edit']").click()
+    page.wait_until(lambda: page.heading() == f"Edit {name}", "the edit form")
+    assert page.find("#id_password").get_attribute("value") == ""
+    name = f"{name}-renamed"
+    field = page.find("#id_name")
+    field.clear()
+    field.send_keys(name)
+    page.find("form.cluster-form button[type=submit]").click()
+    page.wait_until(lambda: page.heading().startswith(name), "the renamed cluster's page")
+    assert f"Saved {name}." in page.messages()
 
     # Deregister, after a confirmation.
     page.driver.find_element(By.XPATH, "//a[normalize-space()='Deregister…']").click()
