@@ -235,7 +235,13 @@ def test_a_phone_sees_every_column_without_scrolling_sideways(page, simulator):
     assert registered.status_code == 201
     try:
         page.driver.set_window_size(*PHONE)
-        for path in ("/", f"/clusters/{registered.json()['id']}/", "/clusters/new/"):
+        cluster_id = registered.json()["id"]
+        for path in (
+            "/",
+            f"/clusters/{cluster_id}/",
+            f"/clusters/{cluster_id}/edit/",
+            "/clusters/new/",
+        ):
             page.open(path)
             page.wait_for("h1")
             overflow = page.driver.execute_script(
