@@ -21,6 +21,7 @@ from rest_framework.views import exception_handler as drf_exception_handler
 from rest_framework.views import set_rollback
 
 from clusters import domain
+from clusters.access import record_refusal
 
 logger = logging.getLogger("clusters.api")
 
@@ -128,6 +129,16 @@ def _domain_details(exc: domain.ClusterError) -> Any:
 
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
+    response = _error_response(exc, context)
+    # Refusals (403) and failed cluster actions go to the audit log, with
+    # the status just decided (docs/product-contract.md §13).
+    request = context.get("request")
+    if request is not None:
+        record_refusal(request, context.get("view"), response.status_code)
+    return response
+
+
+def _error_response(exc: Exception, context: dict[str, Any]) -> Response:
     if isinstance(exc, domain.ClusterError):
         # A domain error ends the request as DRF's own errors do: a
         # transaction the request opened (ATOMIC_REQUESTS) is rolled back.

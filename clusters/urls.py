@@ -2,7 +2,7 @@
 
 from rest_framework.routers import DefaultRouter
 
-from clusters.views import ClusterViewSet
+from clusters.views import AuditEventViewSet, ClusterViewSet
 
 
 class OptionalSlashRouter(DefaultRouter):
@@ -16,5 +16,6 @@ class OptionalSlashRouter(DefaultRouter):
 
 router = OptionalSlashRouter()
 router.register("clusters", ClusterViewSet, basename="cluster")
+router.register("audit-events", AuditEventViewSet, basename="audit-event")
 
 urlpatterns = router.urls

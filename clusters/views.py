@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.urls import NoReverseMatch
 from django.utils.decorators import method_decorator
 from django.views.decorators.debug import sensitive_post_parameters
 from drf_spectacular.types import OpenApiTypes
@@ -30,9 +31,14 @@ from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.reverse import reverse
+from rest_framework.utils.urls import remove_query_param, replace_query_param
 
-from clusters.domain import Actor
+from clusters.access import actor_for
+from clusters.domain import AuditAction, Permission, may
 from clusters.serializers import (
+    AuditEventListSerializer,
+    AuditEventSerializer,
+    AuditQuerySerializer,
     ClusterListSerializer,
     ClusterSerializer,
     ErrorSerializer,
@@ -45,27 +51,18 @@ _ERRORS = {
     for code, text in {
         400: "Invalid request or malformed cluster id",
         401: "Not authenticated, or Proxmox refused the credentials",
+        403: "The account's role does not allow this",
         404: "No cluster with this id",
         409: "Name already registered",
         502: "Proxmox unreachable, TLS failure, 5xx, or not a PVE API",
     }.items()
 }
+_READING_METHODS = {"get", "head", "options"}
 _ID = OpenApiParameter("id", OpenApiTypes.UUID, OpenApiParameter.PATH)
 
 
 def _errors(*codes: int) -> dict[int, OpenApiResponse]:
     return {code: _ERRORS[code] for code in codes}
-
-
-def actor_for(request: Request) -> Actor:
-    """The registry account behind a request, as the use cases see it."""
-    user = request.user
-    return Actor(
-        username=user.get_username(),
-        is_superuser=user.is_superuser,
-        groups=frozenset(user.groups.values_list("name", flat=True)),
-        source_ip=request.META.get("REMOTE_ADDR"),
-    )
 
 
 @method_decorator(sensitive_post_parameters("password", "token_secret"), name="dispatch")
@@ -77,6 +74,38 @@ class ClusterViewSet(viewsets.ViewSet):
     """
 
     lookup_value_regex = "[^/.]+"
+    # What a failure of each action is recorded as (clusters.access.record_refusal).
+    audited_actions = {
+        "create": AuditAction.CLUSTER_REGISTER,
+        "update": AuditAction.CLUSTER_EDIT,
+        "partial_update": AuditAction.CLUSTER_EDIT,
+        "refresh": AuditAction.CLUSTER_REFRESH,
+        "destroy": AuditAction.CLUSTER_DEREGISTER,
+    }
+
+    def get_extra_action_url_map(self) -> dict[str, str]:
+        """The browsable API's "Extra Actions" menu, without the actions that
+        change something for a user who may not change anything."""
+        if self.detail is None:
+            return {}
+        may_change = may(actor_for(self.request), Permission.OPERATE)
+        urls = {}
+        for extra in self.get_extra_actions():
+            if extra.detail != self.detail:
+                continue
+            if not may_change and not set(extra.mapping) <= _READING_METHODS:
+                continue
+            try:
+                url = reverse(
+                    f"{self.basename}-{extra.url_name}",
+                    self.args,
+                    self.kwargs,
+                    request=self.request,
+                )
+            except NoReverseMatch:
+                continue
+            urls[str(extra.kwargs.get("name", extra.url_name))] = url
+        return urls
 
     def get_serializer(self, *args: Any, **kwargs: Any) -> RegisterClusterSerializer:
         """The register form of the browsable API."""
@@ -122,6 +151,44 @@ class ClusterViewSet(viewsets.ViewSet):
         """Check the cluster again with its stored credentials."""
         cluster = services().checks.refresh(pk, actor=actor_for(request))
         return Response(dict(ClusterSerializer(cluster).data))
+
+
+class AuditEventViewSet(viewsets.ViewSet):
+    """The audit log: who did what, and what was refused, newest first
+    (superusers only)."""
+
+    required_permission = Permission.AUDIT
+
+    def get_view_name(self) -> str:
+        return "Audit events"
+
+    @extend_schema(
+        parameters=[AuditQuerySerializer],
+        responses={200: AuditEventListSerializer, **_errors(400, 401, 403)},
+    )
+    def list(self, request: Request) -> Response:
+        query = AuditQuerySerializer(data=request.query_params).to_query()
+        page = services().audit.events(query, actor=actor_for(request))
+        url = request.build_absolute_uri()
+        following = query.offset + len(page.events)
+        previous = None
+        if query.offset > 0:
+            previous_offset = max(query.offset - query.limit, 0)
+            previous = (
+                replace_query_param(url, "offset", previous_offset)
+                if previous_offset
+                else remove_query_param(url, "offset")
+            )
+        return Response(
+            {
+                "events": AuditEventSerializer(page.events, many=True).data,
+                "total": page.total,
+                "next": replace_query_param(url, "offset", following)
+                if following < page.total
+                else None,
+                "previous": previous,
+            }
+        )
 
 
 @extend_schema(responses=inline_serializer("Health", {"status": serializers.CharField()}), auth=[])

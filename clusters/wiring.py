@@ -49,7 +49,9 @@ def proxmox_client_from_settings() -> ProxmoxClient:
 
 def services_from_settings() -> Services:
     return bootstrap(
-        unit_of_work=unit_of_work_from_settings(), proxmox=proxmox_client_from_settings()
+        unit_of_work=unit_of_work_from_settings(),
+        proxmox=proxmox_client_from_settings(),
+        audit_retention_days=settings.PROXMOXER_AUDIT_RETENTION_DAYS,
     )
 
 

@@ -8,9 +8,12 @@ each, are re-exported here: ``from clusters.domain import Cluster``.
 
 from clusters.domain.actor import Actor
 from clusters.domain.audit import (
+    AUDIT_PAGE_MAX,
     SECRET_CHANGED,
     AuditAction,
     AuditEvent,
+    AuditPage,
+    AuditQuery,
     Outcome,
     configuration_changes,
 )
@@ -46,6 +49,7 @@ from clusters.domain.errors import (
     ValidationFailed,
 )
 from clusters.domain.fields import (
+    NAME_KEY_MAX_LENGTH,
     NAME_MAX_LENGTH,
     SECRET_MAX_LENGTH,
     USERID_MAX_LENGTH,
@@ -69,8 +73,10 @@ from clusters.domain.registration import Registration, RegistrationRequest
 from clusters.domain.repository import AuditLog, ClusterRepository, UnitOfWork
 
 __all__ = [
+    "AUDIT_PAGE_MAX",
     "CONFIGURATION_FIELDS",
     "ENDPOINT_MAX_LENGTH",
+    "NAME_KEY_MAX_LENGTH",
     "NAME_MAX_LENGTH",
     "OBSERVATION_FIELDS",
     "OPERATORS",
@@ -83,6 +89,8 @@ __all__ = [
     "AuditAction",
     "AuditEvent",
     "AuditLog",
+    "AuditPage",
+    "AuditQuery",
     "AuthMethod",
     "Cluster",
     "ClusterError",
