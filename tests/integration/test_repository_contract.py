@@ -150,6 +150,9 @@ NAME_CASE_VARIANTS = [
     ("Straße", "STRASSE"),  # casefold, not lower: ß folds to ss
     ("Σίσυφος", "ΣΊΣΥΦΟΣ"),  # final sigma
     ("ﬃ-lab", "FFI-LAB"),  # one character folding to three
+    ("prod", "\uff50\uff52\uff4f\uff44"),  # full-width letters: NFKC
+    ("caf\u00e9", "CAFE\u0301"),  # composed, and with a combining accent
+    ("\u216b-rack", "XII-RACK"),  # ROMAN NUMERAL TWELVE
 ]
 
 
@@ -205,6 +208,14 @@ def test_save_accepts_the_longest_name_even_when_casefolding_triples_it(
     repository.add(cluster)
 
     assert repository.find_by_name("FFI" * 255) == cluster
+
+
+def test_save_accepts_a_name_whose_key_is_the_longest_allowed(repository: AutoCommit) -> None:
+    name = "\ufdfa" * 42  # eighteen characters each under NFKC: a key of 756
+    cluster = make_cluster(name)
+    repository.add(cluster)
+
+    assert repository.find_by_name(name_key(name)) == cluster
 
 
 def test_save_refuses_an_id_already_stored(repository: AutoCommit) -> None:
