@@ -57,16 +57,19 @@ def source_ip(request: HttpRequest) -> str | None:
         return None  # a Unix socket, or a test client's placeholder
 
 
-def actor_for(request: Request | HttpRequest) -> Actor:
-    """The registry account behind an authenticated request, as the use
-    cases see it."""
-    user = request.user
+def actor_of(user: Any, *, source_ip: str | None = None) -> Actor:
+    """A registry account (a Django user) as the use cases see it."""
     return Actor(
         username=user.get_username(),
         is_superuser=user.is_superuser,
         groups=frozenset(user.groups.values_list("name", flat=True)),
-        source_ip=source_ip(request),
+        source_ip=source_ip,
     )
+
+
+def actor_for(request: Request | HttpRequest) -> Actor:
+    """The registry account behind an authenticated request."""
+    return actor_of(request.user, source_ip=source_ip(request))
 
 
 # What a view asks of the caller unless it says otherwise: reading needs

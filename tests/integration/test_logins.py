@@ -77,9 +77,7 @@ def test_five_failures_lock_out_the_username_from_that_address_even_for_the_righ
 
 
 @pytest.mark.parametrize("page", PAGES)
-def test_the_lockout_holds_one_username_at_one_address_only(
-    page, admin_account, django_user_model
-):
+def test_the_lockout_holds_one_username_at_one_address_only(page, admin_account, django_user_model):
     django_user_model.objects.create_superuser("bob", password=PASSWORD)
     for _ in range(5):
         attempt(page, WRONG)
