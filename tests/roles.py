@@ -15,11 +15,15 @@ ROLES = ("anonymous", "no_role", "viewer", "operator", "superuser")
 
 
 def account(role: str) -> Any:
-    """A user in ``role`` (None for anonymous), named after it."""
+    """A user in ``role`` (None for anonymous), named after it; the same
+    one when asked again."""
     if role == "anonymous":
         return None
     users = get_user_model().objects
     username = role.replace("_", "-")
+    existing = users.filter(username=username).first()
+    if existing is not None:
+        return existing
     if role == "superuser":
         return users.create_superuser(username, password=f"{username}-login-pw")
     user = users.create_user(username, password=f"{username}-login-pw")
