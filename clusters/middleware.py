@@ -46,6 +46,16 @@ class AccessLogMiddleware:
         return response
 
 
+def _enveloped_by_drf(response: HttpResponse) -> bool:
+    """DRF's responses carry the envelope already, as JSON or inside the
+    browsable API's page; not when a view renders bare HTML (the Swagger
+    UI's TemplateHTMLRenderer shows only "401 Unauthorized")."""
+    if not isinstance(response, Response):
+        return False
+    renderer = getattr(response, "accepted_renderer", None)
+    return getattr(renderer, "format", None) != "html"
+
+
 class ApiErrorEnvelopeMiddleware:
     """Keeps every error under /api/ in the envelope, also those that never
     reach a DRF view: oversized bodies (refused before anything reads them),
@@ -67,11 +77,17 @@ class ApiErrorEnvelopeMiddleware:
         response = self.get_response(request)
         if (
             response.status_code >= 400
-            and not isinstance(response, Response)  # DRF's are enveloped already
+            and not _enveloped_by_drf(response)
             and "json" not in response.get("Content-Type", "")
         ):
             status = response.status_code
-            replacement = envelope_response(status, default_message(status))
+            data = getattr(response, "data", None)
+            if isinstance(data, dict) and set(data) == {"code", "message", "details"}:
+                # Rendered as a bare HTML page (the Swagger UI's renderer):
+                # the envelope the exception handler made, as JSON.
+                replacement = envelope_response(status, data["message"], data["details"])
+            else:
+                replacement = envelope_response(status, default_message(status))
             for header in ("Allow", "Retry-After", "WWW-Authenticate"):
                 if header in response:
                     replacement[header] = response[header]
