@@ -68,8 +68,15 @@ def actor_of(user: Any, *, source_ip: str | None = None) -> Actor:
 
 
 def actor_for(request: Request | HttpRequest) -> Actor:
-    """The registry account behind an authenticated request."""
-    return actor_of(request.user, source_ip=source_ip(request))
+    """The registry account behind an authenticated request (worked out
+    once per request: the permission check and the view both ask)."""
+    user = request.user
+    cached = getattr(request, "_registry_actor", None)
+    if cached is not None and cached[0] is user:
+        return cached[1]  # type: ignore[no-any-return]
+    actor = actor_of(user, source_ip=source_ip(request))
+    request._registry_actor = (user, actor)  # type: ignore[union-attr]
+    return actor
 
 
 # What a view asks of the caller unless it says otherwise: reading needs
