@@ -81,7 +81,7 @@ MIDDLEWARE = [
 # django-axes first: it refuses a locked-out username and address before the
 # password is even checked, the right password included.
 AUTHENTICATION_BACKENDS = [
-    "axes.backends.AxesStandaloneBackend",
+    "clusters.auth_backends.LoginThrottleBackend",
     "django.contrib.auth.backends.ModelBackend",
 ]
 

@@ -119,3 +119,12 @@ def test_an_unknown_username_is_counted_and_recorded_as_typed(unit_of_work):
 
     assert answers[-1] == 429
     assert {event.actor for event in events(unit_of_work)} == {"nobody"}, "printable only"
+
+
+def test_a_login_without_a_request_is_not_throttled_nor_refused(admin_account):
+    """Django's test client logs in without a request: nothing to count by."""
+    client = Client()
+    for _ in range(6):
+        assert not client.login(username="alice", password=WRONG)
+    assert client.login(username="alice", password=PASSWORD)
+    assert not AccessAttempt.objects.exists()
