@@ -80,8 +80,8 @@ def actor_for(request: Request | HttpRequest) -> Actor:
 
 
 # What a view asks of the caller unless it says otherwise: reading needs
-# VIEW, anything else OPERATE. A view sets ``required_permission`` (one for
-# every method) or ``action_permissions`` (by ViewSet action) to differ.
+# VIEW, anything else OPERATE. A view sets ``required_permission`` to ask
+# for one permission whatever the method (the audit log: AUDIT).
 _WHAT = {
     Permission.VIEW: "read the registry",
     Permission.OPERATE: "change the registry",
@@ -93,10 +93,6 @@ def required_permission(request: Request, view: APIView) -> Permission:
     fixed = getattr(view, "required_permission", None)
     if fixed is not None:
         return Permission(fixed)
-    by_action: dict[str, Permission] = getattr(view, "action_permissions", {})
-    action = getattr(view, "action", None)
-    if action in by_action:
-        return by_action[action]
     return Permission.VIEW if request.method in permissions.SAFE_METHODS else Permission.OPERATE
 
 
