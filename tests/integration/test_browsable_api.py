@@ -146,7 +146,9 @@ def cluster_id(compose):
 
 
 @pytest.mark.parametrize("role", ["viewer", "operator", "superuser"])
-def test_write_forms_and_buttons_are_shown_only_to_who_may_use_them(role, cluster_id):
+def test_write_forms_and_buttons_are_shown_only_to_who_may_use_them(
+    role, cluster_id, unit_of_work
+):
     client = Client()
     client.force_login(account(role))
     may_change = role != "viewer"
@@ -164,3 +166,5 @@ def test_write_forms_and_buttons_are_shown_only_to_who_may_use_them(role, cluste
     assert detail["buttons"] == (["DELETE", "OPTIONS"] if may_change else ["OPTIONS"])
     assert detail["extra_actions"] is may_change, "Refresh is listed for who may refresh"
     assert refresh["post_forms"] == (2 if may_change else 0)
+    actions = {event.action for event in unit_of_work().audit.list()}
+    assert "auth.forbidden" not in actions, "deciding what to show is no refusal to record"
