@@ -146,9 +146,7 @@ def cluster_id(compose):
 
 
 @pytest.mark.parametrize("role", ["viewer", "operator", "superuser"])
-def test_write_forms_and_buttons_are_shown_only_to_who_may_use_them(
-    role, cluster_id, unit_of_work
-):
+def test_write_forms_and_buttons_are_shown_only_to_who_may_use_them(role, cluster_id, unit_of_work):
     client = Client()
     client.force_login(account(role))
     may_change = role != "viewer"
