@@ -13,7 +13,6 @@ import random
 import subprocess
 import sys
 import threading
-import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -597,17 +596,21 @@ def test_concurrent_edits_from_two_processes_let_exactly_one_win(
     cluster = make_cluster("contested")
     repository.add(cluster)
     environment = {**os.environ, "DATABASE_URL": _database_url(alias)}
-    start_at = time.time() + 3  # both have set up Django by then
     workers = [
         subprocess.Popen(
-            [sys.executable, "-m", "tests.integration.edit_race_worker", str(cluster.id), name,
-             str(start_at)],
+            [sys.executable, "-m", "tests.integration.edit_race_worker", str(cluster.id), name],
             env=environment,
+            stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
         )
         for name in ("edit-by-one", "edit-by-two")
-    ]  # fmt: skip
+    ]
+    # Both have read version 1 before either may write: no clock decides it.
+    assert [worker.stdout.readline().strip() for worker in workers] == ["ready", "ready"]
+    for worker in workers:  # then both at once
+        worker.stdin.write("go\n")
+        worker.stdin.flush()
     outcomes = [worker.communicate(timeout=60)[0].strip() for worker in workers]
 
     assert sorted(outcomes) == ["stale", "won"]
