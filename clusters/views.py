@@ -6,6 +6,7 @@ the actions are written out on a plain ViewSet and go through the service.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from django.urls import NoReverseMatch
@@ -34,14 +35,18 @@ from rest_framework.reverse import reverse
 from rest_framework.utils.urls import remove_query_param, replace_query_param
 
 from clusters.access import actor_for
-from clusters.domain import AuditAction, Permission, may
+from clusters.api_errors import InvalidInput
+from clusters.domain import AuditAction, Cluster, ClusterError, Permission, may
 from clusters.serializers import (
     AuditEventListSerializer,
     AuditEventSerializer,
     AuditQuerySerializer,
     ClusterListSerializer,
     ClusterSerializer,
+    DeregisterSerializer,
+    EditClusterSerializer,
     ErrorSerializer,
+    InputSerializer,
     RegisterClusterSerializer,
 )
 from clusters.wiring import services
@@ -51,18 +56,46 @@ _ERRORS = {
     for code, text in {
         400: "Invalid request or malformed cluster id",
         401: "Not authenticated, or Proxmox refused the credentials",
-        403: "The account's role does not allow this",
+        403: "The account's role may not do this, or Proxmox refused the token hand-off",
         404: "No cluster with this id",
-        409: "Name already registered",
+        409: "Name already registered, or changed by someone else meanwhile",
+        412: "If-Match names a version that is no longer the stored one",
         502: "Proxmox unreachable, TLS failure, 5xx, or not a PVE API",
     }.items()
 }
 _READING_METHODS = {"get", "head", "options"}
 _ID = OpenApiParameter("id", OpenApiTypes.UUID, OpenApiParameter.PATH)
+_IF_MATCH = OpenApiParameter(
+    "If-Match",
+    OpenApiTypes.STR,
+    OpenApiParameter.HEADER,
+    description='The ETag of the cluster as read, e.g. "3": refused (412) if it changed since',
+)
+# An ETag as this API issues it: the configuration's version, quoted.
+_ETAG_RE = re.compile(r'^"(\d{1,18})"$')
 
 
 def _errors(*codes: int) -> dict[int, OpenApiResponse]:
     return {code: _ERRORS[code] for code in codes}
+
+
+def etag(cluster: Cluster) -> str:
+    """The cluster's entity tag: its configuration's version. Health fields
+    are observations and may change under the same tag."""
+    return f'"{cluster.version}"'
+
+
+def expected_version(request: Request) -> int | None:
+    """The version an ``If-Match`` header requires; None without one (or
+    with ``*``, which any existing cluster matches)."""
+    header = request.headers.get("If-Match")
+    if header is None or header.strip() == "*":
+        return None
+    match = _ETAG_RE.match(header.strip())
+    if match is None:
+        message = 'If-Match must be the ETag of the cluster as read, like "3" (or *)'
+        raise InvalidInput(message, {"If-Match": [message]})
+    return int(match.group(1))
 
 
 @method_decorator(sensitive_post_parameters("password", "token_secret"), name="dispatch")
@@ -70,7 +103,9 @@ class ClusterViewSet(viewsets.ViewSet):
     """Proxmox VE clusters registered with this service.
 
     POST registers a cluster after proving its credentials against the
-    cluster's own API; GET lists them by name.
+    cluster's own API; GET lists them by name. On one cluster, PATCH edits
+    what was registered (only the fields given), proving any change of how
+    the cluster is reached before it is stored.
     """
 
     lookup_value_regex = "[^/.]+"
@@ -107,10 +142,24 @@ class ClusterViewSet(viewsets.ViewSet):
             urls[str(extra.kwargs.get("name", extra.url_name))] = url
         return urls
 
-    def get_serializer(self, *args: Any, **kwargs: Any) -> RegisterClusterSerializer:
-        """The register form of the browsable API."""
+    def get_serializer(self, *args: Any, **kwargs: Any) -> InputSerializer:
+        """The forms of the browsable API: register on the list, edit (with
+        the current values, secrets blank) on a cluster."""
         kwargs.setdefault("context", {"request": self.request, "view": self})
+        if self.request.method == "PATCH":
+            if kwargs.get("instance") is None and "pk" in self.kwargs:
+                kwargs["instance"] = self._current_values(self.kwargs["pk"])
+            return EditClusterSerializer(*args, **kwargs)
         return RegisterClusterSerializer(*args, **kwargs)
+
+    def _current_values(self, pk: str) -> dict[str, Any] | None:
+        """The edit form's values; None (a blank form, which the page of an
+        error does not show anyway) where the cluster cannot be read."""
+        try:
+            cluster = services().clusters.get_cluster(pk, actor=actor_for(self.request))
+        except ClusterError:
+            return None
+        return EditClusterSerializer.current_values(cluster)
 
     def get_view_name(self) -> str:
         return "Cluster" if self.detail else "Clusters"
@@ -128,19 +177,42 @@ class ClusterViewSet(viewsets.ViewSet):
         registration = RegisterClusterSerializer(data=request.data).to_request()
         cluster = services().clusters.register(registration, actor=actor_for(request))
         location = reverse("cluster-detail", kwargs={"pk": cluster.id}, request=request)
-        # A plain dict: the browsable API would render a serializer attached
-        # to the data as the next form.
-        body = dict(ClusterSerializer(cluster).data)
-        return Response(body, status=status.HTTP_201_CREATED, headers={"Location": location})
+        return _cluster_response(
+            cluster, status=status.HTTP_201_CREATED, headers={"Location": location}
+        )
 
     @extend_schema(parameters=[_ID], responses={200: ClusterSerializer, **_errors(400, 401, 404)})
     def retrieve(self, request: Request, pk: str) -> Response:
         cluster = services().clusters.get_cluster(pk, actor=actor_for(request))
-        return Response(dict(ClusterSerializer(cluster).data))
+        return _cluster_response(cluster)
 
-    @extend_schema(parameters=[_ID], responses={204: None, **_errors(400, 401, 404)})
+    @extend_schema(
+        parameters=[_ID, _IF_MATCH],
+        request=EditClusterSerializer,
+        responses={200: ClusterSerializer, **_errors(400, 401, 403, 404, 409, 412, 502)},
+    )
+    def partial_update(self, request: Request, pk: str) -> Response:
+        """Edit the cluster: only the fields given change. A change of how
+        it is reached (endpoint, credentials, verify_tls, fingerprint) is
+        proven against Proxmox before it is stored."""
+        version = expected_version(request)
+        edit = EditClusterSerializer(data=request.data, partial=True).to_request()
+        cluster = services().clusters.edit(
+            pk, edit, actor=actor_for(request), expected_version=version
+        )
+        return _cluster_response(cluster)
+
+    @extend_schema(
+        parameters=[_ID],
+        request=DeregisterSerializer,
+        responses={204: None, **_errors(400, 401, 404)},
+    )
     def destroy(self, request: Request, pk: str) -> Response:
-        services().clusters.deregister(pk, actor=actor_for(request))
+        """Deregister the cluster. An API token the registry made on it is
+        deleted there too, best effort; the optional body's username and
+        password let it (PVE does not let a token delete itself)."""
+        owner = DeregisterSerializer(data=request.data or {}).to_credentials()
+        services().clusters.deregister(pk, actor=actor_for(request), token_owner=owner)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
     @extend_schema(
@@ -150,7 +222,14 @@ class ClusterViewSet(viewsets.ViewSet):
     def refresh(self, request: Request, pk: str) -> Response:
         """Check the cluster again with its stored credentials."""
         cluster = services().checks.refresh(pk, actor=actor_for(request))
-        return Response(dict(ClusterSerializer(cluster).data))
+        return _cluster_response(cluster)
+
+
+def _cluster_response(cluster: Cluster, **kwargs: Any) -> Response:
+    """The cluster, with its ETag. A plain dict: the browsable API would
+    render a serializer attached to the data as the next form."""
+    headers = {"ETag": etag(cluster), **kwargs.pop("headers", {})}
+    return Response(dict(ClusterSerializer(cluster).data), headers=headers, **kwargs)
 
 
 class AuditEventViewSet(viewsets.ViewSet):

@@ -39,10 +39,20 @@ from clusters.encryption import CredentialCipher
 from clusters.models import NAME_KEY_CONSTRAINT, AuditEventRecord, ClusterRecord
 
 _TABLE = ClusterRecord._meta.db_table
-_UPDATED_FIELDS = [
-    field.attname
-    for field in ClusterRecord._meta.concrete_fields
-    if not field.primary_key and field.attname != "created_at"
+# What an edit writes: the configuration's columns (CONFIGURATION_FIELDS),
+# its version and time; what a check recorded meanwhile stays.
+_CONFIGURED_FIELDS = [
+    "name",
+    "name_key",
+    "api_endpoint",
+    "auth_method",
+    "principal",
+    "secret_token",
+    "token_created_by_registry",
+    "verify_tls",
+    "fingerprint",
+    "version",
+    "updated_at",
 ]
 _OBSERVED_FIELDS = sorted(OBSERVATION_FIELDS)
 
@@ -122,7 +132,7 @@ class DjangoClusterRepository(ClusterRepository):
 
     def update(self, cluster: Cluster) -> None:
         record = ClusterRecord.from_domain(cluster, self._cipher)
-        values = {field: getattr(record, field) for field in _UPDATED_FIELDS}
+        values = {field: getattr(record, field) for field in _CONFIGURED_FIELDS}
         self._conditional_update(cluster, based_on=cluster.version - 1, values=values)
 
     def record_check(self, cluster: Cluster) -> None:

@@ -15,6 +15,7 @@ from dataclasses import replace
 from datetime import datetime
 
 from clusters.domain import (
+    CONFIGURATION_FIELDS,
     OBSERVATION_FIELDS,
     AuditEvent,
     AuditLog,
@@ -149,7 +150,12 @@ class InMemoryClusterRepository(ClusterRepository):
     def update(self, cluster: Cluster) -> None:
         self._require_batch()
         previous = self._stored(cluster.id, version=cluster.version - 1)
-        self._swap(previous, cluster)
+        # The configuration only: what a check recorded meanwhile stays.
+        configured = {field: getattr(cluster, field) for field in CONFIGURATION_FIELDS}
+        self._swap(
+            previous,
+            replace(previous, **configured, version=cluster.version, updated_at=cluster.updated_at),
+        )
 
     def record_check(self, cluster: Cluster) -> None:
         self._require_batch()

@@ -25,6 +25,7 @@ from clusters.domain import (
     ProxmoxAuthenticationFailed,
     ProxmoxError,
     ProxmoxReport,
+    ProxmoxTLSError,
     StaleCluster,
     assess_health,
     authorize,
@@ -120,11 +121,17 @@ class CheckService:
             report = inspect(self._proxmox, cluster.target, cluster.credentials)
         except ProxmoxAuthenticationFailed as error:
             return cluster.observed(
-                at=started, status=ClusterStatus.UNKNOWN, last_error=error.message
+                at=started,
+                status=ClusterStatus.UNKNOWN,
+                last_error=error.message,
+                last_error_details=None,
             )
         except ProxmoxError as error:
             return cluster.observed(
-                at=started, status=ClusterStatus.UNHEALTHY, last_error=error.message
+                at=started,
+                status=ClusterStatus.UNHEALTHY,
+                last_error=error.message,
+                last_error_details=actionable_details(error),
             )
         health = assess_health(report)
         return cluster.observed(
@@ -133,4 +140,16 @@ class CheckService:
             node_count=health.node_count,
             proxmox_version=report.version,
             last_error=None,
+            last_error_details=None,
         )
+
+
+def actionable_details(error: ProxmoxError) -> dict[str, str] | None:
+    """What an operator may act on about a failed check: the fingerprint of
+    the certificate a node presents now, to compare and pin
+    (``PATCH {"fingerprint": …}``) when it no longer matches or is no longer
+    trusted."""
+    observed = (error.details or {}).get("fingerprint")
+    if isinstance(error, ProxmoxTLSError) and isinstance(observed, str):
+        return {"fingerprint": observed}
+    return None

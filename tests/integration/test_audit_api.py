@@ -251,8 +251,29 @@ def test_a_refused_registration_is_recorded_and_its_password_appears_in_no_event
         (lambda c, cid: c.post(f"{CLUSTERS}/{uuid.UUID(int=7)}/refresh"), 404, "refresh"),
         (lambda c, cid: c.post(f"{CLUSTERS}/not-a-uuid/refresh"), 400, "refresh"),
         (lambda c, cid: c.post(CLUSTERS, "{", content_type="application/json"), 400, "register"),
+        (
+            lambda c, cid: c.patch(
+                f"{CLUSTERS}/{cid}", {"name": "lab"}, format="json", HTTP_IF_MATCH='"9"'
+            ),
+            412,
+            "edit",
+        ),
+        (
+            lambda c, cid: c.patch(f"{CLUSTERS}/{cid}", {"name": "\u2800"}, format="json"),
+            400,
+            "edit",
+        ),
     ],
-    ids=["invalid", "taken", "unknown-delete", "unknown-refresh", "bad-id", "bad-json"],
+    ids=[
+        "invalid",
+        "taken",
+        "unknown-delete",
+        "unknown-refresh",
+        "bad-id",
+        "bad-json",
+        "stale-edit",
+        "invisible-rename",
+    ],
 )
 def test_a_failed_cluster_action_is_recorded_with_the_status_answered(
     operator, fake_proxmox, unit_of_work, call, status, action

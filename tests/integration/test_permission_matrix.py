@@ -37,6 +37,9 @@ NEW = {  # a registration
 }
 
 
+EDIT = {"name": "renamed"}
+
+
 @dataclass(frozen=True)
 class Row:
     method: str
@@ -68,6 +71,8 @@ MATRIX = [
     row("DELETE",  "/api/v1/clusters",                401, 403, 403, 405, 405),
     row("GET",     "/api/v1/clusters/{id}",           401, 403, 200, 200, 200),
     row("DELETE",  "/api/v1/clusters/{id}",           401, 403, 403, 204, 204),
+    row("PATCH",   "/api/v1/clusters/{id}",           401, 403, 403, 200, 200, body=EDIT),
+    row("PUT",     "/api/v1/clusters/{id}",           401, 403, 403, 405, 405, body=NEW),
     row("POST",    "/api/v1/clusters/{id}",           401, 403, 403, 405, 405, body=NEW),
     row("POST",    "/api/v1/clusters/{id}/refresh",   401, 403, 403, 200, 200),
     row("GET",     "/api/v1/clusters/{id}/refresh",   401, 403, 405, 405, 405),

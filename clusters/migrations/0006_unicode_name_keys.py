@@ -77,6 +77,6 @@ def to_casefold_keys(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-    dependencies = [("clusters", "0004_role_groups")]
+    dependencies = [("clusters", "0005_edit_and_trust")]
 
     operations = [migrations.RunPython(to_unicode_keys, to_casefold_keys)]

@@ -64,7 +64,7 @@ def move_drf_tokens_to_knox(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("clusters", "0005_unicode_name_keys"),
+        ("clusters", "0006_unicode_name_keys"),
         ("knox", "0009_extend_authtoken_field"),
     ]
 
