@@ -17,6 +17,7 @@ import environ
 from django.core.exceptions import ImproperlyConfigured
 
 from clusters.encryption import GENERATE_KEY_COMMAND, parse_keys
+from clusters.proxmox.network_policy import DEFAULT_DENIED_NETWORKS, parse_networks
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -141,6 +142,19 @@ if PROXMOX_CA_BUNDLE:
         raise ImproperlyConfigured(
             f"PROXMOX_CA_BUNDLE={PROXMOX_CA_BUNDLE} holds no readable PEM certificate"
         ) from None
+
+# Where the Proxmox client may connect (docs/security.md, "Outbound
+# requests"): checked on every address a connection goes to. Denied wins;
+# no allowed list allows everything not denied.
+PROXMOXER_DENIED_NETWORKS = env.list(
+    "PROXMOXER_DENIED_NETWORKS", default=list(DEFAULT_DENIED_NETWORKS)
+)
+PROXMOXER_ALLOWED_NETWORKS = env.list("PROXMOXER_ALLOWED_NETWORKS", default=[])
+for _name in ("PROXMOXER_DENIED_NETWORKS", "PROXMOXER_ALLOWED_NETWORKS"):
+    try:
+        parse_networks(globals()[_name])
+    except ValueError as error:
+        raise ImproperlyConfigured(f"{_name}: {error}") from None
 
 # Fernet keys for the secrets the database backend stores, newest first
 # (README, "Key management and rotation").

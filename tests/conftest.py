@@ -6,10 +6,14 @@ test, rather than a convention: a stray lookup of pve.example.com raises.
 
 from __future__ import annotations
 
+import base64
 import ipaddress
+import json
+import re
 import socket
 from collections.abc import Callable, Iterator
 from typing import Any
+from urllib.parse import quote, quote_plus
 
 import pytest
 
@@ -104,8 +108,33 @@ def _postgres_or_skip(request: pytest.FixtureRequest) -> None:
         postgres.require()
 
 
+def secret_encodings(secret: str) -> dict[str, str]:
+    """``secret`` as a server or a log might spell it: plain, URL- and
+    form-encoded, JSON-escaped, base64 (the part of the encoding that does
+    not depend on padding). Written out here rather than taken from the
+    product's redaction, so the suite checks it instead of agreeing with it."""
+    as_json = json.dumps(secret)[1:-1]
+    data = secret.encode()
+    base64_core = base64.b64encode(data).decode()[: len(data) * 8 // 6]
+    forms = {
+        "plain": secret,
+        "URL-encoded": quote(secret, safe=""),
+        "URL-encoded (lower-case hex)": re.sub(
+            "%[0-9A-F]{2}", lambda match: match.group(0).lower(), quote(secret, safe="")
+        ),
+        "form-encoded": quote_plus(secret),
+        "JSON-escaped": as_json,
+        "JSON-escaped (every character)": "".join(f"\\u{ord(char):04x}" for char in secret),
+        "base64": base64_core,
+        "URL-safe base64": base64_core.replace("+", "-").replace("/", "_"),
+    }
+    return {kind: form for kind, form in forms.items() if len(form) >= 4}
+
+
 def assert_secret_absent(secret: str, text: str | bytes, where: str) -> None:
-    """Fails without printing the secret or the text that holds it."""
+    """Fails, without printing the secret or the text that holds it, when
+    ``text`` holds ``secret`` in any of its encodings."""
     haystack = text.decode(errors="replace") if isinstance(text, bytes) else text
-    if secret in haystack:
-        pytest.fail(f"a secret appeared in {where}", pytrace=False)
+    for kind, form in secret_encodings(secret).items():
+        if form in haystack:
+            pytest.fail(f"a secret appeared in {where} ({kind})", pytrace=False)
