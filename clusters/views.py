@@ -1,4 +1,5 @@
-"""The REST API: a ViewSet whose actions call ClusterService, plus /health.
+"""The REST API: a ViewSet whose actions call ClusterService, plus the
+probes /health (liveness) and /health/ready (readiness).
 
 DRF's generic views assume a queryset; the registry may live in memory, so
 the actions are written out on a plain ViewSet and go through the service.
@@ -31,7 +32,9 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.reverse import reverse
 
+from clusters.api_errors import DATABASE_RETRY_AFTER_SECONDS
 from clusters.domain import Actor
+from clusters.readiness import readiness
 from clusters.serializers import (
     ClusterListSerializer,
     ClusterSerializer,
@@ -76,7 +79,7 @@ class ClusterViewSet(viewsets.ViewSet):
     cluster's own API; GET lists them by name.
     """
 
-    lookup_value_regex = "[^/.]+"
+    lookup_value_regex = "[^/]+"
 
     def get_serializer(self, *args: Any, **kwargs: Any) -> RegisterClusterSerializer:
         """The register form of the browsable API."""
@@ -132,6 +135,36 @@ class ClusterViewSet(viewsets.ViewSet):
 def health(request: Request) -> Response:
     """Liveness of this service (not of the registered clusters)."""
     return Response({"status": "healthy"})
+
+
+@extend_schema(
+    responses={
+        200: inline_serializer(
+            "Readiness",
+            {"status": serializers.CharField(), "checks": serializers.DictField()},
+        ),
+        503: inline_serializer(
+            "NotReady",
+            {"status": serializers.CharField(), "checks": serializers.DictField()},
+        ),
+    },
+    auth=[],
+)
+@api_view(["GET"])
+@authentication_classes([])
+@permission_classes([AllowAny])
+@throttle_classes([])
+def health_ready(request: Request) -> Response:
+    """Readiness of this service: 200 when the database (and the shared
+    cache, and Celery's broker, where configured) answer; 503 otherwise."""
+    ready, checks = readiness()
+    if ready:
+        return Response({"status": "ready", "checks": checks})
+    return Response(
+        {"status": "not ready", "checks": checks},
+        status=503,
+        headers={"Retry-After": str(DATABASE_RETRY_AFTER_SECONDS)},
+    )
 
 
 @extend_schema(exclude=True)

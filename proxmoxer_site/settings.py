@@ -92,7 +92,31 @@ TEMPLATES = [
     },
 ]
 
-DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
+# An unreachable database must not hold a request for the whole outage, nor
+# a blocked statement for ever: both end in a 503 with Retry-After
+# (clusters/api_errors.py). DATABASE_URL's own ?connect_timeout= or
+# ?options=-c statement_timeout=... win.
+DATABASE_CONNECT_TIMEOUT = env.int("DATABASE_CONNECT_TIMEOUT", default=5)
+DATABASE_STATEMENT_TIMEOUT = env.float("DATABASE_STATEMENT_TIMEOUT", default=10.0)
+
+
+def with_timeouts(config: dict) -> dict:
+    """``config`` (a DATABASES entry) with the connect and statement
+    timeouts, on PostgreSQL; SQLite has no connection to wait for and its
+    own lock timeout."""
+    if config["ENGINE"] == "django.db.backends.postgresql":
+        options = config.setdefault("OPTIONS", {})
+        options.setdefault("connect_timeout", DATABASE_CONNECT_TIMEOUT)
+        startup = str(options.get("options", ""))
+        if "statement_timeout" not in startup:
+            milliseconds = max(1, round(DATABASE_STATEMENT_TIMEOUT * 1000))
+            options["options"] = f"{startup} -c statement_timeout={milliseconds}".strip()
+    return config
+
+
+DATABASES = {
+    "default": with_timeouts(env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}"))
+}
 # One connection per worker thread, kept across requests: opening a PostgreSQL
 # connection costs more than a whole list request. DATABASE_URL's
 # ?conn_max_age= overrides; the health check replaces a connection the server
@@ -122,6 +146,28 @@ STORAGES = {
 WHITENOISE_USE_FINDERS = DEBUG
 
 LOGIN_REDIRECT_URL = "/api/v1/"
+
+# The cache holds the API throttles' counts. Without CACHE_URL it is this
+# process's memory, so each worker process counts alone; with
+# CACHE_URL=redis://host:6379/N every process shares one count (Django's
+# own Redis backend on the redis package; docs/operations.md).
+CACHE_URL = env.str("CACHE_URL", default="")
+REDIS_CACHE_BACKEND = "django.core.cache.backends.redis.RedisCache"
+if CACHE_URL:
+    _cache = env.cache_url_config(CACHE_URL)
+    if _cache["BACKEND"] == "django_redis.cache.RedisCache" or CACHE_URL.startswith("redis"):
+        _cache["BACKEND"] = REDIS_CACHE_BACKEND
+    # django-environ lower-cases the keys it reads from the query string for
+    # Django's Redis backend, its top-level ones (key_prefix, timeout) too.
+    for _key in ("key_prefix", "timeout", "version"):
+        if _key in _cache:
+            _cache[_key.upper()] = _cache.pop(_key)
+    if _cache["BACKEND"] == REDIS_CACHE_BACKEND:
+        # A cache that does not answer costs a request two seconds, not a hang.
+        _cache.setdefault("OPTIONS", {})
+        _cache["OPTIONS"].setdefault("socket_connect_timeout", 2)
+        _cache["OPTIONS"].setdefault("socket_timeout", 2)
+    CACHES = {"default": _cache}
 
 # -- the registry ------------------------------------------------------------
 
@@ -194,12 +240,13 @@ REST_FRAMEWORK = {
         "rest_framework.renderers.BrowsableAPIRenderer",
     ],
     "DEFAULT_PARSER_CLASSES": [
-        "rest_framework.parsers.JSONParser",
+        "clusters.request_shapes.BoundedJSONParser",
         "rest_framework.parsers.FormParser",
         "rest_framework.parsers.MultiPartParser",
     ],
     "DEFAULT_THROTTLE_CLASSES": ["rest_framework.throttling.UserRateThrottle"],
     "DEFAULT_THROTTLE_RATES": {"user": env.str("API_THROTTLE_RATE", default="600/minute")},
+    "DEFAULT_CONTENT_NEGOTIATION_CLASS": "clusters.request_shapes.ContentNegotiation",
     "EXCEPTION_HANDLER": "clusters.api_errors.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "TEST_REQUEST_DEFAULT_FORMAT": "json",
@@ -220,7 +267,7 @@ SPECTACULAR_SETTINGS = {
 # X-Forwarded-Proto; plain-HTTP probes of /health are let through.
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_SSL_REDIRECT = env.bool("DJANGO_SECURE_SSL_REDIRECT", default=not DEBUG)
-SECURE_REDIRECT_EXEMPT = [r"^health/?$"]
+SECURE_REDIRECT_EXEMPT = [r"^health(/ready)?/?$"]
 SECURE_HSTS_SECONDS = env.int("DJANGO_HSTS_SECONDS", default=0 if DEBUG else 31_536_000)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("DJANGO_HSTS_INCLUDE_SUBDOMAINS", default=not DEBUG)
 SECURE_HSTS_PRELOAD = env.bool("DJANGO_HSTS_PRELOAD", default=not DEBUG)
