@@ -17,6 +17,7 @@ import sys
 from http import HTTPStatus
 from typing import Any
 
+import redis
 from django.core.exceptions import (
     BadRequest,
     PermissionDenied,
@@ -70,6 +71,12 @@ DATABASE_UNAVAILABLE_MESSAGE = (
 # What the database driver raises when it cannot connect, lost the
 # connection, or cancelled a statement at the statement timeout.
 DATABASE_UNAVAILABLE_ERRORS = (OperationalError, InterfaceError)
+# What the shared cache of the throttles (CACHE_URL) raises when it does not answer.
+CACHE_UNAVAILABLE_ERRORS = (redis.ConnectionError, redis.TimeoutError)
+CACHE_UNAVAILABLE_MESSAGE = (
+    "The shared cache (CACHE_URL) is unreachable; the service recovers by itself when it "
+    "answers again"
+)
 
 # Most specific first: the first class an error is an instance of wins.
 _DOMAIN_STATUS: list[tuple[type[domain.ClusterError], int]] = [
@@ -213,6 +220,13 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
         _log_database_unavailable(exc)
         return Response(
             envelope(503, DATABASE_UNAVAILABLE_MESSAGE, _retry_details()),
+            status=503,
+            headers={"Retry-After": str(DATABASE_RETRY_AFTER_SECONDS)},
+        )
+    if isinstance(exc, CACHE_UNAVAILABLE_ERRORS):
+        logger.error("Cache unavailable, error=%s", type(exc).__name__)
+        return Response(
+            envelope(503, CACHE_UNAVAILABLE_MESSAGE, _retry_details()),
             status=503,
             headers={"Retry-After": str(DATABASE_RETRY_AFTER_SECONDS)},
         )

@@ -153,21 +153,28 @@ LOGIN_REDIRECT_URL = "/api/v1/"
 # own Redis backend on the redis package; docs/operations.md).
 CACHE_URL = env.str("CACHE_URL", default="")
 REDIS_CACHE_BACKEND = "django.core.cache.backends.redis.RedisCache"
-if CACHE_URL:
-    _cache = env.cache_url_config(CACHE_URL)
-    if _cache["BACKEND"] == "django_redis.cache.RedisCache" or CACHE_URL.startswith("redis"):
-        _cache["BACKEND"] = REDIS_CACHE_BACKEND
+
+
+def cache_from_url(url: str) -> dict:
+    """A CACHES entry from a cache URL, Redis ones on Django's own backend."""
+    config = environ.Env.cache_url_config(url)
+    if url.startswith(("redis://", "rediss://")):
+        config["BACKEND"] = REDIS_CACHE_BACKEND
     # django-environ lower-cases the keys it reads from the query string for
     # Django's Redis backend, its top-level ones (key_prefix, timeout) too.
-    for _key in ("key_prefix", "timeout", "version"):
-        if _key in _cache:
-            _cache[_key.upper()] = _cache.pop(_key)
-    if _cache["BACKEND"] == REDIS_CACHE_BACKEND:
+    for key in ("key_prefix", "timeout", "version"):
+        if key in config:
+            config[key.upper()] = config.pop(key)
+    if config["BACKEND"] == REDIS_CACHE_BACKEND:
         # A cache that does not answer costs a request two seconds, not a hang.
-        _cache.setdefault("OPTIONS", {})
-        _cache["OPTIONS"].setdefault("socket_connect_timeout", 2)
-        _cache["OPTIONS"].setdefault("socket_timeout", 2)
-    CACHES = {"default": _cache}
+        options = config.setdefault("OPTIONS", {})
+        options.setdefault("socket_connect_timeout", 2)
+        options.setdefault("socket_timeout", 2)
+    return config
+
+
+if CACHE_URL:
+    CACHES = {"default": cache_from_url(CACHE_URL)}
 
 # -- the registry ------------------------------------------------------------
 

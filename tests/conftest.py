@@ -24,7 +24,7 @@ from clusters.wiring import (
     services_from_settings,
     unit_of_work_from_settings,
 )
-from tests import postgres
+from tests import postgres, redis_server
 
 LOOPBACK_NAMES = {"localhost", "localhost.localdomain", "ip6-localhost"}
 
@@ -129,6 +129,14 @@ def secret_encodings(secret: str) -> dict[str, str]:
         "URL-safe base64": base64_core.replace("+", "-").replace("/", "_"),
     }
     return {kind: form for kind, form in forms.items() if len(form) >= 4}
+
+
+@pytest.fixture(autouse=True)
+def _redis_or_skip(request: pytest.FixtureRequest) -> None:
+    """Tests marked ``redis`` skip, with the reason, when the Redis server of
+    REDIS_URL_TESTS does not answer, and fail in CI (tests/redis_server.py)."""
+    if request.node.get_closest_marker("redis") is not None:
+        redis_server.require()
 
 
 def assert_secret_absent(secret: str, text: str | bytes, where: str) -> None:
