@@ -235,6 +235,12 @@ else:
 API_MAX_BODY_BYTES = env.int("API_MAX_BODY_BYTES", default=64 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = API_MAX_BODY_BYTES
 
+# make serve's front end (proxmoxer_site/serving.py): threads per process
+# that run the application, and how long a request body may take to arrive
+# before it is answered 408 (a stalled client costs no thread meanwhile).
+SERVE_THREADS = env.int("PROXMOXER_SERVE_THREADS", default=4)
+REQUEST_BODY_TIMEOUT = env.float("PROXMOXER_REQUEST_BODY_TIMEOUT", default=10.0)
+
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         # Token first: unauthenticated calls then get 401 + WWW-Authenticate.
