@@ -46,18 +46,28 @@ from clusters.wiring import services
 _ERRORS = {
     code: OpenApiResponse(ErrorSerializer, description=text)
     for code, text in {
-        400: "Invalid request or malformed cluster id",
+        400: "Invalid request, malformed cluster id, or a target the network policy refuses",
         401: "Not authenticated, or Proxmox refused the credentials",
+        403: "Authenticated, but this account may not do this",
         404: "No cluster with this id",
-        409: "Name already registered",
-        502: "Proxmox unreachable, TLS failure, 5xx, or not a PVE API",
+        406: "A format or media type the API does not speak (?format=, Accept)",
+        409: "Name already registered, or the cluster changed meanwhile",
+        411: "A request body without a Content-Length (chunked) where it cannot be read",
+        412: "If-Match names a version that is no longer current",
+        413: "Request body larger than API_MAX_BODY_BYTES",
+        415: "A request body in a media type the API does not read",
+        429: "Too many requests (the API throttle); Retry-After says when to retry",
+        502: "Proxmox unreachable, TLS failure, 5xx, or not a Proxmox VE API",
+        503: "The database or the shared cache is unreachable or too slow; Retry-After",
     }.items()
 }
+# Every operation can meet these, whatever it is asked.
+_ANY_REQUEST = (400, 401, 403, 406, 429, 503)
 _ID = OpenApiParameter("id", OpenApiTypes.UUID, OpenApiParameter.PATH)
 
 
 def _errors(*codes: int) -> dict[int, OpenApiResponse]:
-    return {code: _ERRORS[code] for code in codes}
+    return {code: _ERRORS[code] for code in sorted({*_ANY_REQUEST, *codes})}
 
 
 def actor_for(request: Request) -> Actor:
@@ -89,14 +99,14 @@ class ClusterViewSet(viewsets.ViewSet):
     def get_view_name(self) -> str:
         return "Cluster" if self.detail else "Clusters"
 
-    @extend_schema(responses={200: ClusterListSerializer, **_errors(401)})
+    @extend_schema(responses={200: ClusterListSerializer, **_errors()})
     def list(self, request: Request) -> Response:
         listing = services().clusters.list_clusters(actor=actor_for(request))
         return Response(dict(ClusterListSerializer(listing).data))
 
     @extend_schema(
         request=RegisterClusterSerializer,
-        responses={201: ClusterSerializer, **_errors(400, 401, 409, 502)},
+        responses={201: ClusterSerializer, **_errors(409, 411, 413, 415, 502)},
     )
     def create(self, request: Request) -> Response:
         registration = RegisterClusterSerializer(data=request.data).to_request()
@@ -107,18 +117,18 @@ class ClusterViewSet(viewsets.ViewSet):
         body = dict(ClusterSerializer(cluster).data)
         return Response(body, status=status.HTTP_201_CREATED, headers={"Location": location})
 
-    @extend_schema(parameters=[_ID], responses={200: ClusterSerializer, **_errors(400, 401, 404)})
+    @extend_schema(parameters=[_ID], responses={200: ClusterSerializer, **_errors(404)})
     def retrieve(self, request: Request, pk: str) -> Response:
         cluster = services().clusters.get_cluster(pk, actor=actor_for(request))
         return Response(dict(ClusterSerializer(cluster).data))
 
-    @extend_schema(parameters=[_ID], responses={204: None, **_errors(400, 401, 404)})
+    @extend_schema(parameters=[_ID], responses={204: None, **_errors(404)})
     def destroy(self, request: Request, pk: str) -> Response:
         services().clusters.deregister(pk, actor=actor_for(request))
         return Response(status=status.HTTP_204_NO_CONTENT)
 
     @extend_schema(
-        parameters=[_ID], request=None, responses={200: ClusterSerializer, **_errors(400, 401, 404)}
+        parameters=[_ID], request=None, responses={200: ClusterSerializer, **_errors(404, 409)}
     )
     @action(detail=True, methods=["post"])
     def refresh(self, request: Request, pk: str) -> Response:
@@ -127,7 +137,13 @@ class ClusterViewSet(viewsets.ViewSet):
         return Response(dict(ClusterSerializer(cluster).data))
 
 
-@extend_schema(responses=inline_serializer("Health", {"status": serializers.CharField()}), auth=[])
+@extend_schema(
+    responses={
+        200: inline_serializer("Health", {"status": serializers.CharField()}),
+        406: _ERRORS[406],
+    },
+    auth=[],
+)
 @api_view(["GET"])
 @authentication_classes([])
 @permission_classes([AllowAny])
@@ -147,6 +163,7 @@ def health(request: Request) -> Response:
             "NotReady",
             {"status": serializers.CharField(), "checks": serializers.DictField()},
         ),
+        406: _ERRORS[406],
     },
     auth=[],
 )
