@@ -17,7 +17,8 @@ THREADS ?= 4
 
 help:
 	@echo "make run     install, migrate, create the admin account, serve on http://$(HOST):$(PORT)"
-	@echo "make test    install test tools, lint, run the whole test suite"
+	@echo "make test    install test tools, lint, run the whole test suite (the schema fuzz run too;"
+	@echo "             a quick run without it: .venv/bin/python -m pytest -m 'not fuzz')"
 	@echo "make bench   run the benchmarks in benchmarks/"
 	@echo "make serve   production-style: migrate, collectstatic, gunicorn with WORKERS=$(WORKERS) processes,"
 	@echo "             DJANGO_DEBUG=0, CLUSTER_REPOSITORY=django, DATABASE_URL (see README)"
