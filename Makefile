@@ -21,7 +21,7 @@ help:
 	@echo "             a quick run without it: .venv/bin/python -m pytest -m 'not fuzz')"
 	@echo "make bench   run the benchmarks in benchmarks/"
 	@echo "make serve   production-style: migrate, collectstatic, gunicorn with WORKERS=$(WORKERS) processes,"
-	@echo "             DJANGO_DEBUG=0, CLUSTER_REPOSITORY=django, DATABASE_URL (see README)"
+	@echo "             DJANGO_DEBUG=0, CLUSTER_REPOSITORY=django, DATABASE_URL (docs/operations.md)"
 	@echo "make lint    ruff check + ruff format --check + mypy;  make format  to fix"
 
 # Stamp files make re-runs instant until a requirements file changes.
@@ -51,7 +51,7 @@ run: venv
 # Production-style, the way an operator runs it behind a TLS-terminating
 # reverse proxy: DJANGO_DEBUG=0, the database backend, gunicorn. Needs
 # DJANGO_SECRET_KEY and PROXMOXER_CREDENTIALS_KEYS, and DATABASE_URL
-# (PostgreSQL to share the registry between hosts); README, "make serve".
+# (PostgreSQL to share the registry between hosts); docs/operations.md, "make serve".
 # gunicorn's asyncio worker holds the connections and proxmoxer_site/serving.py
 # reads each request whole before one of THREADS threads runs the app: a
 # client that trickles or stalls its body holds no thread (docs/security.md).
@@ -79,7 +79,7 @@ format: venv-dev
 test: venv-dev lint
 	$(BIN)/python -m pytest
 
-# Every benchmarks/bench_*.py prints its own table; the README quotes them.
+# Every benchmarks/bench_*.py prints its own table; docs/benchmarks.md quotes them.
 bench: venv-dev
 	@for script in benchmarks/bench_*.py; do \
 		echo "== $$script"; $(BIN)/python $$script || exit 1; echo; \

@@ -7,6 +7,13 @@ each, are re-exported here: ``from clusters.domain import Cluster``.
 """
 
 from clusters.domain.actor import Actor
+from clusters.domain.audit import (
+    SECRET_CHANGED,
+    AuditAction,
+    AuditEvent,
+    Outcome,
+    configuration_changes,
+)
 from clusters.domain.cluster import (
     CONFIGURATION_FIELDS,
     OBSERVATION_FIELDS,
@@ -26,6 +33,7 @@ from clusters.domain.errors import (
     ClusterError,
     ClusterNameTaken,
     ClusterNotFound,
+    Forbidden,
     InvalidClusterId,
     NetworkPolicyRefused,
     ProxmoxAuthenticationFailed,
@@ -57,18 +65,25 @@ from clusters.domain.health import (
     ProxmoxReport,
     assess_health,
 )
+from clusters.domain.permissions import OPERATORS, VIEWERS, Permission, authorize, may
 from clusters.domain.registration import Registration, RegistrationRequest
-from clusters.domain.repository import ClusterRepository, UnitOfWork
+from clusters.domain.repository import AuditLog, ClusterRepository, UnitOfWork
 
 __all__ = [
     "CONFIGURATION_FIELDS",
     "ENDPOINT_MAX_LENGTH",
     "NAME_MAX_LENGTH",
     "OBSERVATION_FIELDS",
+    "OPERATORS",
     "PROXMOX_DEFAULT_PORT",
+    "SECRET_CHANGED",
     "SECRET_MAX_LENGTH",
     "USERID_MAX_LENGTH",
+    "VIEWERS",
     "Actor",
+    "AuditAction",
+    "AuditEvent",
+    "AuditLog",
     "AuthMethod",
     "Cluster",
     "ClusterError",
@@ -80,11 +95,14 @@ __all__ = [
     "ConnectionTarget",
     "Credentials",
     "FieldInvalid",
+    "Forbidden",
     "Health",
     "InvalidClusterId",
     "NetworkPolicyRefused",
     "NodeEntry",
+    "Outcome",
     "PasswordCredentials",
+    "Permission",
     "ProxmoxAuthenticationFailed",
     "ProxmoxBadResponse",
     "ProxmoxError",
@@ -101,6 +119,9 @@ __all__ = [
     "UnitOfWork",
     "ValidationFailed",
     "assess_health",
+    "authorize",
+    "configuration_changes",
+    "may",
     "name_key",
     "normalise_endpoint",
     "normalise_fingerprint",

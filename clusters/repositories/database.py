@@ -22,6 +22,8 @@ from django.db.models import QuerySet
 
 from clusters.domain import (
     OBSERVATION_FIELDS,
+    AuditEvent,
+    AuditLog,
     Cluster,
     ClusterNameTaken,
     ClusterNotFound,
@@ -31,7 +33,7 @@ from clusters.domain import (
     name_key,
 )
 from clusters.encryption import CredentialCipher
-from clusters.models import NAME_KEY_CONSTRAINT, ClusterRecord
+from clusters.models import NAME_KEY_CONSTRAINT, AuditEventRecord, ClusterRecord
 
 _TABLE = ClusterRecord._meta.db_table
 _UPDATED_FIELDS = [
@@ -162,6 +164,22 @@ class DjangoClusterRepository(ClusterRepository):
             raise RuntimeError("repository writes happen inside a unit of work")
 
 
+class DjangoAuditLog(AuditLog):
+    """Audit events as rows beside the clusters, in the same transaction."""
+
+    def __init__(self, using: str = DEFAULT_DB_ALIAS) -> None:
+        self._using = using
+
+    def append(self, event: AuditEvent) -> None:
+        if not connections[self._using].in_atomic_block:
+            raise RuntimeError("repository writes happen inside a unit of work")
+        AuditEventRecord.from_domain(event).save(using=self._using)
+
+    def list(self) -> Sequence[AuditEvent]:
+        records = AuditEventRecord.objects.using(self._using).order_by("-sequence")
+        return tuple(record.to_domain() for record in records)
+
+
 class DjangoUnitOfWork(UnitOfWork):
     """One database transaction (``transaction.atomic``) per use case.
 
@@ -173,6 +191,7 @@ class DjangoUnitOfWork(UnitOfWork):
     def __init__(self, using: str = DEFAULT_DB_ALIAS, *, cipher: CredentialCipher) -> None:
         self._using = using
         self.clusters = DjangoClusterRepository(using, cipher=cipher)
+        self.audit = DjangoAuditLog(using)
 
     def _begin(self) -> None:
         self._atomic = transaction.atomic(using=self._using)

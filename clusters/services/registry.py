@@ -16,11 +16,16 @@ from dataclasses import dataclass
 
 from clusters.domain import (
     Actor,
+    AuditAction,
+    AuditEvent,
     Cluster,
     ClusterNameTaken,
     ClusterNotFound,
+    Permission,
     RegistrationRequest,
     assess_health,
+    authorize,
+    configuration_changes,
     parse_cluster_id,
 )
 from clusters.services.checks import inspect
@@ -54,6 +59,7 @@ class ClusterService:
 
         A failure at any step stores nothing.
         """
+        authorize(actor, Permission.OPERATE, "register clusters")
         registration = request.validate()
         # Checked first so a taken name costs no login at Proxmox; add()
         # checks again atomically, for registrations racing this one.
@@ -83,6 +89,15 @@ class ClusterService:
         try:
             with self._unit_of_work() as uow:
                 uow.clusters.add(cluster)
+                uow.audit.append(
+                    AuditEvent.success(
+                        AuditAction.CLUSTER_REGISTER,
+                        actor=actor,
+                        at=now,
+                        cluster=cluster,
+                        changes=configuration_changes(None, cluster),
+                    )
+                )
                 uow.commit()
         except ClusterNameTaken:
             self._log_name_taken(cluster.name)
@@ -93,23 +108,37 @@ class ClusterService:
         return cluster
 
     def deregister(self, cluster_id: str | uuid.UUID, *, actor: Actor) -> None:
+        authorize(actor, Permission.OPERATE, "deregister clusters")
         parsed = parse_cluster_id(cluster_id)
         with self._unit_of_work() as uow:
+            cluster = uow.clusters.find_by_id(parsed)
             uow.clusters.delete(parsed)
+            uow.audit.append(
+                AuditEvent.success(
+                    AuditAction.CLUSTER_DEREGISTER,
+                    actor=actor,
+                    at=self._clock(),
+                    cluster=cluster,
+                    changes=configuration_changes(cluster, None),
+                )
+            )
             uow.commit()
         logger.info("Cluster deregistered successfully, cluster_id=%s", parsed)
 
     def list_clusters(self, *, actor: Actor) -> ClusterListing:
+        authorize(actor, Permission.VIEW, "list clusters")
         with self._unit_of_work() as uow:
             clusters = uow.clusters.list()
         return ClusterListing(clusters=clusters, total=len(clusters))
 
     def get_cluster(self, cluster_id: str | uuid.UUID, *, actor: Actor) -> Cluster:
+        authorize(actor, Permission.VIEW, "see clusters")
         parsed = parse_cluster_id(cluster_id)
         with self._unit_of_work() as uow:
             return uow.clusters.find_by_id(parsed)
 
     def get_cluster_by_name(self, name: str, *, actor: Actor) -> Cluster:
+        authorize(actor, Permission.VIEW, "see clusters")
         with self._unit_of_work() as uow:
             cluster = uow.clusters.find_by_name(name.strip())
         if cluster is None:

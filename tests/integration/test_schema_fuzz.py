@@ -156,7 +156,6 @@ def test_no_generated_request_is_a_server_error_or_answered_outside_the_schema(
 
     total = sum(statuses.values())
     summary = json.dumps({f"{mode} {status}": n for (mode, status), n in sorted(statuses.items())})
-    print(summary, len(fenced.breaches))
     assert total >= MINIMUM_CASES, summary
     assert not [status for (_, status) in statuses if status == 500], summary
     assert findings == [], "\n".join(dict.fromkeys(findings))
