@@ -8,7 +8,6 @@ never stored."""
 from __future__ import annotations
 
 import logging
-import socket
 from collections.abc import Iterator
 
 import pytest
@@ -19,6 +18,7 @@ from clusters.wiring import install_services, services_from_settings, unit_of_wo
 from pve_simulator.server import PveSimulator
 from tests import pve_responses as pve
 from tests.conftest import assert_secret_absent
+from tests.listener import Listener
 
 pytestmark = pytest.mark.django_db
 
@@ -27,30 +27,11 @@ DENIED = "127.0.0.2"
 ECHOED_PASSWORD = "Pa ss&word=SECRET"
 
 
-class Listener:
-    """A TCP port that only counts the connections made to it."""
-
-    def __init__(self, host: str) -> None:
-        self.socket = socket.create_server((host, 0))
-        self.socket.setblocking(False)
-        self.port = self.socket.getsockname()[1]
-
-    def connections(self) -> int:
-        count = 0
-        while True:
-            try:
-                connection, _ = self.socket.accept()
-            except BlockingIOError:
-                return count
-            connection.close()
-            count += 1
-
-
 @pytest.fixture
 def denied_listener() -> Iterator[Listener]:
     listener = Listener(DENIED)
     yield listener
-    listener.socket.close()
+    listener.close()
 
 
 @pytest.fixture(scope="module")

@@ -27,35 +27,12 @@ from clusters.proxmox import NetworkPolicy, fetch_server_fingerprint
 from clusters.proxmox.transport import DEFAULT_MAX_RESPONSE_BYTES, Transport
 from pve_simulator.certificates import self_signed_certificate
 from tests.integration.proxmox.simulated import client, password, pinned, token
+from tests.listener import Listener
 
 DENIED = "127.0.0.2"
 # Credentials for targets that must never be reached.
 NOBODY_PASSWORD = PasswordCredentials("root@pam", Secret("never-sent"))
 NOBODY_TOKEN = TokenCredentials("root@pam!probe", Secret("never-sent-token"))
-
-
-class Listener:
-    """A TCP port that only counts the connections made to it."""
-
-    def __init__(self, host: str) -> None:
-        self.socket = socket.create_server((host, 0))
-        self.socket.setblocking(False)
-        self.port = self.socket.getsockname()[1]
-
-    def connections(self) -> int:
-        """Connections that reached this port (each completes its handshake
-        in the kernel, whether or not anyone accepts it)."""
-        count = 0
-        while True:
-            try:
-                connection, _ = self.socket.accept()
-            except BlockingIOError:
-                return count
-            connection.close()
-            count += 1
-
-    def close(self) -> None:
-        self.socket.close()
 
 
 @pytest.fixture
