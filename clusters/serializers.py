@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from drf_spectacular.utils import extend_schema_serializer
 from rest_framework import serializers
 from rest_framework.fields import empty
 
@@ -229,6 +230,9 @@ class ClusterSerializer(serializers.Serializer):
     )
 
 
+# One object, not a list of them: drf-spectacular would otherwise describe
+# what a ViewSet's list action returns as an array.
+@extend_schema_serializer(many=False)
 class ClusterListSerializer(serializers.Serializer):
     clusters = ClusterSerializer(many=True)
     total = serializers.IntegerField()
