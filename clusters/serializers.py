@@ -12,6 +12,7 @@ import contextlib
 from collections.abc import Mapping
 from typing import Any
 
+from drf_spectacular.utils import extend_schema_serializer
 from rest_framework import serializers
 from rest_framework.fields import empty
 
@@ -230,6 +231,9 @@ class ClusterSerializer(serializers.Serializer):
     )
 
 
+# One object, not a list of them: drf-spectacular would otherwise describe
+# what a ViewSet's list action returns as an array.
+@extend_schema_serializer(many=False)
 class ClusterListSerializer(serializers.Serializer):
     clusters = ClusterSerializer(many=True)
     total = serializers.IntegerField()

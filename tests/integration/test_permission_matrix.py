@@ -80,6 +80,7 @@ MATRIX = [
     row("POST",    "/api/v1/audit-events",            401, 403, 403, 403, 405, body={}),
     row("DELETE",  "/api/v1/audit-events",            401, 403, 403, 403, 405),
     row("GET",     "/health",                         200, 200, 200, 200, 200),
+    row("GET",     "/health/ready",                   200, 200, 200, 200, 200),
 ]
 # fmt: on
 
