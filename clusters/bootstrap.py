@@ -14,6 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from clusters.services import (
+    DEFAULT_RETENTION_DAYS,
+    AuditService,
     CheckService,
     Clock,
     ClusterService,
@@ -29,6 +31,7 @@ class Services:
 
     clusters: ClusterService
     checks: CheckService
+    audit: AuditService
 
 
 def bootstrap(
@@ -37,10 +40,14 @@ def bootstrap(
     proxmox: ProxmoxGateway,
     clock: Clock = utc_now,
     new_id: Callable[[], uuid.UUID] = uuid.uuid4,
+    audit_retention_days: int = DEFAULT_RETENTION_DAYS,
 ) -> Services:
     return Services(
         clusters=ClusterService(
             unit_of_work=unit_of_work, proxmox=proxmox, clock=clock, new_id=new_id
         ),
         checks=CheckService(unit_of_work=unit_of_work, proxmox=proxmox, clock=clock),
+        audit=AuditService(
+            unit_of_work=unit_of_work, clock=clock, retention_days=audit_retention_days
+        ),
     )

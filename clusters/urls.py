@@ -2,12 +2,19 @@
 
 from rest_framework.routers import DefaultRouter
 
-from clusters.views import ClusterViewSet
+from clusters.views import AuditEventViewSet, ClusterViewSet
 
 
 class OptionalSlashRouter(DefaultRouter):
     """No APPEND_SLASH redirects: a redirect would turn a POST into a GET in
-    many clients, so both spellings are routes of their own."""
+    many clients, so both spellings are routes of their own.
+
+    No format suffixes (``/clusters.json``) either: JSON is the API's one
+    format, and a suffix route read ``/clusters/0.5`` as the id ``0`` in the
+    format ``5``. An id is anything up to the next slash, and the service
+    says whether it is one."""
+
+    include_format_suffixes = False
 
     def __init__(self) -> None:
         super().__init__()
@@ -16,5 +23,6 @@ class OptionalSlashRouter(DefaultRouter):
 
 router = OptionalSlashRouter()
 router.register("clusters", ClusterViewSet, basename="cluster")
+router.register("audit-events", AuditEventViewSet, basename="audit-event")
 
 urlpatterns = router.urls

@@ -1,4 +1,5 @@
-"""The REST API: a ViewSet whose actions call ClusterService, plus /health.
+"""The REST API: a ViewSet whose actions call ClusterService, plus the
+probes /health (liveness) and /health/ready (readiness).
 
 DRF's generic views assume a queryset; the registry may live in memory, so
 the actions are written out on a plain ViewSet and go through the service.
@@ -9,6 +10,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from django.urls import NoReverseMatch
 from django.utils.decorators import method_decorator
 from django.views.decorators.debug import sensitive_post_parameters
 from drf_spectacular.types import OpenApiTypes
@@ -31,10 +33,16 @@ from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.reverse import reverse
+from rest_framework.utils.urls import remove_query_param, replace_query_param
 
-from clusters.api_errors import InvalidInput
-from clusters.domain import Actor, Cluster, ClusterError
+from clusters.access import actor_for
+from clusters.api_errors import DATABASE_RETRY_AFTER_SECONDS, InvalidInput
+from clusters.domain import AuditAction, Cluster, ClusterError, Permission, may
+from clusters.readiness import readiness
 from clusters.serializers import (
+    AuditEventListSerializer,
+    AuditEventSerializer,
+    AuditQuerySerializer,
     ClusterListSerializer,
     ClusterSerializer,
     DeregisterSerializer,
@@ -48,15 +56,24 @@ from clusters.wiring import services
 _ERRORS = {
     code: OpenApiResponse(ErrorSerializer, description=text)
     for code, text in {
-        400: "Invalid request or malformed cluster id",
+        400: "Invalid request, malformed cluster id, or a target the network policy refuses",
         401: "Not authenticated, or Proxmox refused the credentials",
         403: "The account's role may not do this, or Proxmox refused the token hand-off",
         404: "No cluster with this id",
-        409: "Name already registered, or changed by someone else meanwhile",
-        412: "If-Match names a version that is no longer the stored one",
-        502: "Proxmox unreachable, TLS failure, 5xx, or not a PVE API",
+        406: "A format or media type the API does not speak (?format=, Accept)",
+        409: "Name already registered, or the cluster was changed by someone else meanwhile",
+        411: "A request body without a Content-Length (chunked) where it cannot be read",
+        412: "If-Match names a version that is no longer current",
+        413: "Request body larger than API_MAX_BODY_BYTES",
+        415: "A request body in a media type the API does not read",
+        429: "Too many requests (the API throttle); Retry-After says when to retry",
+        502: "Proxmox unreachable, TLS failure, 5xx, or not a Proxmox VE API",
+        503: "The database or the shared cache is unreachable or too slow; Retry-After",
     }.items()
 }
+_READING_METHODS = {"get", "head", "options"}
+# Every operation can meet these, whatever it is asked.
+_ANY_REQUEST = (400, 401, 403, 406, 429, 503)
 _ID = OpenApiParameter("id", OpenApiTypes.UUID, OpenApiParameter.PATH)
 _IF_MATCH = OpenApiParameter(
     "If-Match",
@@ -69,7 +86,7 @@ _ETAG_RE = re.compile(r'^"(\d{1,18})"$')
 
 
 def _errors(*codes: int) -> dict[int, OpenApiResponse]:
-    return {code: _ERRORS[code] for code in codes}
+    return {code: _ERRORS[code] for code in sorted({*_ANY_REQUEST, *codes})}
 
 
 def etag(cluster: Cluster) -> str:
@@ -91,17 +108,6 @@ def expected_version(request: Request) -> int | None:
     return int(match.group(1))
 
 
-def actor_for(request: Request) -> Actor:
-    """The registry account behind a request, as the use cases see it."""
-    user = request.user
-    return Actor(
-        username=user.get_username(),
-        is_superuser=user.is_superuser,
-        groups=frozenset(user.groups.values_list("name", flat=True)),
-        source_ip=request.META.get("REMOTE_ADDR"),
-    )
-
-
 @method_decorator(sensitive_post_parameters("password", "token_secret"), name="dispatch")
 class ClusterViewSet(viewsets.ViewSet):
     """Proxmox VE clusters registered with this service.
@@ -112,7 +118,39 @@ class ClusterViewSet(viewsets.ViewSet):
     the cluster is reached before it is stored.
     """
 
-    lookup_value_regex = "[^/.]+"
+    lookup_value_regex = "[^/]+"
+    # What a failure of each action is recorded as (clusters.access.record_refusal).
+    audited_actions = {
+        "create": AuditAction.CLUSTER_REGISTER,
+        "update": AuditAction.CLUSTER_EDIT,
+        "partial_update": AuditAction.CLUSTER_EDIT,
+        "refresh": AuditAction.CLUSTER_REFRESH,
+        "destroy": AuditAction.CLUSTER_DEREGISTER,
+    }
+
+    def get_extra_action_url_map(self) -> dict[str, str]:
+        """The browsable API's "Extra Actions" menu, without the actions that
+        change something for a user who may not change anything."""
+        if self.detail is None:
+            return {}
+        may_change = may(actor_for(self.request), Permission.OPERATE)
+        urls = {}
+        for extra in self.get_extra_actions():
+            if extra.detail != self.detail:
+                continue
+            if not may_change and not set(extra.mapping) <= _READING_METHODS:
+                continue
+            try:
+                url = reverse(
+                    f"{self.basename}-{extra.url_name}",
+                    self.args,
+                    self.kwargs,
+                    request=self.request,
+                )
+            except NoReverseMatch:
+                continue
+            urls[str(extra.kwargs.get("name", extra.url_name))] = url
+        return urls
 
     def get_serializer(self, *args: Any, **kwargs: Any) -> InputSerializer:
         """The forms of the browsable API: register on the list, edit (with
@@ -136,14 +174,14 @@ class ClusterViewSet(viewsets.ViewSet):
     def get_view_name(self) -> str:
         return "Cluster" if self.detail else "Clusters"
 
-    @extend_schema(responses={200: ClusterListSerializer, **_errors(401)})
+    @extend_schema(responses={200: ClusterListSerializer, **_errors()})
     def list(self, request: Request) -> Response:
         listing = services().clusters.list_clusters(actor=actor_for(request))
         return Response(dict(ClusterListSerializer(listing).data))
 
     @extend_schema(
         request=RegisterClusterSerializer,
-        responses={201: ClusterSerializer, **_errors(400, 401, 409, 502)},
+        responses={201: ClusterSerializer, **_errors(409, 411, 413, 415, 502)},
     )
     def create(self, request: Request) -> Response:
         registration = RegisterClusterSerializer(data=request.data).to_request()
@@ -153,7 +191,7 @@ class ClusterViewSet(viewsets.ViewSet):
             cluster, status=status.HTTP_201_CREATED, headers={"Location": location}
         )
 
-    @extend_schema(parameters=[_ID], responses={200: ClusterSerializer, **_errors(400, 401, 404)})
+    @extend_schema(parameters=[_ID], responses={200: ClusterSerializer, **_errors(404)})
     def retrieve(self, request: Request, pk: str) -> Response:
         cluster = services().clusters.get_cluster(pk, actor=actor_for(request))
         return _cluster_response(cluster)
@@ -188,7 +226,7 @@ class ClusterViewSet(viewsets.ViewSet):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
     @extend_schema(
-        parameters=[_ID], request=None, responses={200: ClusterSerializer, **_errors(400, 401, 404)}
+        parameters=[_ID], request=None, responses={200: ClusterSerializer, **_errors(404, 409)}
     )
     @action(detail=True, methods=["post"])
     def refresh(self, request: Request, pk: str) -> Response:
@@ -204,7 +242,51 @@ def _cluster_response(cluster: Cluster, **kwargs: Any) -> Response:
     return Response(dict(ClusterSerializer(cluster).data), headers=headers, **kwargs)
 
 
-@extend_schema(responses=inline_serializer("Health", {"status": serializers.CharField()}), auth=[])
+class AuditEventViewSet(viewsets.ViewSet):
+    """The audit log: who did what, and what was refused, newest first
+    (superusers only)."""
+
+    required_permission = Permission.AUDIT
+
+    def get_view_name(self) -> str:
+        return "Audit events"
+
+    @extend_schema(
+        parameters=[AuditQuerySerializer],
+        responses={200: AuditEventListSerializer, **_errors(400, 401, 403)},
+    )
+    def list(self, request: Request) -> Response:
+        query = AuditQuerySerializer(data=request.query_params).to_query()
+        page = services().audit.events(query, actor=actor_for(request))
+        url = request.build_absolute_uri()
+        following = query.offset + len(page.events)
+        previous = None
+        if query.offset > 0:
+            previous_offset = max(query.offset - query.limit, 0)
+            previous = (
+                replace_query_param(url, "offset", previous_offset)
+                if previous_offset
+                else remove_query_param(url, "offset")
+            )
+        return Response(
+            {
+                "events": AuditEventSerializer(page.events, many=True).data,
+                "total": page.total,
+                "next": replace_query_param(url, "offset", following)
+                if following < page.total
+                else None,
+                "previous": previous,
+            }
+        )
+
+
+@extend_schema(
+    responses={
+        200: inline_serializer("Health", {"status": serializers.CharField()}),
+        406: _ERRORS[406],
+    },
+    auth=[],
+)
 @api_view(["GET"])
 @authentication_classes([])
 @permission_classes([AllowAny])
@@ -212,6 +294,37 @@ def _cluster_response(cluster: Cluster, **kwargs: Any) -> Response:
 def health(request: Request) -> Response:
     """Liveness of this service (not of the registered clusters)."""
     return Response({"status": "healthy"})
+
+
+@extend_schema(
+    responses={
+        200: inline_serializer(
+            "Readiness",
+            {"status": serializers.CharField(), "checks": serializers.DictField()},
+        ),
+        503: inline_serializer(
+            "NotReady",
+            {"status": serializers.CharField(), "checks": serializers.DictField()},
+        ),
+        406: _ERRORS[406],
+    },
+    auth=[],
+)
+@api_view(["GET"])
+@authentication_classes([])
+@permission_classes([AllowAny])
+@throttle_classes([])
+def health_ready(request: Request) -> Response:
+    """Readiness of this service: 200 when the database (and the shared
+    cache, and Celery's broker, where configured) answer; 503 otherwise."""
+    ready, checks = readiness()
+    if ready:
+        return Response({"status": "ready", "checks": checks})
+    return Response(
+        {"status": "not ready", "checks": checks},
+        status=503,
+        headers={"Retry-After": str(DATABASE_RETRY_AFTER_SECONDS)},
+    )
 
 
 @extend_schema(exclude=True)

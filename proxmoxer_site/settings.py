@@ -12,12 +12,14 @@ import hashlib
 import hmac
 import ssl
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
 from clusters.encryption import GENERATE_KEY_COMMAND, parse_keys
+from clusters.proxmox.network_policy import DEFAULT_DENIED_NETWORKS, parse_networks
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -51,7 +53,8 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django.contrib.humanize",
     "rest_framework",
-    "rest_framework.authtoken",
+    "knox",  # API tokens, stored as SHA-512 digests (docs/security.md, "API tokens")
+    "axes",  # login throttling; before clusters, whose login receivers read its verdict
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "clusters",
@@ -74,6 +77,15 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes asks: turns a locked-out login into its 429 page.
+    "axes.middleware.AxesMiddleware",
+]
+
+# django-axes first: it refuses a locked-out username and address before the
+# password is even checked, the right password included.
+AUTHENTICATION_BACKENDS = [
+    "clusters.auth_backends.LoginThrottleBackend",
+    "django.contrib.auth.backends.ModelBackend",
 ]
 
 ROOT_URLCONF = "proxmoxer_site.urls"
@@ -94,7 +106,31 @@ TEMPLATES = [
     },
 ]
 
-DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
+# An unreachable database must not hold a request for the whole outage, nor
+# a blocked statement for ever: both end in a 503 with Retry-After
+# (clusters/api_errors.py). DATABASE_URL's own ?connect_timeout= or
+# ?options=-c statement_timeout=... win.
+DATABASE_CONNECT_TIMEOUT = env.int("DATABASE_CONNECT_TIMEOUT", default=5)
+DATABASE_STATEMENT_TIMEOUT = env.float("DATABASE_STATEMENT_TIMEOUT", default=10.0)
+
+
+def with_timeouts(config: dict) -> dict:
+    """``config`` (a DATABASES entry) with the connect and statement
+    timeouts, on PostgreSQL; SQLite has no connection to wait for and its
+    own lock timeout."""
+    if config["ENGINE"] == "django.db.backends.postgresql":
+        options = config.setdefault("OPTIONS", {})
+        options.setdefault("connect_timeout", DATABASE_CONNECT_TIMEOUT)
+        startup = str(options.get("options", ""))
+        if "statement_timeout" not in startup:
+            milliseconds = max(1, round(DATABASE_STATEMENT_TIMEOUT * 1000))
+            options["options"] = f"{startup} -c statement_timeout={milliseconds}".strip()
+    return config
+
+
+DATABASES = {
+    "default": with_timeouts(env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}"))
+}
 # One connection per worker thread, kept across requests: opening a PostgreSQL
 # connection costs more than a whole list request. DATABASE_URL's
 # ?conn_max_age= overrides; the health check replaces a connection the server
@@ -126,6 +162,35 @@ WHITENOISE_USE_FINDERS = DEBUG
 
 LOGIN_REDIRECT_URL = "/api/v1/"
 
+# The cache holds the API throttles' counts. Without CACHE_URL it is this
+# process's memory, so each worker process counts alone; with
+# CACHE_URL=redis://host:6379/N every process shares one count (Django's
+# own Redis backend on the redis package; docs/operations.md).
+CACHE_URL = env.str("CACHE_URL", default="")
+REDIS_CACHE_BACKEND = "django.core.cache.backends.redis.RedisCache"
+
+
+def cache_from_url(url: str) -> dict:
+    """A CACHES entry from a cache URL, Redis ones on Django's own backend."""
+    config = environ.Env.cache_url_config(url)
+    if url.startswith(("redis://", "rediss://")):
+        config["BACKEND"] = REDIS_CACHE_BACKEND
+    # django-environ lower-cases the keys it reads from the query string for
+    # Django's Redis backend, its top-level ones (key_prefix, timeout) too.
+    for key in ("key_prefix", "timeout", "version"):
+        if key in config:
+            config[key.upper()] = config.pop(key)
+    if config["BACKEND"] == REDIS_CACHE_BACKEND:
+        # A cache that does not answer costs a request two seconds, not a hang.
+        options = config.setdefault("OPTIONS", {})
+        options.setdefault("socket_connect_timeout", 2)
+        options.setdefault("socket_timeout", 2)
+    return config
+
+
+if CACHE_URL:
+    CACHES = {"default": cache_from_url(CACHE_URL)}
+
 # -- the registry ------------------------------------------------------------
 
 CLUSTER_REPOSITORY = env.str("CLUSTER_REPOSITORY", default="memory")
@@ -145,6 +210,19 @@ if PROXMOX_CA_BUNDLE:
         raise ImproperlyConfigured(
             f"PROXMOX_CA_BUNDLE={PROXMOX_CA_BUNDLE} holds no readable PEM certificate"
         ) from None
+
+# Where the Proxmox client may connect (docs/security.md, "Outbound
+# requests"): checked on every address a connection goes to. Denied wins;
+# no allowed list allows everything not denied.
+PROXMOXER_DENIED_NETWORKS = env.list(
+    "PROXMOXER_DENIED_NETWORKS", default=list(DEFAULT_DENIED_NETWORKS)
+)
+PROXMOXER_ALLOWED_NETWORKS = env.list("PROXMOXER_ALLOWED_NETWORKS", default=[])
+for _name in ("PROXMOXER_DENIED_NETWORKS", "PROXMOXER_ALLOWED_NETWORKS"):
+    try:
+        parse_networks(globals()[_name])
+    except ValueError as error:
+        raise ImproperlyConfigured(f"{_name}: {error}") from None
 
 # Fernet keys for the secrets the database backend stores, newest first
 # (docs/operations.md, "Keys and rotation").
@@ -172,24 +250,35 @@ else:
 API_MAX_BODY_BYTES = env.int("API_MAX_BODY_BYTES", default=64 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = API_MAX_BODY_BYTES
 
+# make serve's front end (proxmoxer_site/serving.py): threads per process
+# that run the application, and how long a request body may take to arrive
+# before it is answered 408 (a stalled client costs no thread meanwhile).
+SERVE_THREADS = env.int("PROXMOXER_SERVE_THREADS", default=4)
+REQUEST_BODY_TIMEOUT = env.float("PROXMOXER_REQUEST_BODY_TIMEOUT", default=10.0)
+
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         # Token first: unauthenticated calls then get 401 + WWW-Authenticate.
-        "rest_framework.authentication.TokenAuthentication",
+        # django-rest-knox: the same `Authorization: Token <key>` header as
+        # DRF's authtoken, but only a digest of the key is stored.
+        "knox.auth.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    # Roles (docs/product-contract.md §13) for every view that does not say
+    # otherwise: the API root, the schema and the docs included.
+    "DEFAULT_PERMISSION_CLASSES": ["clusters.access.RolePermission"],
     "DEFAULT_RENDERER_CLASSES": [
         "rest_framework.renderers.JSONRenderer",
         "clusters.browsable.BrowsableAPIRenderer",
     ],
     "DEFAULT_PARSER_CLASSES": [
-        "rest_framework.parsers.JSONParser",
+        "clusters.request_shapes.BoundedJSONParser",
         "rest_framework.parsers.FormParser",
         "rest_framework.parsers.MultiPartParser",
     ],
     "DEFAULT_THROTTLE_CLASSES": ["rest_framework.throttling.UserRateThrottle"],
     "DEFAULT_THROTTLE_RATES": {"user": env.str("API_THROTTLE_RATE", default="600/minute")},
+    "DEFAULT_CONTENT_NEGOTIATION_CLASS": "clusters.request_shapes.ContentNegotiation",
     "EXCEPTION_HANDLER": "clusters.api_errors.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "TEST_REQUEST_DEFAULT_FORMAT": "json",
@@ -199,18 +288,48 @@ SPECTACULAR_SETTINGS = {
     "TITLE": "proxmoxer",
     "DESCRIPTION": "A registry of Proxmox VE clusters: register, list, inspect, re-check, remove.",
     "VERSION": "1",
-    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
+    "SERVE_PERMISSIONS": ["clusters.access.RolePermission"],
     "SWAGGER_UI_DIST": "SIDECAR",  # served from this app: no CDN, works offline
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
 }
+
+# -- who may do what, and the record of it (docs/security.md) -----------------
+
+# Days an audit event is kept; manage.py audit_retention (and the background
+# scheduler) remove older ones. 0 keeps every event.
+PROXMOXER_AUDIT_RETENTION_DAYS = env.int("PROXMOXER_AUDIT_RETENTION_DAYS", default=365)
+if PROXMOXER_AUDIT_RETENTION_DAYS < 0:
+    raise ImproperlyConfigured(
+        "PROXMOXER_AUDIT_RETENTION_DAYS must be a number of days, 0 to keep every event"
+    )
+
+REST_KNOX = {
+    # Tokens last until revoked (manage.py api_token revoke), as DRF's did;
+    # `api_token create --days N` gives one an end.
+    "TOKEN_TTL": None,
+    "AUTO_REFRESH": False,
+    "AUTH_HEADER_PREFIX": "Token",
+}
+
+# Logins at /api-auth/login/ and /admin/login/: after 5 failures for one
+# username from one address, that pair is refused for 15 minutes (counted in
+# the database, so every worker process shares the count).
+AXES_FAILURE_LIMIT = 5
+AXES_COOLOFF_TIME = timedelta(minutes=15)
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+# The audit log records every login and failed login; axes's own access log
+# would be a second, unbounded copy.
+AXES_DISABLE_ACCESS_LOG = True
+AXES_VERBOSE = False
 
 # -- production hardening (manage.py check --deploy) -------------------------
 # TLS ends at the reverse proxy in front of gunicorn, which sets
 # X-Forwarded-Proto; plain-HTTP probes of /health are let through.
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_SSL_REDIRECT = env.bool("DJANGO_SECURE_SSL_REDIRECT", default=not DEBUG)
-SECURE_REDIRECT_EXEMPT = [r"^health/?$"]
+SECURE_REDIRECT_EXEMPT = [r"^health(/ready)?/?$"]
 SECURE_HSTS_SECONDS = env.int("DJANGO_HSTS_SECONDS", default=0 if DEBUG else 31_536_000)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("DJANGO_HSTS_INCLUDE_SUBDOMAINS", default=not DEBUG)
 SECURE_HSTS_PRELOAD = env.bool("DJANGO_HSTS_PRELOAD", default=not DEBUG)

@@ -8,9 +8,12 @@ each, are re-exported here: ``from clusters.domain import Cluster``.
 
 from clusters.domain.actor import Actor
 from clusters.domain.audit import (
+    AUDIT_PAGE_MAX,
     SECRET_CHANGED,
     AuditAction,
     AuditEvent,
+    AuditPage,
+    AuditQuery,
     Outcome,
     configuration_changes,
 )
@@ -50,6 +53,7 @@ from clusters.domain.errors import (
     ClusterNotFound,
     Forbidden,
     InvalidClusterId,
+    NetworkPolicyRefused,
     PreconditionFailed,
     ProxmoxAuthenticationFailed,
     ProxmoxBadResponse,
@@ -64,6 +68,7 @@ from clusters.domain.errors import (
     ValidationFailed,
 )
 from clusters.domain.fields import (
+    NAME_KEY_MAX_LENGTH,
     NAME_MAX_LENGTH,
     SECRET_MAX_LENGTH,
     USERID_MAX_LENGTH,
@@ -87,10 +92,12 @@ from clusters.domain.registration import Registration, RegistrationRequest
 from clusters.domain.repository import AuditLog, ClusterRepository, UnitOfWork
 
 __all__ = [
+    "AUDIT_PAGE_MAX",
     "CONFIGURATION_FIELDS",
     "EDITABLE_FIELDS",
     "ENDPOINT_MAX_LENGTH",
     "HTTPS_DEFAULT_PORT",
+    "NAME_KEY_MAX_LENGTH",
     "NAME_MAX_LENGTH",
     "NOT_GIVEN",
     "OBSERVATION_FIELDS",
@@ -104,6 +111,8 @@ __all__ = [
     "AuditAction",
     "AuditEvent",
     "AuditLog",
+    "AuditPage",
+    "AuditQuery",
     "AuthMethod",
     "Cluster",
     "ClusterError",
@@ -121,6 +130,7 @@ __all__ = [
     "Forbidden",
     "Health",
     "InvalidClusterId",
+    "NetworkPolicyRefused",
     "NodeEntry",
     "NotGiven",
     "Outcome",

@@ -13,7 +13,9 @@ from django.test.client import BOUNDARY, MULTIPART_CONTENT, encode_multipart
 
 from tests import pve_responses as pve
 from tests.conftest import assert_secret_absent, with_role
+from tests.fakes import FakeProxmox
 from tests.html_forms import form_with
+from tests.roles import account, client_for
 
 pytestmark = pytest.mark.django_db
 
@@ -169,6 +171,58 @@ def test_the_detail_page_offers_delete(browser, pve_api):
     detail = browser.get(f"/api/v1/clusters/{cluster['id']}", HTTP_ACCEPT="text/html")
     assert detail.status_code == 200
     assert 'data-method="DELETE"' in detail.content.decode()
+
+
+# -- what each role is shown ------------------------------------------------------------------
+
+
+def _page_controls(client, path):
+    """What a browsable API page offers: its write forms, its buttons, its
+    extra-action menu."""
+    html = client.get(path, HTTP_ACCEPT="text/html").content.decode()
+    return {
+        "post_forms": len(
+            re.findall(r'<form [^>]*method="POST" [^>]*class="form-horizontal', html)
+        ),
+        "buttons": sorted(set(re.findall(r'data-method="([A-Z]+)"', html))),
+        "raw_data": "Raw data" in html,
+        "extra_actions": "Extra Actions" in html,
+    }
+
+
+@pytest.fixture
+def cluster_id(compose):
+    compose(proxmox=FakeProxmox())
+    response = client_for("operator").post(
+        "/api/v1/clusters",
+        {"name": "prod", "api_endpoint": "pve.example.com", "username": "root@pam",
+         "password": PASSWORD},
+        format="json",
+    )  # fmt: skip
+    return response.json()["id"]
+
+
+@pytest.mark.parametrize("role", ["viewer", "operator", "superuser"])
+def test_write_forms_and_buttons_are_shown_only_to_who_may_use_them(role, cluster_id, unit_of_work):
+    client = Client()
+    client.force_login(account(role))
+    may_change = role != "viewer"
+
+    listing = _page_controls(client, "/api/v1/clusters")
+    detail = _page_controls(client, f"/api/v1/clusters/{cluster_id}")
+    refresh = _page_controls(client, f"/api/v1/clusters/{cluster_id}/refresh")
+
+    assert listing == {
+        "post_forms": 2 if may_change else 0,  # the HTML form and the raw-data form
+        "buttons": ["OPTIONS"],
+        "raw_data": may_change,
+        "extra_actions": False,
+    }
+    assert detail["buttons"] == (["DELETE", "OPTIONS", "PATCH"] if may_change else ["OPTIONS"])
+    assert detail["extra_actions"] is may_change, "Refresh is listed for who may refresh"
+    assert refresh["post_forms"] == (2 if may_change else 0)
+    actions = {event.action for event in unit_of_work().audit.list()}
+    assert "auth.forbidden" not in actions, "deciding what to show is no refusal to record"
 
 
 # -- the edit form on a cluster's page ----------------------------------------------------------
