@@ -95,6 +95,15 @@ _DOMAIN_STATUS: list[tuple[type[domain.ClusterError], int]] = [
 ]
 
 
+def status_for(error: domain.ClusterError) -> int | None:
+    """The HTTP status that answers a domain error (None: none does, it is
+    a crash); the dashboard records its failures with the same numbers."""
+    for error_class, status_code in _DOMAIN_STATUS:
+        if isinstance(error, error_class):
+            return status_code
+    return None
+
+
 def error_code(status_code: int) -> str:
     if status_code in ERRORS:
         return ERRORS[status_code][0]
@@ -250,10 +259,10 @@ def _error_response(exc: Exception, context: dict[str, Any]) -> Response:
         # A domain error ends the request as DRF's own errors do: a
         # transaction the request opened (ATOMIC_REQUESTS) is rolled back.
         set_rollback()
-        for error_class, status_code in _DOMAIN_STATUS:
-            if isinstance(exc, error_class):
-                body = envelope(status_code, exc.message, _domain_details(exc))
-                return Response(body, status=status_code)
+        status_code = status_for(exc)
+        if status_code is not None:
+            body = envelope(status_code, exc.message, _domain_details(exc))
+            return Response(body, status=status_code)
 
     response = drf_exception_handler(exc, context)
     if response is not None and isinstance(exc, exceptions.APIException):

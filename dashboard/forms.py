@@ -24,6 +24,7 @@ from clusters.domain import (
     ClusterError,
     ClusterNameTaken,
     EditRequest,
+    NetworkPolicyRefused,
     ProxmoxAuthenticationFailed,
     ProxmoxBadResponse,
     ProxmoxTLSError,
@@ -134,7 +135,7 @@ class ClusterFields(forms.Form):
             field = self.secret_field
         elif isinstance(error, ProxmoxTLSError):
             field = "fingerprint" if (error.details or {}).get("fingerprint") else "api_endpoint"
-        elif isinstance(error, (ProxmoxUnreachable, ProxmoxBadResponse)):
+        elif isinstance(error, (ProxmoxUnreachable, ProxmoxBadResponse, NetworkPolicyRefused)):
             field = "api_endpoint"
         self.add_error(field, error.message)
 

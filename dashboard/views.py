@@ -7,6 +7,7 @@ templates and in dashboard/presenters.py.
 from __future__ import annotations
 
 import functools
+import logging
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -20,12 +21,16 @@ from django.utils.decorators import method_decorator
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
+from clusters.access import actor_for
+from clusters.api_errors import status_for
 from clusters.domain import (
     Actor,
+    AuditAction,
     Cluster,
     ClusterError,
     ClusterNotFound,
     EditRequest,
+    FieldInvalid,
     Forbidden,
     InvalidClusterId,
     Permission,
@@ -33,9 +38,10 @@ from clusters.domain import (
     StaleCluster,
     authorize,
     may,
+    normalise_name,
+    parse_cluster_id,
 )
 from clusters.services import utc_now
-from clusters.views import actor_for
 from clusters.wiring import services
 from dashboard import pending
 from dashboard.fleet import FleetFilters, read_fleet
@@ -57,6 +63,8 @@ from dashboard.presenters import (
     status_badge,
 )
 from dashboard.security import dashboard_page
+
+logger = logging.getLogger("clusters")
 
 # How often the clusters table asks for fresh rows while it is visible: no
 # longer than the background checks' interval, so each check shows.
@@ -80,26 +88,60 @@ class DashboardLogoutView(LogoutView):
     next_page = "dashboard:index"
 
 
-Page = Callable[..., HttpResponse]
+def record_failure(
+    action: AuditAction,
+    actor: Actor,
+    error: ClusterError,
+    *,
+    cluster_id: str | uuid.UUID | None = None,
+    cluster_name: str | None = None,
+) -> None:
+    """Record in the audit log what the dashboard was refused, or what failed,
+    with the status the REST API would have answered, as the API records its
+    own (docs/product-contract.md §13). Best effort: the page shown does not
+    depend on the record."""
+    try:
+        parsed = parse_cluster_id(cluster_id) if cluster_id is not None else None
+    except InvalidClusterId:
+        parsed = None
+    try:
+        services().audit.record_failure(
+            action,
+            actor=actor,
+            status_code=status_for(error),
+            cluster_id=parsed,
+            cluster_name=cluster_name,
+        )
+    except Exception:  # the record must not change the page
+        logger.exception("Could not record an audit event, action=%s", action)
 
 
-def signed_in_page(view: Callable[..., HttpResponse]) -> Page:
+def signed_in_page(
+    view: Callable[..., HttpResponse] | None = None, *, audited: AuditAction | None = None
+) -> Any:
     """A page for signed-in users: anonymous visitors go to the login page;
     the use cases' own refusals become pages (403 for a role that does not
-    allow it, 404 for a cluster that is not registered)."""
+    allow it, 404 for a cluster that is not registered) and, like a POST of
+    an ``audited`` action that found no cluster, records in the audit log."""
+    if view is None:
+        return functools.partial(signed_in_page, audited=audited)
 
     @functools.wraps(view)
     def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         if not request.user.is_authenticated:
             return redirect_to_login(request.get_full_path(), reverse("dashboard:login"))
-        actor = actor_for(request)  # a Django request serves as well as DRF's
+        actor = actor_for(request)
+        cluster_id = kwargs.get("cluster_id")
         try:
             return view(request, actor, *args, **kwargs)
         except Forbidden as error:
+            record_failure(AuditAction.AUTH_FORBIDDEN, actor, error, cluster_id=cluster_id)
             return render(
                 request, "dashboard/forbidden.html", {"reason": error.message}, status=403
             )
         except (ClusterNotFound, InvalidClusterId) as error:
+            if audited is not None and request.method == "POST":
+                record_failure(audited, actor, error, cluster_id=cluster_id)
             return render(
                 request, "dashboard/not_found.html", {"reason": error.message}, status=404
             )
@@ -205,6 +247,9 @@ def _register(
     except Forbidden:
         raise
     except ClusterError as error:
+        record_failure(
+            AuditAction.CLUSTER_REGISTER, actor, error, cluster_name=_name_or_none(typed["name"])
+        )
         offer = _offer_trust(
             request,
             error,
@@ -219,6 +264,15 @@ def _register(
         return _register_page(request, form, offer)
     messages.success(request, f"Registered {cluster.name}: {status_badge(cluster.status).label}.")
     return redirect("dashboard:cluster", cluster_id=cluster.id)
+
+
+def _name_or_none(typed: str) -> str | None:
+    """The name a failed registration asked for, for its audit event, if it
+    is one a name could be."""
+    try:
+        return normalise_name(typed)
+    except FieldInvalid:
+        return None
 
 
 def _register_page(
@@ -260,7 +314,7 @@ def _editing(cluster_id: str | uuid.UUID) -> str:
 
 @require_http_methods(["GET", "HEAD", "POST"])
 @sensitive_post_parameters(*SECRET_FIELDS)
-@signed_in_page
+@signed_in_page(audited=AuditAction.CLUSTER_EDIT)
 def edit(request: HttpRequest, actor: Actor, cluster_id: str) -> HttpResponse:
     cluster = services().clusters.get_cluster(cluster_id, actor=actor)
     if request.method != "POST":
@@ -274,7 +328,7 @@ def edit(request: HttpRequest, actor: Actor, cluster_id: str) -> HttpResponse:
 
 @require_POST
 @sensitive_post_parameters(*SECRET_FIELDS)
-@signed_in_page
+@signed_in_page(audited=AuditAction.CLUSTER_EDIT)
 def trust_and_edit(request: HttpRequest, actor: Actor, cluster_id: str) -> HttpResponse:
     """The one button after an edit met an untrusted certificate."""
     cluster = services().clusters.get_cluster(cluster_id, actor=actor)
@@ -315,6 +369,7 @@ def _edit(
     except Forbidden:
         raise
     except PreconditionFailed as error:
+        record_failure(AuditAction.CLUSTER_EDIT, actor, error, cluster_id=cluster.id)
         # Shown with what was typed, now based on the stored version: sending
         # it again, after a look at the cluster's page, applies it.
         form = EditForm.showing({**typed, "version": error.current_version})
@@ -325,6 +380,7 @@ def _edit(
         )
         return _edit_page(request, cluster, form)
     except ClusterError as error:
+        record_failure(AuditAction.CLUSTER_EDIT, actor, error, cluster_id=cluster.id)
         offer = _offer_trust(
             request,
             error,
@@ -352,7 +408,7 @@ def _edit_page(
 
 
 @require_POST
-@signed_in_page
+@signed_in_page(audited=AuditAction.CLUSTER_EDIT)
 def renew_trust(request: HttpRequest, actor: Actor, cluster_id: str) -> HttpResponse:
     """Pin the certificate a check found in place of the trusted one (the
     fingerprint the cluster's page showed, as stored, never a posted one)."""
@@ -373,6 +429,7 @@ def renew_trust(request: HttpRequest, actor: Actor, cluster_id: str) -> HttpResp
     except Forbidden:
         raise
     except ClusterError as error:
+        record_failure(AuditAction.CLUSTER_EDIT, actor, error, cluster_id=cluster.id)
         messages.error(request, f"The certificate was not trusted: {error.message}")
     else:
         badge = status_badge(edited.status)
@@ -381,11 +438,12 @@ def renew_trust(request: HttpRequest, actor: Actor, cluster_id: str) -> HttpResp
 
 
 @require_POST
-@signed_in_page
+@signed_in_page(audited=AuditAction.CLUSTER_REFRESH)
 def refresh(request: HttpRequest, actor: Actor, cluster_id: str) -> HttpResponse:
     try:
         cluster = services().checks.refresh(cluster_id, actor=actor)
-    except StaleCluster:
+    except StaleCluster as error:
+        record_failure(AuditAction.CLUSTER_REFRESH, actor, error, cluster_id=cluster_id)
         messages.warning(
             request,
             "The cluster's configuration was changed while it was being checked; "
@@ -398,7 +456,7 @@ def refresh(request: HttpRequest, actor: Actor, cluster_id: str) -> HttpResponse
 
 
 @require_http_methods(["GET", "HEAD", "POST"])
-@signed_in_page
+@signed_in_page(audited=AuditAction.CLUSTER_DEREGISTER)
 def deregister(request: HttpRequest, actor: Actor, cluster_id: str) -> HttpResponse:
     """GET asks for confirmation; POST deregisters."""
     cluster = services().clusters.get_cluster(cluster_id, actor=actor)

@@ -20,8 +20,10 @@ from clusters.domain import (
     OPERATORS,
     VIEWERS,
     Actor,
+    AuditAction,
     ClusterStatus,
     EditRequest,
+    Outcome,
     ProxmoxTLSError,
     Secret,
     TokenCredentials,
@@ -1111,3 +1113,74 @@ def test_registering_can_hand_off_to_an_api_token(operator, stored, simulator):
     operator.submit(confirm.wsgi_request.path, confirm.wsgi_request.path, {})
     assert not stored.exists(cluster.id)
     operator.assert_secrets_absent(simulator.password, cluster.credentials.secret.reveal())
+
+
+# -- login throttling and the audit record -------------------------------------------------------
+
+
+def test_the_dashboards_login_is_throttled_like_every_other(django_user_model, unit_of_work):
+    django_user_model.objects.create_user("vera", password=LOGIN_PASSWORD)
+    answers = []
+    for _ in range(5):
+        browser = Browser()
+        answers.append(
+            browser.submit("/", "/login/", {"username": "vera", "password": "wrong-1"}).status_code
+        )
+
+    browser = Browser()
+    response = browser.submit("/", "/login/", {"username": "vera", "password": LOGIN_PASSWORD})
+
+    assert answers == [200, 200, 200, 200, 429]
+    assert response.status_code == 429
+    assert "_auth_user_id" not in browser.client.session
+    actions = [event.action for event in unit_of_work().audit.list()]
+    assert actions == [AuditAction.AUTH_LOGIN_FAILED] * 6
+
+
+def test_a_login_at_the_dashboard_is_recorded(django_user_model, unit_of_work):
+    with_role(django_user_model.objects.create_user("vera", password=LOGIN_PASSWORD), VIEWERS)
+
+    Browser().submit("/", "/login/", {"username": "vera", "password": LOGIN_PASSWORD})
+
+    [event] = unit_of_work().audit.list()
+    assert (event.action, event.actor) == (AuditAction.AUTH_LOGIN, "vera")
+
+
+def failures(unit_of_work) -> list[tuple]:
+    return [
+        (event.action, event.status_code, event.actor, event.cluster_name)
+        for event in reversed(unit_of_work().audit.list())
+        if event.outcome == Outcome.FAILURE
+    ]
+
+
+def test_what_the_dashboard_refuses_is_recorded_as_the_api_records_it(viewer, fleet, unit_of_work):
+    cluster = fleet["alpha"]
+
+    viewer.submit("/", f"/clusters/{cluster.id}/refresh/", {})
+    viewer.get(NEW_CLUSTER)
+
+    assert failures(unit_of_work) == [
+        (AuditAction.AUTH_FORBIDDEN, 403, "victor", "alpha"),
+        (AuditAction.AUTH_FORBIDDEN, 403, "victor", None),
+    ]
+
+
+def test_a_failed_registration_edit_or_deregistration_is_recorded(
+    operator, stored, pve_api, unit_of_work, services
+):
+    pve.login_refused(pve_api)
+    cluster = make_cluster("lab")
+    stored.add(cluster)
+    opened = edit_form(cluster, name="mine")
+    services.clusters.edit(cluster.id, EditRequest(name="theirs"), actor=Actor.command_line())
+
+    operator.submit(NEW_CLUSTER, NEW_CLUSTER, register_form(name="new-one"))
+    operator.submit(edit_path(cluster), edit_path(cluster), opened)
+    operator.submit("/", f"/clusters/{uuid.uuid4()}/deregister/", {})
+
+    assert failures(unit_of_work) == [
+        (AuditAction.CLUSTER_REGISTER, 401, "olga", "new-one"),
+        (AuditAction.CLUSTER_EDIT, 412, "olga", "theirs"),
+        (AuditAction.CLUSTER_DEREGISTER, 404, "olga", None),
+    ]
