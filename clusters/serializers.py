@@ -8,9 +8,13 @@ Secrets are write-only: no output serializer has a field for them.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
+from django.http import QueryDict
 from rest_framework import serializers
+from rest_framework.request import Request
+from rest_framework.utils.urls import remove_query_param, replace_query_param
 
 from clusters import domain
 from clusters.api_errors import InvalidInput
@@ -117,8 +121,76 @@ class ClusterSerializer(serializers.Serializer):
 
 
 class ClusterListSerializer(serializers.Serializer):
+    """A page of the list (documentation: the list renders ``cluster_page``,
+    whose clusters are the same objects as this serializer's)."""
+
     clusters = ClusterSerializer(many=True)
-    total = serializers.IntegerField()
+    total = serializers.IntegerField(help_text="Clusters matching the filters, on every page")
+    next = serializers.URLField(allow_null=True, help_text="The next page, null on the last")
+    previous = serializers.URLField(allow_null=True, help_text="The page before, null on the first")
+
+
+# -- the list's query string -------------------------------------------------------
+
+_INTEGER = re.compile(r"-?[0-9]{1,12}")
+
+
+def _integer(params: QueryDict, name: str, default: int, errors: dict[str, list[str]]) -> int:
+    raw = params.get(name)
+    if raw is None:
+        return default
+    if not _INTEGER.fullmatch(raw):
+        errors[name] = [f"{name} must be a whole number"]
+        return default
+    return int(raw)
+
+
+def cluster_query(params: QueryDict) -> domain.ClusterQuery:
+    """``?limit=&offset=&status=&search=&name=`` as a ClusterQuery; a value
+    that is malformed or out of range is ValidationFailed (400) naming it."""
+    errors: dict[str, list[str]] = {}
+    limit = _integer(params, "limit", domain.DEFAULT_LIMIT, errors)
+    offset = _integer(params, "offset", 0, errors)
+    try:
+        statuses = domain.parse_statuses(params.getlist("status"))
+    except domain.ValidationFailed as error:
+        errors.update(error.details or {})
+        statuses = frozenset()
+    if errors:
+        raise domain.ValidationFailed(errors)
+    return domain.ClusterQuery(
+        limit=limit,
+        offset=offset,
+        statuses=statuses,
+        search=params.get("search"),
+        name=params.get("name"),
+    )
+
+
+def cluster_page(page: domain.ClusterPage, request: Request) -> dict[str, Any]:
+    """The list's body: the page's clusters as the backend gave them (the
+    renderer writes them as ClusterSerializer would) and links to the pages
+    either side, in the style of DRF's LimitOffsetPagination."""
+    query = page.query
+    limit = query.limit if query.limit is not None else len(page.clusters)
+    next_url = previous_url = None
+    if page.has_next or page.has_previous:
+        url = replace_query_param(request.build_absolute_uri(), "limit", limit)
+        if page.has_next:
+            next_url = replace_query_param(url, "offset", query.offset + limit)
+        if page.has_previous:
+            before = query.offset - limit
+            previous_url = (
+                replace_query_param(url, "offset", before)
+                if before > 0
+                else remove_query_param(url, "offset")
+            )
+    return {
+        "clusters": page.clusters,
+        "total": page.total,
+        "next": next_url,
+        "previous": previous_url,
+    }
 
 
 class ErrorSerializer(serializers.Serializer):

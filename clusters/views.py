@@ -31,12 +31,14 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.reverse import reverse
 
-from clusters.domain import Actor
+from clusters.domain import DEFAULT_LIMIT, MAX_LIMIT, Actor, ClusterStatus
 from clusters.serializers import (
     ClusterListSerializer,
     ClusterSerializer,
     ErrorSerializer,
     RegisterClusterSerializer,
+    cluster_page,
+    cluster_query,
 )
 from clusters.wiring import services
 
@@ -51,6 +53,24 @@ _ERRORS = {
     }.items()
 }
 _ID = OpenApiParameter("id", OpenApiTypes.UUID, OpenApiParameter.PATH)
+_LIST_PARAMETERS = [
+    OpenApiParameter(
+        "limit", int, description=f"Clusters per page, 1-{MAX_LIMIT} (default {DEFAULT_LIMIT})"
+    ),
+    OpenApiParameter("offset", int, description="Matches to skip (default 0)"),
+    OpenApiParameter(
+        "status",
+        str,
+        many=True,
+        explode=True,
+        enum=[choice.value for choice in ClusterStatus],
+        description="Only these statuses; repeat it or give a comma list",
+    ),
+    OpenApiParameter(
+        "search", str, description="Case-insensitive part of the name or the API endpoint"
+    ),
+    OpenApiParameter("name", str, description="Exactly this name, compared case-insensitively"),
+]
 
 
 def _errors(*codes: int) -> dict[int, OpenApiResponse]:
@@ -86,10 +106,13 @@ class ClusterViewSet(viewsets.ViewSet):
     def get_view_name(self) -> str:
         return "Cluster" if self.detail else "Clusters"
 
-    @extend_schema(responses={200: ClusterListSerializer, **_errors(401)})
+    @extend_schema(
+        parameters=_LIST_PARAMETERS, responses={200: ClusterListSerializer, **_errors(400, 401)}
+    )
     def list(self, request: Request) -> Response:
-        listing = services().clusters.list_clusters(actor=actor_for(request))
-        return Response(dict(ClusterListSerializer(listing).data))
+        query = cluster_query(request.query_params)
+        page = services().clusters.list_clusters(query, actor=actor_for(request))
+        return Response(cluster_page(page, request))
 
     @extend_schema(
         request=RegisterClusterSerializer,

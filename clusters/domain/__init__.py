@@ -56,15 +56,31 @@ from clusters.domain.health import (
     ProxmoxReport,
     assess_health,
 )
+from clusters.domain.listing import (
+    DEFAULT_LIMIT,
+    MAX_LIMIT,
+    MAX_OFFSET,
+    SEARCH_MAX_LENGTH,
+    ClusterPage,
+    ClusterQuery,
+    PublicCluster,
+    parse_statuses,
+    public_cluster,
+    search_key,
+)
 from clusters.domain.registration import Registration, RegistrationRequest
 from clusters.domain.repository import ClusterRepository, UnitOfWork
 
 __all__ = [
     "CONFIGURATION_FIELDS",
+    "DEFAULT_LIMIT",
     "ENDPOINT_MAX_LENGTH",
+    "MAX_LIMIT",
+    "MAX_OFFSET",
     "NAME_MAX_LENGTH",
     "OBSERVATION_FIELDS",
     "PROXMOX_DEFAULT_PORT",
+    "SEARCH_MAX_LENGTH",
     "SECRET_MAX_LENGTH",
     "USERID_MAX_LENGTH",
     "Actor",
@@ -73,6 +89,8 @@ __all__ = [
     "ClusterError",
     "ClusterNameTaken",
     "ClusterNotFound",
+    "ClusterPage",
+    "ClusterQuery",
     "ClusterRepository",
     "ClusterStatus",
     "ClusterStatusEntry",
@@ -91,6 +109,7 @@ __all__ = [
     "ProxmoxSecondFactorRequired",
     "ProxmoxTLSError",
     "ProxmoxUnreachable",
+    "PublicCluster",
     "Registration",
     "RegistrationRequest",
     "Secret",
@@ -106,4 +125,7 @@ __all__ = [
     "normalise_token_id",
     "normalise_username",
     "parse_cluster_id",
+    "parse_statuses",
+    "public_cluster",
+    "search_key",
 ]

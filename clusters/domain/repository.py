@@ -16,6 +16,7 @@ from types import TracebackType
 from typing import Self
 
 from clusters.domain.cluster import Cluster
+from clusters.domain.listing import ClusterPage, ClusterQuery
 
 
 class ClusterRepository(ABC):
@@ -34,6 +35,11 @@ class ClusterRepository(ABC):
     @abstractmethod
     def list(self) -> Sequence[Cluster]:
         """Every cluster, ordered by name (case-insensitively)."""
+
+    @abstractmethod
+    def page(self, query: ClusterQuery) -> ClusterPage:
+        """The clusters ``query`` asks for, in ``list()``'s order, as the
+        API shows them; ``total`` counts every match, not only this page's."""
 
     @abstractmethod
     def exists(self, cluster_id: uuid.UUID) -> bool: ...

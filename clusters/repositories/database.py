@@ -18,17 +18,22 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from django.db import DEFAULT_DB_ALIAS, IntegrityError, connections, transaction
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
+from django.db.models.functions import Lower
 
 from clusters.domain import (
     OBSERVATION_FIELDS,
     Cluster,
     ClusterNameTaken,
     ClusterNotFound,
+    ClusterPage,
+    ClusterQuery,
     ClusterRepository,
+    PublicCluster,
     StaleCluster,
     UnitOfWork,
     name_key,
+    search_key,
 )
 from clusters.encryption import CredentialCipher
 from clusters.models import NAME_KEY_CONSTRAINT, ClusterRecord
@@ -40,6 +45,44 @@ _UPDATED_FIELDS = [
     if not field.primary_key and field.attname != "created_at"
 ]
 _OBSERVED_FIELDS = sorted(OBSERVATION_FIELDS)
+# What a list reads of a row: every column of PublicCluster, in its order,
+# with the principal where username/token_id go; never the secret.
+_PUBLIC_COLUMNS = (
+    "id", "name", "api_endpoint", "status", "proxmox_version", "node_count", "auth_method",
+    "principal", "verify_tls", "fingerprint", "created_at", "updated_at", "last_checked_at",
+    "last_error", "version",
+)  # fmt: skip
+_PASSWORD = "password"
+
+
+def _public_cluster(row: tuple[Any, ...]) -> PublicCluster:
+    """A row of _PUBLIC_COLUMNS as a list shows it: read straight from the
+    columns, with no model or domain object in between (a list of a
+    thousand clusters would spend most of its time building those)."""
+    (
+        cluster_id, name, api_endpoint, status, proxmox_version, node_count, auth_method,
+        principal, verify_tls, fingerprint, created_at, updated_at, last_checked_at,
+        last_error, version,
+    ) = row  # fmt: skip
+    password = auth_method == _PASSWORD
+    return {
+        "id": cluster_id,
+        "name": name,
+        "api_endpoint": api_endpoint,
+        "status": status,
+        "proxmox_version": proxmox_version,
+        "node_count": node_count,
+        "auth_method": auth_method,
+        "username": principal if password else None,
+        "token_id": None if password else principal,
+        "verify_tls": verify_tls,
+        "fingerprint": fingerprint,
+        "created_at": created_at,
+        "updated_at": updated_at,
+        "last_checked_at": last_checked_at,
+        "last_error": last_error,
+        "version": version,
+    }
 
 
 def _violated_unique_column(error: IntegrityError) -> str | None:
@@ -88,6 +131,31 @@ class DjangoClusterRepository(ClusterRepository):
     def list(self) -> Sequence[Cluster]:
         cipher = self._cipher
         return tuple(record.to_domain(cipher) for record in self._records().order_by("name_key"))
+
+    def page(self, query: ClusterQuery) -> ClusterPage:
+        matching = self._records()
+        if query.statuses:
+            matching = matching.filter(status__in=sorted(query.statuses))
+        if query.name is not None:
+            matching = matching.filter(name_key=name_key(query.name))
+        if query.search is not None:
+            # Both sides folded: name_key is, and the endpoint's LOWER() is
+            # its casefold() (endpoints are ASCII), on SQLite as on PostgreSQL.
+            key = search_key(query.search)
+            matching = matching.annotate(endpoint_key=Lower("api_endpoint")).filter(
+                Q(name_key__contains=key) | Q(endpoint_key__contains=key)
+            )
+        offset, limit = query.offset, query.limit
+        rows = matching.order_by("name_key").values_list(*_PUBLIC_COLUMNS)
+        rows = rows[offset : offset + limit] if limit is not None else rows[offset:]
+        clusters = [_public_cluster(row) for row in rows]
+        short_page = limit is None or len(clusters) < limit
+        if (clusters and short_page) or (not clusters and not offset):
+            # The last page (or an empty registry): its end is the total.
+            total = offset + len(clusters)
+        else:
+            total = matching.count()
+        return ClusterPage(clusters, total, query)
 
     def exists(self, cluster_id: uuid.UUID) -> bool:
         return self._records().filter(pk=cluster_id).exists()

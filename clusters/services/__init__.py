@@ -9,12 +9,11 @@ background jobs drive alike (docs/architecture.md, "Layers").
 
 from clusters.services.checks import CheckService
 from clusters.services.ports import Clock, ProxmoxGateway, UnitOfWorkFactory, utc_now
-from clusters.services.registry import ClusterListing, ClusterService
+from clusters.services.registry import ClusterService
 
 __all__ = [
     "CheckService",
     "Clock",
-    "ClusterListing",
     "ClusterService",
     "ProxmoxGateway",
     "UnitOfWorkFactory",

@@ -1,4 +1,5 @@
-"""The registry's use cases: register, deregister, list and get.
+"""The registry's use cases: register, deregister, list (a page, or
+everything) and get.
 
 ``ClusterService`` receives a unit-of-work factory and a Proxmox gateway;
 it never touches requests, the ORM or HTTP objects, so the REST API,
@@ -12,13 +13,14 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 from clusters.domain import (
     Actor,
     Cluster,
     ClusterNameTaken,
     ClusterNotFound,
+    ClusterPage,
+    ClusterQuery,
     RegistrationRequest,
     assess_health,
     parse_cluster_id,
@@ -27,12 +29,6 @@ from clusters.services.checks import inspect
 from clusters.services.ports import Clock, ProxmoxGateway, UnitOfWorkFactory
 
 logger = logging.getLogger("clusters")
-
-
-@dataclass(frozen=True)
-class ClusterListing:
-    clusters: Sequence[Cluster]
-    total: int
 
 
 class ClusterService:
@@ -99,10 +95,15 @@ class ClusterService:
             uow.commit()
         logger.info("Cluster deregistered successfully, cluster_id=%s", parsed)
 
-    def list_clusters(self, *, actor: Actor) -> ClusterListing:
+    def list_clusters(self, query: ClusterQuery, *, actor: Actor) -> ClusterPage:
+        """The page of clusters ``query`` asks for, as the API shows them."""
         with self._unit_of_work() as uow:
-            clusters = uow.clusters.list()
-        return ClusterListing(clusters=clusters, total=len(clusters))
+            return uow.clusters.page(query)
+
+    def all_clusters(self, *, actor: Actor) -> Sequence[Cluster]:
+        """Every registered cluster, by name (the command line's list)."""
+        with self._unit_of_work() as uow:
+            return uow.clusters.list()
 
     def get_cluster(self, cluster_id: str | uuid.UUID, *, actor: Actor) -> Cluster:
         parsed = parse_cluster_id(cluster_id)

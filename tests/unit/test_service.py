@@ -13,9 +13,11 @@ import pytest
 
 from clusters.bootstrap import bootstrap
 from clusters.domain import (
+    DEFAULT_LIMIT,
     Actor,
     ClusterNameTaken,
     ClusterNotFound,
+    ClusterQuery,
     ClusterStatus,
     ClusterStatusEntry,
     InvalidClusterId,
@@ -31,6 +33,7 @@ from clusters.domain import (
     StaleCluster,
     TokenCredentials,
     ValidationFailed,
+    public_cluster,
 )
 from clusters.repositories.memory import InMemoryClusterRepository, InMemoryUnitOfWork
 from tests.conftest import assert_secret_absent
@@ -159,17 +162,31 @@ def test_authentication_failure(service, proxmox, caplog):
     ]
 
 
-def test_list_clusters(service):
-    for name in ["beta", "Alpha", "gamma"]:
+def test_list_clusters_answers_the_page_the_query_asks_for(service):
+    for name in ["beta", "Alpha", "gamma", "delta"]:
         service.clusters.register(request(name=name), actor=OPERATOR)
-    listing = service.clusters.list_clusters(actor=OPERATOR)
-    assert listing.total == 3
-    assert [c.name for c in listing.clusters] == ["Alpha", "beta", "gamma"]
+
+    page = service.clusters.list_clusters(ClusterQuery(limit=2, offset=1), actor=OPERATOR)
+
+    assert [c["name"] for c in page.clusters] == ["beta", "delta"]
+    assert (page.total, page.has_previous, page.has_next) == (4, True, True)
+    assert page.clusters[0] == public_cluster(
+        service.clusters.get_cluster_by_name("beta", actor=OPERATOR)
+    )
 
 
 def test_list_clusters_when_none_is_registered(service):
-    listing = service.clusters.list_clusters(actor=OPERATOR)
-    assert (list(listing.clusters), listing.total) == ([], 0)
+    page = service.clusters.list_clusters(ClusterQuery(), actor=OPERATOR)
+    assert (list(page.clusters), page.total, page.has_next) == ([], 0, False)
+
+
+def test_all_clusters_lists_every_cluster_past_any_page(service):
+    for index in range(DEFAULT_LIMIT + 1):
+        service.clusters.register(request(name=f"c-{index:03d}"), actor=OPERATOR)
+
+    clusters = service.clusters.all_clusters(actor=OPERATOR)
+
+    assert [c.name for c in clusters] == [f"c-{index:03d}" for index in range(DEFAULT_LIMIT + 1)]
 
 
 def test_get_cluster(service):
