@@ -137,9 +137,7 @@ class ClusterQuery:
             return False
         if self.search is not None:
             key = search_key(self.search)
-            return key in search_key(cluster["name"]) or key in search_key(
-                cluster["api_endpoint"]
-            )
+            return key in search_key(cluster["name"]) or key in search_key(cluster["api_endpoint"])
         return True
 
     @property
