@@ -11,6 +11,9 @@ HOST   ?= 127.0.0.1
 # a whole worker).
 WORKERS ?= 4
 THREADS ?= 4
+# make serve: where gunicorn's workers keep their metrics for /metrics to sum
+# (prometheus-client's multiprocess mode); emptied at every start.
+PROMETHEUS_MULTIPROC_DIR ?= $(CURDIR)/.prometheus-multiproc
 
 .DEFAULT_GOAL := help
 .PHONY: help venv venv-dev run test lint format bench serve clean
@@ -20,7 +23,8 @@ help:
 	@echo "make test    install test tools, lint, run the whole test suite"
 	@echo "make bench   run the benchmarks in benchmarks/"
 	@echo "make serve   production-style: migrate, collectstatic, gunicorn with WORKERS=$(WORKERS) processes,"
-	@echo "             DJANGO_DEBUG=0, CLUSTER_REPOSITORY=django, DATABASE_URL (see README)"
+	@echo "             DJANGO_DEBUG=0, CLUSTER_REPOSITORY=django, DATABASE_URL (see README);"
+	@echo "             /metrics summed over the workers (PROMETHEUS_MULTIPROC_DIR=$(PROMETHEUS_MULTIPROC_DIR))"
 	@echo "make lint    ruff check + ruff format --check + mypy;  make format  to fix"
 
 # Stamp files make re-runs instant until a requirements file changes.
@@ -56,10 +60,13 @@ run: venv
 serve: export DJANGO_DEBUG = 0
 serve: export CLUSTER_REPOSITORY = django
 serve: venv
-	$(BIN)/python manage.py migrate --noinput
-	$(BIN)/python manage.py collectstatic --noinput --verbosity 0
+	env -u PROMETHEUS_MULTIPROC_DIR $(BIN)/python manage.py migrate --noinput
+	env -u PROMETHEUS_MULTIPROC_DIR $(BIN)/python manage.py collectstatic --noinput --verbosity 0
+	rm -rf "$(PROMETHEUS_MULTIPROC_DIR)" && mkdir -p "$(PROMETHEUS_MULTIPROC_DIR)"
+	PROMETHEUS_MULTIPROC_DIR="$(PROMETHEUS_MULTIPROC_DIR)" \
 	exec $(BIN)/gunicorn proxmoxer_site.wsgi --bind $(HOST):$(PORT) \
-		--workers $(WORKERS) --threads $(THREADS) --timeout 60 --no-control-socket
+		--workers $(WORKERS) --threads $(THREADS) --timeout 60 --no-control-socket \
+		--config python:proxmoxer_site.gunicorn_hooks
 
 lint: venv-dev
 	$(BIN)/ruff check .

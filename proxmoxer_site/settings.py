@@ -62,6 +62,7 @@ if PROXMOXER_SIMULATOR:
     INSTALLED_APPS.append("pve_simulator")
 
 MIDDLEWARE = [
+    "clusters.metrics.RequestMetricsMiddleware",
     "clusters.middleware.AccessLogMiddleware",
     "clusters.middleware.ApiErrorEnvelopeMiddleware",
     "django.middleware.security.SecurityMiddleware",
@@ -163,6 +164,10 @@ if not PROXMOXER_CREDENTIALS_KEYS:
 else:
     # A malformed key fails at startup, not at the first request that needs it.
     parse_keys(PROXMOXER_CREDENTIALS_KEYS)
+
+# GET /metrics answers only with "Authorization: Bearer <this>"; unset, it
+# is a 404 (docs/operations.md, "Metrics").
+PROXMOXER_METRICS_TOKEN = env.str("PROXMOXER_METRICS_TOKEN", default="")
 
 # The largest legitimate request is a few KiB; anything past this is refused
 # with 413 before a parser or Proxmox sees it.

@@ -1,16 +1,18 @@
 """Top-level routes: the API under /api/v1/ (with its OpenAPI schema and
-Swagger UI), /health, login for the browsable API, the admin; anything else
+Swagger UI), /health, /metrics, login for the browsable API, the admin; anything else
 under /api/ is a JSON 404."""
 
 from django.contrib import admin
 from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from clusters.metrics import metrics_view
 from clusters.urls import router
 from clusters.views import api_not_found, health
 
 urlpatterns = [
     re_path(r"^health/?$", health, name="health"),
+    re_path(r"^metrics/?$", metrics_view, name="metrics"),
     re_path(r"^api/v1/schema/?$", SpectacularAPIView.as_view(), name="schema"),
     re_path(r"^api/v1/docs/?$", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     path("api/v1/", include("clusters.urls")),

@@ -66,6 +66,7 @@ from clusters.domain.listing import (
     PublicCluster,
     parse_statuses,
     public_cluster,
+    rfc3339,
     search_key,
 )
 from clusters.domain.registration import Registration, RegistrationRequest
@@ -127,5 +128,6 @@ __all__ = [
     "parse_cluster_id",
     "parse_statuses",
     "public_cluster",
+    "rfc3339",
     "search_key",
 ]

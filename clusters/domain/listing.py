@@ -12,10 +12,9 @@ into it) and the API renders it as it is.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TypedDict
 
 from clusters.domain.cluster import Cluster, ClusterStatus
@@ -31,14 +30,12 @@ SEARCH_MAX_LENGTH = 255
 
 
 class PublicCluster(TypedDict):
-    """A cluster as the API shows it, in the API's field order.
+    """A cluster as the API shows it, in the API's field order, every value
+    ready for JSON: the id as its canonical string, times as RFC 3339 in UTC
+    ending in ``Z`` (``rfc3339``), exactly as the cluster serializer writes
+    them. A backend that keeps these keeps them rendered once."""
 
-    UUIDs and datetimes stay objects: the JSON renderer writes them in the
-    same form the cluster serializer does (a UUID's canonical string, RFC
-    3339 in UTC with a ``Z``).
-    """
-
-    id: uuid.UUID
+    id: str
     name: str
     api_endpoint: str
     status: str
@@ -49,19 +46,27 @@ class PublicCluster(TypedDict):
     token_id: str | None
     verify_tls: bool
     fingerprint: str | None
-    created_at: datetime
-    updated_at: datetime
-    last_checked_at: datetime | None
+    created_at: str
+    updated_at: str
+    last_checked_at: str | None
     last_error: str | None
     version: int
+
+
+def rfc3339(moment: datetime) -> str:
+    """``moment`` in UTC as RFC 3339, as DRF's DateTimeField writes it: ISO
+    8601 with microseconds when there are any, ``Z`` for UTC."""
+    text = moment.astimezone(UTC).isoformat()
+    return text[:-6] + "Z" if text.endswith("+00:00") else text
 
 
 def public_cluster(cluster: Cluster) -> PublicCluster:
     """What a list shows of ``cluster``."""
     credentials = cluster.credentials
     password = credentials.auth_method == "password"
+    checked = cluster.last_checked_at
     return {
-        "id": cluster.id,
+        "id": str(cluster.id),
         "name": cluster.name,
         "api_endpoint": cluster.api_endpoint,
         "status": cluster.status.value,
@@ -72,9 +77,9 @@ def public_cluster(cluster: Cluster) -> PublicCluster:
         "token_id": None if password else credentials.principal,
         "verify_tls": cluster.verify_tls,
         "fingerprint": cluster.fingerprint,
-        "created_at": cluster.created_at,
-        "updated_at": cluster.updated_at,
-        "last_checked_at": cluster.last_checked_at,
+        "created_at": rfc3339(cluster.created_at),
+        "updated_at": rfc3339(cluster.updated_at),
+        "last_checked_at": None if checked is None else rfc3339(checked),
         "last_error": cluster.last_error,
         "version": cluster.version,
     }

@@ -14,9 +14,12 @@ two processes racing over one cluster cannot both win.
 from __future__ import annotations
 
 import uuid
+from collections import defaultdict
 from collections.abc import Mapping, Sequence
+from datetime import UTC
 from typing import Any
 
+import psycopg
 from django.db import DEFAULT_DB_ALIAS, IntegrityError, connections, transaction
 from django.db.models import Q, QuerySet
 from django.db.models.functions import Lower
@@ -33,6 +36,7 @@ from clusters.domain import (
     StaleCluster,
     UnitOfWork,
     name_key,
+    rfc3339,
     search_key,
 )
 from clusters.encryption import CredentialCipher
@@ -56,17 +60,18 @@ _PASSWORD = "password"
 
 
 def _public_cluster(row: tuple[Any, ...]) -> PublicCluster:
-    """A row of _PUBLIC_COLUMNS as a list shows it: read straight from the
-    columns, with no model or domain object in between (a list of a
-    thousand clusters would spend most of its time building those)."""
+    """A row of _PUBLIC_COLUMNS (and whatever follows them) as a list shows
+    it: read straight from the columns, with no model or domain object in
+    between (a list of a thousand clusters spent most of its time building
+    those)."""
     (
         cluster_id, name, api_endpoint, status, proxmox_version, node_count, auth_method,
         principal, verify_tls, fingerprint, created_at, updated_at, last_checked_at,
-        last_error, version,
+        last_error, version, *_rest,
     ) = row  # fmt: skip
     password = auth_method == _PASSWORD
     return {
-        "id": cluster_id,
+        "id": str(cluster_id),
         "name": name,
         "api_endpoint": api_endpoint,
         "status": status,
@@ -77,9 +82,9 @@ def _public_cluster(row: tuple[Any, ...]) -> PublicCluster:
         "token_id": None if password else principal,
         "verify_tls": verify_tls,
         "fingerprint": fingerprint,
-        "created_at": created_at,
-        "updated_at": updated_at,
-        "last_checked_at": last_checked_at,
+        "created_at": rfc3339(created_at),
+        "updated_at": rfc3339(updated_at),
+        "last_checked_at": None if last_checked_at is None else rfc3339(last_checked_at),
         "last_error": last_error,
         "version": version,
     }
@@ -97,6 +102,130 @@ def _violated_unique_column(error: IntegrityError) -> str | None:
         if str(error) == f"UNIQUE constraint failed: {_TABLE}.{column}":
             return column
     return None
+
+
+_ALL = 2**63 - 1  # LIMIT without a limit, in a form both databases take
+
+
+def _like_pattern(text: str) -> str:
+    """``%text%`` with LIKE's own characters in ``text`` taken literally."""
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+def _page_statement(query: ClusterQuery, columns: Sequence[str]) -> tuple[str, list[Any]]:
+    """The SQL of ``DjangoClusterRepository.page`` and its parameters: the
+    ``columns`` of the page's rows, and the count of every match last.
+
+    The same on SQLite and PostgreSQL: both sides of the search are folded —
+    ``name_key`` is ``name_key(name)``, and ``LOWER()`` of an endpoint is
+    its casefold() since endpoints are ASCII — and the ``name_key`` column
+    sorts by code point on both (its "C" collation on PostgreSQL).
+    """
+    conditions: list[str] = []
+    params: list[Any] = []
+    if query.statuses:
+        conditions.append(f"status IN ({', '.join(['%s'] * len(query.statuses))})")
+        params += sorted(query.statuses)
+    if query.name is not None:
+        conditions.append("name_key = %s")
+        params.append(name_key(query.name))
+    if query.search is not None:
+        conditions.append(
+            "(name_key LIKE %s ESCAPE '\\' OR LOWER(api_endpoint) LIKE %s ESCAPE '\\')"
+        )
+        params += [_like_pattern(search_key(query.search))] * 2
+    where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
+    # Only fixed fragments and placeholders are joined here; every value
+    # the client gave is a parameter.
+    sql = (
+        f"SELECT {', '.join(columns)}, (SELECT COUNT(*) FROM {_TABLE}{where})"  # noqa: S608
+        f" FROM {_TABLE}{where} ORDER BY name_key LIMIT %s OFFSET %s"
+    )
+    limit = _ALL if query.limit is None else query.limit
+    return sql, [*params, *params, limit, query.offset]
+
+
+def _fetch_binary(
+    driver_connection: psycopg.Connection[Any], sql: str, params: list[Any], connection: Any
+) -> list[tuple[Any, ...]]:
+    """The rows of ``sql`` from PostgreSQL in the binary format, through
+    psycopg's C loaders.
+
+    Django reads results as text through client-side cursors and loads every
+    timestamptz with a Python loader; for a page of a thousand clusters that
+    was most of the request. Binary results (which need a server-side
+    binding cursor) skip both: the server formats no text and psycopg parses
+    none. (Timestamps come in the session's zone; rfc3339 writes them in
+    UTC whatever it is.)
+    """
+    with connection.wrap_database_errors, psycopg.Cursor(driver_connection) as cursor:
+        cursor.execute(sql, params, binary=True)
+        return cursor.fetchall()
+
+
+# A row version: xmin is the transaction that wrote it, new on every UPDATE
+# whoever makes it; version and updated_at make a coincidence of xmin after
+# a transaction-id wraparound irrelevant.
+_VERSION_COLUMNS = ("id::text", "xmin::text", "version", "updated_at")
+_VERSION_COLUMN = _PUBLIC_COLUMNS.index("version")
+_UPDATED_AT_COLUMN = _PUBLIC_COLUMNS.index("updated_at")
+_BY_IDS = (
+    f"SELECT {', '.join(_PUBLIC_COLUMNS)}, id::text, xmin::text "  # noqa: S608
+    f"FROM {_TABLE} WHERE id = ANY(%s::uuid[])"
+)
+
+
+class _PublicFormCache:
+    """Each cluster's public form by row version, per process and database.
+
+    A page of a thousand clusters then reads two short columns a row
+    instead of fifteen, and builds nothing for a cluster that has not
+    changed. Entries are keyed by the row version the database reports, so
+    any write, by any process or any code path, makes the next page read
+    the row again. Only committed rows go in (see ``page``).
+    """
+
+    MAX_ENTRIES = 100_000  # past it (deregistered clusters pile up), start over
+
+    def __init__(self) -> None:
+        self._entries: dict[str, tuple[tuple[Any, ...], PublicCluster]] = {}
+
+    def lookup(
+        self, rows: Sequence[tuple[Any, ...]], driver_connection: Any, connection: Any
+    ) -> list[PublicCluster]:
+        entries = self._entries
+        stale = [row[0] for row in rows if entries.get(row[0], ((),))[0] != row[1:4]]
+        if stale:
+            if len(entries) + len(stale) > self.MAX_ENTRIES:
+                entries.clear()
+            for full in _fetch_binary(driver_connection, _BY_IDS, [stale], connection):
+                row_version = (full[-1], full[_VERSION_COLUMN], full[_UPDATED_AT_COLUMN])
+                entries[full[-2]] = (row_version, _public_cluster(full))
+        # A cluster deleted between the two statements is left out.
+        found = (entries.get(row[0]) for row in rows)
+        return [entry[1] for entry in found if entry is not None]
+
+
+_PUBLIC_FORMS: defaultdict[str, _PublicFormCache] = defaultdict(_PublicFormCache)
+
+_DATETIME_COLUMNS = [
+    _PUBLIC_COLUMNS.index(c) for c in ("created_at", "updated_at", "last_checked_at")
+]
+_ID_COLUMN = _PUBLIC_COLUMNS.index("id")
+
+
+def _from_sqlite(row: tuple[Any, ...]) -> tuple[Any, ...]:
+    """A raw SQLite row as Django's field converters would give it: the id
+    from its 32 hex digits, timestamps (UTC, stored without a zone) aware.
+    (sqlite3 has already parsed the timestamps and the flag, by the column
+    types Django registers converters for.)"""
+    values = list(row)
+    values[_ID_COLUMN] = uuid.UUID(hex=values[_ID_COLUMN])
+    for column in _DATETIME_COLUMNS:
+        if values[column] is not None:
+            values[column] = values[column].replace(tzinfo=UTC)
+    return tuple(values)
 
 
 class DjangoClusterRepository(ClusterRepository):
@@ -133,29 +262,56 @@ class DjangoClusterRepository(ClusterRepository):
         return tuple(record.to_domain(cipher) for record in self._records().order_by("name_key"))
 
     def page(self, query: ClusterQuery) -> ClusterPage:
+        """One statement, written out (docs/benchmarks.md, "The cluster
+        list"): the page's rows and, as an uncorrelated subquery both
+        databases evaluate once, the count of every match. Compiling the
+        equivalent queryset cost more than running it.
+
+        On PostgreSQL outside a transaction, the statement reads only each
+        row's id and version (``xmin``) and the public forms come from
+        this process's cache (``_PublicFormCache``).
+        """
+        connection = connections[self._using]
+        with connection.cursor() as cursor:
+            if connection.vendor != "postgresql":
+                sql, params = _page_statement(query, _PUBLIC_COLUMNS)
+                cursor.execute(sql, params)
+                rows = cursor.fetchall()
+                clusters = [_public_cluster(_from_sqlite(row)) for row in rows]
+            elif connection.in_atomic_block:
+                # A transaction may see its own uncommitted row versions,
+                # which must not outlive it in a cache.
+                sql, params = _page_statement(query, _PUBLIC_COLUMNS)
+                rows = _fetch_binary(cursor.cursor.connection, sql, params, connection)
+                clusters = [_public_cluster(row) for row in rows]
+            else:
+                sql, params = _page_statement(query, _VERSION_COLUMNS)
+                rows = _fetch_binary(cursor.cursor.connection, sql, params, connection)
+                clusters = _PUBLIC_FORMS[self._using].lookup(
+                    rows, cursor.cursor.connection, connection
+                )
+        if rows:
+            total = rows[0][-1]
+        elif query.offset:  # past the end: no row carried the count
+            total = self._matching(query).count()
+        else:
+            total = 0
+        return ClusterPage(clusters, total, query)
+
+    def _matching(self, query: ClusterQuery) -> QuerySet[ClusterRecord]:
+        """The clusters ``query`` matches, as a queryset (what _page_statement
+        says in SQL)."""
         matching = self._records()
         if query.statuses:
             matching = matching.filter(status__in=sorted(query.statuses))
         if query.name is not None:
             matching = matching.filter(name_key=name_key(query.name))
         if query.search is not None:
-            # Both sides folded: name_key is, and the endpoint's LOWER() is
-            # its casefold() (endpoints are ASCII), on SQLite as on PostgreSQL.
             key = search_key(query.search)
             matching = matching.annotate(endpoint_key=Lower("api_endpoint")).filter(
                 Q(name_key__contains=key) | Q(endpoint_key__contains=key)
             )
-        offset, limit = query.offset, query.limit
-        rows = matching.order_by("name_key").values_list(*_PUBLIC_COLUMNS)
-        rows = rows[offset : offset + limit] if limit is not None else rows[offset:]
-        clusters = [_public_cluster(row) for row in rows]
-        short_page = limit is None or len(clusters) < limit
-        if (clusters and short_page) or (not clusters and not offset):
-            # The last page (or an empty registry): its end is the total.
-            total = offset + len(clusters)
-        else:
-            total = matching.count()
-        return ClusterPage(clusters, total, query)
+        return matching
 
     def exists(self, cluster_id: uuid.UUID) -> bool:
         return self._records().filter(pk=cluster_id).exists()

@@ -4,17 +4,28 @@ background jobs drive alike (docs/architecture.md, "Layers").
 - ``registry.ClusterService`` — register, deregister, list, get.
 - ``checks.CheckService`` — check clusters against their API (refresh).
 - ``ports`` — what the use cases need from outside: a Proxmox gateway, a
-  clock, a unit-of-work factory.
+  clock, a unit-of-work factory, an observer of checks.
 """
 
 from clusters.services.checks import CheckService
-from clusters.services.ports import Clock, ProxmoxGateway, UnitOfWorkFactory, utc_now
+from clusters.services.ports import (
+    CheckObserver,
+    CheckOutcome,
+    Clock,
+    IgnoreChecks,
+    ProxmoxGateway,
+    UnitOfWorkFactory,
+    utc_now,
+)
 from clusters.services.registry import ClusterService
 
 __all__ = [
+    "CheckObserver",
+    "CheckOutcome",
     "CheckService",
     "Clock",
     "ClusterService",
+    "IgnoreChecks",
     "ProxmoxGateway",
     "UnitOfWorkFactory",
     "utc_now",

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from datetime import datetime
 
 from clusters.domain import (
     Actor,
@@ -26,7 +27,14 @@ from clusters.domain import (
     assess_health,
     parse_cluster_id,
 )
-from clusters.services.ports import Clock, ProxmoxGateway, UnitOfWorkFactory
+from clusters.services.ports import (
+    CheckObserver,
+    CheckOutcome,
+    Clock,
+    IgnoreChecks,
+    ProxmoxGateway,
+    UnitOfWorkFactory,
+)
 
 logger = logging.getLogger("clusters")
 
@@ -54,11 +62,17 @@ class CheckService:
     """Use cases that check clusters: ``refresh`` (one, on request)."""
 
     def __init__(
-        self, *, unit_of_work: UnitOfWorkFactory, proxmox: ProxmoxGateway, clock: Clock
+        self,
+        *,
+        unit_of_work: UnitOfWorkFactory,
+        proxmox: ProxmoxGateway,
+        clock: Clock,
+        observer: CheckObserver | None = None,
     ) -> None:
         self._unit_of_work = unit_of_work
         self._proxmox = proxmox
         self._clock = clock
+        self._observer = observer if observer is not None else IgnoreChecks()
 
     def refresh(self, cluster_id: str | uuid.UUID, *, actor: Actor) -> Cluster:
         """Check a registered cluster again with its stored credentials.
@@ -100,13 +114,16 @@ class CheckService:
         try:
             report = inspect(self._proxmox, cluster.target, cluster.credentials)
         except ProxmoxAuthenticationFailed as error:
+            self._finished(CheckOutcome.UNAUTHORIZED, started)
             return cluster.observed(
                 at=started, status=ClusterStatus.UNKNOWN, last_error=error.message
             )
         except ProxmoxError as error:
+            self._finished(CheckOutcome.ERROR, started)
             return cluster.observed(
                 at=started, status=ClusterStatus.UNHEALTHY, last_error=error.message
             )
+        self._finished(CheckOutcome.SUCCESS, started)
         health = assess_health(report)
         return cluster.observed(
             at=started,
@@ -115,3 +132,8 @@ class CheckService:
             proxmox_version=report.version,
             last_error=None,
         )
+
+    def _finished(self, outcome: CheckOutcome, started: datetime) -> None:
+        # The wall clock may step back; a check never took negative time.
+        seconds = max(0.0, (self._clock() - started).total_seconds())
+        self._observer.check_finished(outcome, seconds)

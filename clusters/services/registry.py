@@ -97,8 +97,9 @@ class ClusterService:
 
     def list_clusters(self, query: ClusterQuery, *, actor: Actor) -> ClusterPage:
         """The page of clusters ``query`` asks for, as the API shows them."""
-        with self._unit_of_work() as uow:
-            return uow.clusters.page(query)
+        # A read needs no batch: no transaction to open and commit around
+        # it on a database, no lock to wait for in memory.
+        return self._unit_of_work().clusters.page(query)
 
     def all_clusters(self, *, actor: Actor) -> Sequence[Cluster]:
         """Every registered cluster, by name (the command line's list)."""

@@ -33,6 +33,7 @@ from clusters.domain import (
     StaleCluster,
     name_key,
     public_cluster,
+    rfc3339,
 )
 from tests.backends import ALIASES, BACKENDS, backend_param, units_of_work
 from tests.cluster_samples import NOW, make_cluster, token_cluster
@@ -461,7 +462,7 @@ def test_page_follows_every_kind_of_write(repository: AutoCommit) -> None:
         ClusterQuery(statuses=frozenset({ClusterStatus.UNHEALTHY}))
     )
     assert [(c["name"], c["last_error"], c["updated_at"]) for c in unhealthy.clusters] == [
-        ("Bravo", "gone", LATER)
+        ("Bravo", "gone", rfc3339(LATER))
     ]
     assert repository.repository.page(ClusterQuery(name="echo")).clusters[0]["version"] == 2
 

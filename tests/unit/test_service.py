@@ -36,8 +36,9 @@ from clusters.domain import (
     public_cluster,
 )
 from clusters.repositories.memory import InMemoryClusterRepository, InMemoryUnitOfWork
+from clusters.services import CheckOutcome
 from tests.conftest import assert_secret_absent
-from tests.fakes import FakeClock, FakeProxmox
+from tests.fakes import FakeClock, FakeProxmox, RecordingObserver
 from tests.units_of_work import AutoCommit
 
 PASSWORD = "Pa55-unit-secret-91c2"
@@ -60,9 +61,17 @@ def clock():
 
 
 @pytest.fixture
-def service(repository, proxmox, clock):
+def observer():
+    return RecordingObserver()
+
+
+@pytest.fixture
+def service(repository, proxmox, clock, observer):
     return bootstrap(
-        unit_of_work=InMemoryUnitOfWork.factory(repository), proxmox=proxmox, clock=clock
+        unit_of_work=InMemoryUnitOfWork.factory(repository),
+        proxmox=proxmox,
+        clock=clock,
+        check_observer=observer,
     )
 
 
@@ -355,6 +364,49 @@ def test_refresh_that_finds_the_configuration_edited_meanwhile_drops_its_result(
     stored = repository.find_by_id(cluster.id)
     assert stored == edited, "the edit survives, the check's findings are dropped"
     assert (stored.status, stored.last_error, stored.version) == (ClusterStatus.HEALTHY, None, 2)
+
+
+@pytest.mark.parametrize(
+    ("error", "outcome"),
+    [
+        (None, CheckOutcome.SUCCESS),
+        (ProxmoxAuthenticationFailed("refused"), CheckOutcome.UNAUTHORIZED),
+        (ProxmoxUnreachable("gone"), CheckOutcome.ERROR),
+        (ProxmoxBadResponse("not PVE"), CheckOutcome.ERROR),
+    ],
+    ids=["success", "unauthorized", "unreachable", "bad-response"],
+)
+def test_every_check_tells_the_observer_its_outcome_and_duration(
+    service, proxmox, clock, observer, error, outcome
+):
+    cluster = service.clusters.register(request(), actor=OPERATOR)
+    assert observer.finished == []  # a registration proves credentials; it is no check
+    proxmox.error = error
+    proxmox.before_answer = lambda: clock.advance(seconds=1.5)
+
+    service.checks.refresh(cluster.id, actor=OPERATOR)
+
+    assert observer.finished == [(outcome, 1.5)]
+
+
+def test_a_check_while_the_clock_steps_back_took_no_negative_time(
+    service, proxmox, clock, observer
+):
+    cluster = service.clusters.register(request(), actor=OPERATOR)
+    proxmox.before_answer = lambda: clock.advance(seconds=-30)
+
+    service.checks.refresh(cluster.id, actor=OPERATOR)
+
+    assert observer.finished == [(CheckOutcome.SUCCESS, 0.0)]
+
+
+def test_checks_need_no_observer(repository, proxmox, clock):
+    composed = bootstrap(
+        unit_of_work=InMemoryUnitOfWork.factory(repository), proxmox=proxmox, clock=clock
+    )
+    cluster = composed.clusters.register(request(), actor=OPERATOR)
+
+    assert composed.checks.refresh(cluster.id, actor=OPERATOR).status is ClusterStatus.HEALTHY
 
 
 def test_refresh_never_moves_the_version(service, proxmox):
