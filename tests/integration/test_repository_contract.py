@@ -18,7 +18,7 @@ import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from django.db import connections
@@ -279,6 +279,27 @@ def test_page_shows_every_cluster_as_public_cluster_does(repository: AutoCommit)
     assert page.total == 2
 
 
+def test_page_writes_times_and_ids_as_the_api_does(repository: AutoCommit) -> None:
+    """Whole seconds without a fraction, another zone in UTC, no check yet:
+    each backend's shortcut to the text must land where rfc3339 does."""
+    whole_second = datetime(2026, 5, 1, 12, 0, 0, tzinfo=UTC)
+    elsewhere = datetime(2026, 5, 1, 14, 30, 0, 250000, tzinfo=timezone(timedelta(hours=2)))
+    cluster = make_cluster(
+        "times", created_at=whole_second, updated_at=elsewhere, last_checked_at=None
+    )
+    repository.add(cluster)
+
+    [listed] = repository.repository.page(ClusterQuery()).clusters
+
+    assert (listed["id"], listed["created_at"], listed["updated_at"]) == (
+        str(cluster.id),
+        "2026-05-01T12:00:00Z",
+        "2026-05-01T12:30:00.250000Z",
+    )
+    assert listed["last_checked_at"] is None
+    assert listed == public_cluster(cluster)
+
+
 def test_page_never_carries_a_secret(repository: AutoCommit) -> None:
     repository.add(make_cluster("Prod-EU"))
     repository.add(token_cluster("Lab"))
@@ -465,6 +486,31 @@ def test_page_follows_every_kind_of_write(repository: AutoCommit) -> None:
         ("Bravo", "gone", rfc3339(LATER))
     ]
     assert repository.repository.page(ClusterQuery(name="echo")).clusters[0]["version"] == 2
+
+
+def test_committed_pages_follow_every_kind_of_write(shared_repository: AutoCommit) -> None:
+    """The same with committed writes, read outside any transaction: where a
+    backend keeps what it listed (PostgreSQL's cache of public forms), each
+    write must still show on the next page."""
+    clusters = {name: make_cluster(name) for name in ("delta", "Bravo", "charlie")}
+    for cluster in clusters.values():
+        shared_repository.add(cluster)
+    everything = ClusterQuery()
+    before = shared_repository.repository.page(everything)
+    assert _names(before) == ["Bravo", "charlie", "delta"]
+
+    shared_repository.delete(clusters["charlie"].id)
+    echo = clusters["delta"].reconfigured(at=NOW, name="Echo")
+    shared_repository.update(echo)
+    checked = clusters["Bravo"].observed(at=NOW, status=ClusterStatus.UNHEALTHY)
+    shared_repository.record_check(checked)
+    shared_repository.add(make_cluster("alpha"))
+
+    after = shared_repository.repository.page(everything)
+    assert _names(after) == ["alpha", "Bravo", "Echo"]
+    assert after.clusters[1] == public_cluster(checked)
+    assert after.clusters[2] == public_cluster(echo)
+    assert before.clusters[0]["status"] == "healthy"  # a page handed out stays as it was
 
 
 # -- update: a new version of the configuration ------------------------------------
