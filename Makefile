@@ -23,7 +23,7 @@ help:
 	@echo "make test    install test tools, lint, run the whole test suite"
 	@echo "make bench   run the benchmarks in benchmarks/"
 	@echo "make serve   production-style: migrate, collectstatic, gunicorn with WORKERS=$(WORKERS) processes,"
-	@echo "             DJANGO_DEBUG=0, CLUSTER_REPOSITORY=django, DATABASE_URL (see README);"
+	@echo "             DJANGO_DEBUG=0, CLUSTER_REPOSITORY=django, DATABASE_URL (docs/operations.md);"
 	@echo "             /metrics summed over the workers (PROMETHEUS_MULTIPROC_DIR=$(PROMETHEUS_MULTIPROC_DIR))"
 	@echo "make lint    ruff check + ruff format --check + mypy;  make format  to fix"
 
@@ -54,7 +54,7 @@ run: venv
 # Production-style, the way an operator runs it behind a TLS-terminating
 # reverse proxy: DJANGO_DEBUG=0, the database backend, gunicorn. Needs
 # DJANGO_SECRET_KEY and PROXMOXER_CREDENTIALS_KEYS, and DATABASE_URL
-# (PostgreSQL to share the registry between hosts); README, "make serve".
+# (PostgreSQL to share the registry between hosts); docs/operations.md, "make serve".
 # gunicorn's control socket is off: its one path per user would be taken
 # over by a second instance on the same host.
 serve: export DJANGO_DEBUG = 0
@@ -80,7 +80,7 @@ format: venv-dev
 test: venv-dev lint
 	$(BIN)/python -m pytest
 
-# Every benchmarks/bench_*.py prints its own table; the README quotes them.
+# Every benchmarks/bench_*.py prints its own table; docs/benchmarks.md quotes them.
 bench: venv-dev
 	@for script in benchmarks/bench_*.py; do \
 		echo "== $$script"; $(BIN)/python $$script || exit 1; echo; \

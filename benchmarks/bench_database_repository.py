@@ -1,6 +1,6 @@
-"""Seed §8.1 for the Django backend on SQLite and PostgreSQL at n = 100 and
-n = 10,000, and ``GET /api/v1/clusters`` holding 1,000 clusters on every
-backend (memory, SQLite, PostgreSQL).
+"""docs/product-contract.md §15 for the Django backend on SQLite and PostgreSQL
+at n = 100 and n = 10,000, and ``GET /api/v1/clusters`` holding 1,000 clusters
+on every backend (memory, SQLite, PostgreSQL); figures in docs/benchmarks.md.
 
 .venv/bin/python benchmarks/bench_database_repository.py   (or: make bench)
 

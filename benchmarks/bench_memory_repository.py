@@ -1,4 +1,5 @@
-"""Seed §8.1 for the in-memory repository at n = 100 and n = 10,000.
+"""docs/product-contract.md §15 for the in-memory repository at n = 100 and
+n = 10,000 (figures: docs/benchmarks.md).
 
 .venv/bin/python benchmarks/bench_memory_repository.py   (or: make bench)
 """

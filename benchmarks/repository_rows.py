@@ -1,4 +1,5 @@
-"""The seed's §8.1 table, measured against any ClusterRepository.
+"""The targets of docs/product-contract.md §15, measured against any
+ClusterRepository.
 
 Each row is the mean time of one operation on a repository already holding
 n clusters: the median of several repeats, each timing a batch of calls.
@@ -19,8 +20,8 @@ from tests.units_of_work import AutoCommit
 
 REPEATS = 5
 
-# Seed §8.1: expected time per operation (the seed states them at n = 100).
-SEED_TARGETS_NS = {
+# docs/product-contract.md §15: expected time per operation, stated at n = 100.
+TARGETS_NS = {
     "save": 1_000,
     "find_by_id": 1_000,
     "find_by_name": 10_000,
@@ -46,7 +47,7 @@ def _median_ns(batches: list[tuple[int, int]]) -> float:
 
 
 def measure(factory: Callable[[], UnitOfWorkFactory], n: int, batch: int) -> list[Row]:
-    """Time each seed operation on a repository of n clusters. Every write
+    """Time each operation of §15 on a repository of n clusters. Every write
     is its own unit of work, as a use case makes it."""
     rng = random.Random(n)
     rows: list[Row] = []
@@ -125,7 +126,7 @@ def format_ns(ns: float) -> str:
 
 def print_table(title: str, rows: list[Row], sizes: list[int]) -> None:
     print(title)
-    header = f"{'operation':<14}{'seed §8.1':>12}" + "".join(f"{f'n={n:,}':>14}" for n in sizes)
+    header = f"{'operation':<14}{'target §15':>12}" + "".join(f"{f'n={n:,}':>14}" for n in sizes)
     print(header + "   note")
     print("-" * (len(header) + 40))
     keys = list(dict.fromkeys((row.operation, row.note) for row in rows))
@@ -134,10 +135,10 @@ def print_table(title: str, rows: list[Row], sizes: list[int]) -> None:
         for n in sizes:
             match = next(r for r in rows if (r.operation, r.note, r.n) == (operation, note, n))
             cells.append(f"{format_ns(match.ns_per_op):>14}")
-        target = f"< {format_ns(SEED_TARGETS_NS[operation])}"
+        target = f"< {format_ns(TARGETS_NS[operation])}"
         largest = next(
             r for r in rows if (r.operation, r.note, r.n) == (operation, note, sizes[-1])
         )
-        verdict = "within" if largest.ns_per_op < SEED_TARGETS_NS[operation] else "OVER"
+        verdict = "within" if largest.ns_per_op < TARGETS_NS[operation] else "OVER"
         print(f"{operation:<14}{target:>12}{''.join(cells)}   {verdict}; {note}".rstrip("; "))
     print()

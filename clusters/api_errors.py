@@ -52,6 +52,7 @@ INTERNAL_ERROR_MESSAGE = ERRORS[500][1]
 _DOMAIN_STATUS: list[tuple[type[domain.ClusterError], int]] = [
     (domain.ValidationFailed, 400),
     (domain.InvalidClusterId, 400),
+    (domain.Forbidden, 403),
     (domain.ClusterNotFound, 404),
     (domain.ClusterNameTaken, 409),
     (domain.StaleCluster, 409),

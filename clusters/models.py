@@ -16,10 +16,13 @@ from clusters.domain import (
     ENDPOINT_MAX_LENGTH,
     NAME_MAX_LENGTH,
     USERID_MAX_LENGTH,
+    AuditAction,
+    AuditEvent,
     AuthMethod,
     Cluster,
     ClusterStatus,
     Credentials,
+    Outcome,
     PasswordCredentials,
     Secret,
     TokenCredentials,
@@ -168,3 +171,70 @@ def _secret_token(secret: Secret, cipher: CredentialCipher) -> str:
     if isinstance(secret, StoredSecret) and secret.cipher is cipher:
         return secret.token
     return cipher.encrypt(secret.reveal())
+
+
+class AuditEventRecord(models.Model):
+    """One audit event (docs/product-contract.md §13). Append-only: a row is
+    inserted once and never changed; events outlive the clusters they name,
+    so the cluster is referenced by id, not by a foreign key."""
+
+    # Newest first is insertion order: a sequence, since many events share a
+    # timestamp and UUIDs do not sort by time.
+    sequence = models.BigAutoField(primary_key=True)
+    event_id = models.UUIDField(unique=True, editable=False)
+    at = models.DateTimeField(db_index=True)
+    actor = models.CharField(max_length=150)
+    action = models.CharField(
+        max_length=32, choices=[(action.value, action.value) for action in AuditAction]
+    )
+    outcome = models.CharField(
+        max_length=8, choices=[(outcome.value, outcome.value) for outcome in Outcome]
+    )
+    status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    cluster_id = models.UUIDField(null=True, blank=True, db_index=True)
+    cluster_name = models.CharField(max_length=NAME_MAX_LENGTH, null=True, blank=True)
+    source_ip = models.GenericIPAddressField(null=True, blank=True)
+    changes = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        db_table = "clusters_audit_event"
+        verbose_name = "audit event"
+        ordering = ["-sequence"]
+
+    def __str__(self) -> str:
+        return f"{self.at:%Y-%m-%d %H:%M:%S} {self.actor} {self.action} {self.outcome}"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if not self._state.adding:
+            raise ValueError("audit events are append-only")
+        kwargs["force_insert"] = True
+        super().save(*args, **kwargs)
+
+    @classmethod
+    def from_domain(cls, event: AuditEvent) -> AuditEventRecord:
+        return cls(
+            event_id=event.id,
+            at=event.at,
+            actor=event.actor,
+            action=event.action.value,
+            outcome=event.outcome.value,
+            status_code=event.status_code,
+            cluster_id=event.cluster_id,
+            cluster_name=event.cluster_name,
+            source_ip=event.source_ip,
+            changes=dict(event.changes),
+        )
+
+    def to_domain(self) -> AuditEvent:
+        return AuditEvent(
+            id=self.event_id,
+            at=self.at,
+            actor=self.actor,
+            action=AuditAction(self.action),
+            outcome=Outcome(self.outcome),
+            status_code=self.status_code,
+            cluster_id=self.cluster_id,
+            cluster_name=self.cluster_name,
+            source_ip=self.source_ip,
+            changes=self.changes,
+        )

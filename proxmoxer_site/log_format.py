@@ -1,10 +1,11 @@
-"""Log lines as the original design writes them: ``[INFO] ...``, ``[WARN] ...``."""
+"""Log lines as docs/product-contract.md §16 writes them: ``[INFO] ...``,
+``[WARN] ...``."""
 
 import logging
 import time
 
 
-class SeedFormatter(logging.Formatter):
+class LogLineFormatter(logging.Formatter):
     converter = time.gmtime  # timestamps in UTC, like the API's
 
     def format(self, record: logging.LogRecord) -> str:

@@ -1,5 +1,6 @@
-"""Settings of the proxmoxer service, every one from the environment (README,
-"Configuration"). Read by django-environ, which also parses DATABASE_URL.
+"""Settings of the proxmoxer service, every one from the environment
+(docs/operations.md, "Settings"). Read by django-environ, which also parses
+DATABASE_URL.
 
 Production (``DJANGO_DEBUG=0``, the default of the WSGI/ASGI entry points)
 fails fast on a missing secret key or credentials key; ``manage.py`` defaults to
@@ -145,7 +146,7 @@ if PROXMOX_CA_BUNDLE:
         ) from None
 
 # Fernet keys for the secrets the database backend stores, newest first
-# (README, "Key management and rotation").
+# (docs/operations.md, "Keys and rotation").
 PROXMOXER_CREDENTIALS_KEYS = [
     key.strip() for key in env.list("PROXMOXER_CREDENTIALS_KEYS", default=[]) if key.strip()
 ]
@@ -231,13 +232,13 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {
-        "seed": {
-            "()": "proxmoxer_site.log_format.SeedFormatter",
+        "lines": {
+            "()": "proxmoxer_site.log_format.LogLineFormatter",
             "format": "%(asctime)s [%(levelname)s] %(message)s",
             "datefmt": "%Y-%m-%dT%H:%M:%SZ",
         },
     },
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "seed"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "lines"}},
     "root": {"handlers": ["console"], "level": "WARNING"},
     "loggers": {
         "clusters": {"level": LOG_LEVEL},

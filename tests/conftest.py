@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 
 from clusters.bootstrap import Services, bootstrap
+from clusters.services import UnitOfWorkFactory
 from clusters.wiring import (
     install_services,
     proxmox_client_from_settings,
-    services_from_settings,
     unit_of_work_from_settings,
 )
 from tests import postgres
@@ -51,24 +51,31 @@ def _loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(socket, "getaddrinfo", guarded_getaddrinfo)
 
 
+@pytest.fixture
+def unit_of_work() -> UnitOfWorkFactory:
+    """The storage the settings choose (an empty in-memory registry), for a
+    test to look into what the service did."""
+    return unit_of_work_from_settings()
+
+
 @pytest.fixture(autouse=True)
-def services() -> Iterator[Services]:
-    """Each test starts with services composed from the settings: an empty
-    in-memory registry and the real Proxmox client."""
-    composed = services_from_settings()
+def services(unit_of_work: UnitOfWorkFactory) -> Iterator[Services]:
+    """Each test starts with services composed as the settings say, over
+    ``unit_of_work`` and the real Proxmox client."""
+    composed = bootstrap(unit_of_work=unit_of_work, proxmox=proxmox_client_from_settings())
     install_services(composed)
     yield composed
     install_services(None)
 
 
 @pytest.fixture
-def compose() -> Callable[..., Services]:
+def compose(unit_of_work: UnitOfWorkFactory) -> Callable[..., Services]:
     """Install services composed from explicit collaborators, e.g.
-    ``compose(proxmox=FakeProxmox())``; whatever is not given comes from
-    the settings."""
+    ``compose(proxmox=FakeProxmox())``; whatever is not given is what the
+    ``services`` fixture uses."""
 
     def composed(**collaborators: Any) -> Services:
-        collaborators.setdefault("unit_of_work", unit_of_work_from_settings())
+        collaborators.setdefault("unit_of_work", unit_of_work)
         collaborators.setdefault("proxmox", proxmox_client_from_settings())
         built = bootstrap(**collaborators)
         install_services(built)
@@ -102,6 +109,18 @@ def _postgres_or_skip(request: pytest.FixtureRequest) -> None:
     DATABASE_URL_POSTGRES does not answer, and fail in CI (tests/postgres.py)."""
     if request.node.get_closest_marker("postgres") is not None:
         postgres.require()
+
+
+def with_role(user: Any, role: str) -> Any:
+    """``user`` put in the group of a role (``operators`` or ``viewers``).
+
+    The groups come from a migration; a transactional test's flush empties
+    every table, so they are made again where a flush removed them.
+    """
+    from django.contrib.auth.models import Group
+
+    user.groups.add(Group.objects.get_or_create(name=role)[0])
+    return user
 
 
 def assert_secret_absent(secret: str, text: str | bytes, where: str) -> None:

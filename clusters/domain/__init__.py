@@ -7,6 +7,13 @@ each, are re-exported here: ``from clusters.domain import Cluster``.
 """
 
 from clusters.domain.actor import Actor
+from clusters.domain.audit import (
+    SECRET_CHANGED,
+    AuditAction,
+    AuditEvent,
+    Outcome,
+    configuration_changes,
+)
 from clusters.domain.cluster import (
     CONFIGURATION_FIELDS,
     OBSERVATION_FIELDS,
@@ -26,6 +33,7 @@ from clusters.domain.errors import (
     ClusterError,
     ClusterNameTaken,
     ClusterNotFound,
+    Forbidden,
     InvalidClusterId,
     ProxmoxAuthenticationFailed,
     ProxmoxBadResponse,
@@ -69,8 +77,9 @@ from clusters.domain.listing import (
     rfc3339,
     search_key,
 )
+from clusters.domain.permissions import OPERATORS, VIEWERS, Permission, authorize, may
 from clusters.domain.registration import Registration, RegistrationRequest
-from clusters.domain.repository import ClusterRepository, UnitOfWork
+from clusters.domain.repository import AuditLog, ClusterRepository, UnitOfWork
 
 __all__ = [
     "CONFIGURATION_FIELDS",
@@ -80,11 +89,17 @@ __all__ = [
     "MAX_OFFSET",
     "NAME_MAX_LENGTH",
     "OBSERVATION_FIELDS",
+    "OPERATORS",
     "PROXMOX_DEFAULT_PORT",
     "SEARCH_MAX_LENGTH",
+    "SECRET_CHANGED",
     "SECRET_MAX_LENGTH",
     "USERID_MAX_LENGTH",
+    "VIEWERS",
     "Actor",
+    "AuditAction",
+    "AuditEvent",
+    "AuditLog",
     "AuthMethod",
     "Cluster",
     "ClusterError",
@@ -98,10 +113,13 @@ __all__ = [
     "ConnectionTarget",
     "Credentials",
     "FieldInvalid",
+    "Forbidden",
     "Health",
     "InvalidClusterId",
     "NodeEntry",
+    "Outcome",
     "PasswordCredentials",
+    "Permission",
     "ProxmoxAuthenticationFailed",
     "ProxmoxBadResponse",
     "ProxmoxError",
@@ -119,6 +137,9 @@ __all__ = [
     "UnitOfWork",
     "ValidationFailed",
     "assess_health",
+    "authorize",
+    "configuration_changes",
+    "may",
     "name_key",
     "normalise_endpoint",
     "normalise_fingerprint",

@@ -52,6 +52,10 @@ class ClusterNameTaken(ClusterError):
         self.name = name
 
 
+class Forbidden(ClusterError):
+    """The acting account's role does not allow what it asked for."""
+
+
 class StaleCluster(ClusterError):
     """A write was based on a version of the cluster's configuration that is
     no longer the stored one: someone changed it in between."""

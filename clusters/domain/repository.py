@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from types import TracebackType
 from typing import Self
 
+from clusters.domain.audit import AuditEvent
 from clusters.domain.cluster import Cluster
 from clusters.domain.listing import ClusterPage, ClusterQuery
 
@@ -81,6 +82,19 @@ class ClusterRepository(ABC):
         """Raises ClusterNotFound."""
 
 
+class AuditLog(ABC):
+    """Where audit events are kept: appended inside the unit of work of the
+    change they record, never edited or deleted through the registry."""
+
+    @abstractmethod
+    def append(self, event: AuditEvent) -> None:
+        """Keep ``event`` (inside a unit of work)."""
+
+    @abstractmethod
+    def list(self) -> Sequence[AuditEvent]:
+        """Every event, newest first."""
+
+
 class UnitOfWork(ABC):
     """One use case's writes, kept together or not at all.
 
@@ -91,6 +105,7 @@ class UnitOfWork(ABC):
     """
 
     clusters: ClusterRepository
+    audit: AuditLog
 
     _commit_requested = False
 

@@ -25,6 +25,8 @@ from django.db.models.functions import Lower
 
 from clusters.domain import (
     OBSERVATION_FIELDS,
+    AuditEvent,
+    AuditLog,
     Cluster,
     ClusterNameTaken,
     ClusterNotFound,
@@ -39,7 +41,7 @@ from clusters.domain import (
     search_key,
 )
 from clusters.encryption import CredentialCipher
-from clusters.models import NAME_KEY_CONSTRAINT, ClusterRecord
+from clusters.models import NAME_KEY_CONSTRAINT, AuditEventRecord, ClusterRecord
 
 _TABLE = ClusterRecord._meta.db_table
 _UPDATED_FIELDS = [
@@ -400,6 +402,22 @@ class DjangoClusterRepository(ClusterRepository):
             raise RuntimeError("repository writes happen inside a unit of work")
 
 
+class DjangoAuditLog(AuditLog):
+    """Audit events as rows beside the clusters, in the same transaction."""
+
+    def __init__(self, using: str = DEFAULT_DB_ALIAS) -> None:
+        self._using = using
+
+    def append(self, event: AuditEvent) -> None:
+        if not connections[self._using].in_atomic_block:
+            raise RuntimeError("repository writes happen inside a unit of work")
+        AuditEventRecord.from_domain(event).save(using=self._using)
+
+    def list(self) -> Sequence[AuditEvent]:
+        records = AuditEventRecord.objects.using(self._using).order_by("-sequence")
+        return tuple(record.to_domain() for record in records)
+
+
 class DjangoUnitOfWork(UnitOfWork):
     """One database transaction (``transaction.atomic``) per use case.
 
@@ -411,6 +429,7 @@ class DjangoUnitOfWork(UnitOfWork):
     def __init__(self, using: str = DEFAULT_DB_ALIAS, *, cipher: CredentialCipher) -> None:
         self._using = using
         self.clusters = DjangoClusterRepository(using, cipher=cipher)
+        self.audit = DjangoAuditLog(using)
 
     def _begin(self) -> None:
         self._atomic = transaction.atomic(using=self._using)

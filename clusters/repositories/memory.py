@@ -15,6 +15,8 @@ from dataclasses import replace
 
 from clusters.domain import (
     OBSERVATION_FIELDS,
+    AuditEvent,
+    AuditLog,
     Cluster,
     ClusterNameTaken,
     ClusterNotFound,
@@ -35,6 +37,44 @@ _Snapshot = tuple[tuple[Cluster, ...], tuple[PublicCluster, ...]]
 def _order_key(cluster: Cluster) -> _OrderKey:
     # Unique per cluster (the id breaks ties), so bisect finds exactly it.
     return (name_key(cluster.name), cluster.name, cluster.id.int)
+
+
+class InMemoryBatch:
+    """The lock and undo log shared by every in-memory store of one registry
+    (clusters, audit events): a unit of work holds the lock from start to end
+    and undoes its writes when it is not kept."""
+
+    def __init__(self) -> None:
+        self.lock = threading.RLock()
+        self._thread: int | None = None
+        self._undo: list[Callable[[], object]] = []
+
+    def begin(self) -> None:
+        self.lock.acquire()
+        if self._thread is not None:
+            self.lock.release()
+            raise RuntimeError("a unit of work is already open in this thread")
+        self._thread = threading.get_ident()
+        self._undo = []
+
+    def end(self, *, keep: bool) -> None:
+        try:
+            if not keep:
+                for undo in reversed(self._undo):
+                    undo()
+        finally:
+            self._undo = []
+            self._thread = None
+            self.lock.release()
+
+    def record(self, undo: Callable[[], object]) -> None:
+        """A write was made; ``undo`` reverts it if the batch is not kept."""
+        self.require()
+        self._undo.append(undo)
+
+    def require(self) -> None:
+        if self._thread != threading.get_ident():
+            raise RuntimeError("repository writes happen inside a unit of work")
 
 
 class InMemoryClusterRepository(ClusterRepository):
@@ -60,10 +100,9 @@ class InMemoryClusterRepository(ClusterRepository):
     every reader, so nobody may change one.
     """
 
-    def __init__(self) -> None:
-        self._lock = threading.RLock()
-        self._batch_thread: int | None = None
-        self._undo: list[Callable[[], object]] = []
+    def __init__(self, batch: InMemoryBatch | None = None) -> None:
+        self.batch = batch if batch is not None else InMemoryBatch()
+        self._lock = self.batch.lock
         self._by_id: dict[int, Cluster] = {}
         self._public_by_id: dict[int, PublicCluster] = {}
         self._id_by_name: dict[str, int] = {}
@@ -136,7 +175,7 @@ class InMemoryClusterRepository(ClusterRepository):
         if cluster.id.int in self._by_id:
             raise ValueError(f"cluster {cluster.id} is already stored; use update()")
         self._insert(cluster)
-        self._undo.append(lambda: self._remove(cluster.id.int))
+        self.batch.record(lambda: self._remove(cluster.id.int))
 
     def update(self, cluster: Cluster) -> None:
         self._require_batch()
@@ -154,31 +193,10 @@ class InMemoryClusterRepository(ClusterRepository):
         if cluster_id.int not in self._by_id:
             raise ClusterNotFound(cluster_id)
         removed = self._remove(cluster_id.int)
-        self._undo.append(lambda: self._insert(removed))
-
-    # -- the unit of work's batch ------------------------------------------------------
-
-    def begin_batch(self) -> None:
-        self._lock.acquire()
-        if self._batch_thread is not None:
-            self._lock.release()
-            raise RuntimeError("a unit of work is already open in this thread")
-        self._batch_thread = threading.get_ident()
-        self._undo = []
-
-    def end_batch(self, *, keep: bool) -> None:
-        try:
-            if not keep:
-                for undo in reversed(self._undo):
-                    undo()
-        finally:
-            self._undo = []
-            self._batch_thread = None
-            self._lock.release()
+        self.batch.record(lambda: self._insert(removed))
 
     def _require_batch(self) -> None:
-        if self._batch_thread != threading.get_ident():
-            raise RuntimeError("repository writes happen inside a unit of work")
+        self.batch.require()
 
     # -- the indexes (callers hold the lock) ------------------------------------------
 
@@ -197,7 +215,7 @@ class InMemoryClusterRepository(ClusterRepository):
             raise ClusterNameTaken(replacement.name)
         self._remove(previous.id.int)
         self._insert(replacement)
-        self._undo.append(lambda: self._restore(previous))
+        self.batch.record(lambda: self._restore(previous))
 
     def _restore(self, previous: Cluster) -> None:
         self._remove(previous.id.int)
@@ -248,23 +266,44 @@ class InMemoryClusterRepository(ClusterRepository):
         self._pending.clear()
 
 
-class InMemoryUnitOfWork(UnitOfWork):
-    """A lock-scoped batch on one in-memory repository."""
+class InMemoryAuditLog(AuditLog):
+    """Audit events in this process's memory, beside the clusters they record."""
 
-    def __init__(self, clusters: InMemoryClusterRepository) -> None:
+    def __init__(self, batch: InMemoryBatch | None = None) -> None:
+        self.batch = batch if batch is not None else InMemoryBatch()
+        self._events: list[AuditEvent] = []
+
+    def append(self, event: AuditEvent) -> None:
+        self.batch.require()
+        self._events.append(event)
+        self.batch.record(self._events.pop)
+
+    def list(self) -> Sequence[AuditEvent]:
+        with self.batch.lock:
+            return tuple(reversed(self._events))
+
+
+class InMemoryUnitOfWork(UnitOfWork):
+    """A lock-scoped batch over one registry's in-memory stores."""
+
+    def __init__(self, clusters: InMemoryClusterRepository, audit: InMemoryAuditLog) -> None:
+        if clusters.batch is not audit.batch:
+            raise ValueError("the stores of one unit of work share one batch")
         self.clusters = clusters
-        self._store = clusters
+        self.audit = audit
+        self._batch = clusters.batch
 
     def _begin(self) -> None:
-        self._store.begin_batch()
+        self._batch.begin()
 
     def _end(self, *, keep: bool) -> None:
-        self._store.end_batch(keep=keep)
+        self._batch.end(keep=keep)
 
     @classmethod
     def factory(
         cls, repository: InMemoryClusterRepository | None = None
     ) -> Callable[[], InMemoryUnitOfWork]:
-        """Units of work over one store (a new, empty one unless given)."""
-        store = repository if repository is not None else InMemoryClusterRepository()
-        return lambda: cls(store)
+        """Units of work over one registry (a new, empty one unless given)."""
+        clusters = repository if repository is not None else InMemoryClusterRepository()
+        audit = InMemoryAuditLog(clusters.batch)
+        return lambda: cls(clusters, audit)

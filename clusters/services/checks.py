@@ -16,15 +16,19 @@ from datetime import datetime
 
 from clusters.domain import (
     Actor,
+    AuditAction,
+    AuditEvent,
     Cluster,
     ClusterStatus,
     ConnectionTarget,
     Credentials,
+    Permission,
     ProxmoxAuthenticationFailed,
     ProxmoxError,
     ProxmoxReport,
     StaleCluster,
     assess_health,
+    authorize,
     parse_cluster_id,
 )
 from clusters.services.ports import (
@@ -84,13 +88,28 @@ class CheckService:
         edited while the check ran (the findings are dropped), and
         ClusterNotFound when the cluster was deregistered meanwhile.
         """
+        authorize(actor, Permission.OPERATE, "refresh clusters")
         parsed = parse_cluster_id(cluster_id)
         with self._unit_of_work() as uow:
             cluster = uow.clusters.find_by_id(parsed)
         checked = self._check(cluster)
+        changes = (
+            {}
+            if checked.status == cluster.status
+            else {"status": [str(cluster.status), str(checked.status)]}
+        )
         try:
             with self._unit_of_work() as uow:
                 uow.clusters.record_check(checked)
+                uow.audit.append(
+                    AuditEvent.success(
+                        AuditAction.CLUSTER_REFRESH,
+                        actor=actor,
+                        at=self._clock(),
+                        cluster=checked,
+                        changes=changes,
+                    )
+                )
                 uow.commit()
         except StaleCluster:
             logger.info(

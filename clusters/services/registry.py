@@ -16,13 +16,18 @@ from collections.abc import Callable, Sequence
 
 from clusters.domain import (
     Actor,
+    AuditAction,
+    AuditEvent,
     Cluster,
     ClusterNameTaken,
     ClusterNotFound,
     ClusterPage,
     ClusterQuery,
+    Permission,
     RegistrationRequest,
     assess_health,
+    authorize,
+    configuration_changes,
     parse_cluster_id,
 )
 from clusters.services.checks import inspect
@@ -50,6 +55,7 @@ class ClusterService:
 
         A failure at any step stores nothing.
         """
+        authorize(actor, Permission.OPERATE, "register clusters")
         registration = request.validate()
         # Checked first so a taken name costs no login at Proxmox; add()
         # checks again atomically, for registrations racing this one.
@@ -79,6 +85,15 @@ class ClusterService:
         try:
             with self._unit_of_work() as uow:
                 uow.clusters.add(cluster)
+                uow.audit.append(
+                    AuditEvent.success(
+                        AuditAction.CLUSTER_REGISTER,
+                        actor=actor,
+                        at=now,
+                        cluster=cluster,
+                        changes=configuration_changes(None, cluster),
+                    )
+                )
                 uow.commit()
         except ClusterNameTaken:
             self._log_name_taken(cluster.name)
@@ -89,29 +104,44 @@ class ClusterService:
         return cluster
 
     def deregister(self, cluster_id: str | uuid.UUID, *, actor: Actor) -> None:
+        authorize(actor, Permission.OPERATE, "deregister clusters")
         parsed = parse_cluster_id(cluster_id)
         with self._unit_of_work() as uow:
+            cluster = uow.clusters.find_by_id(parsed)
             uow.clusters.delete(parsed)
+            uow.audit.append(
+                AuditEvent.success(
+                    AuditAction.CLUSTER_DEREGISTER,
+                    actor=actor,
+                    at=self._clock(),
+                    cluster=cluster,
+                    changes=configuration_changes(cluster, None),
+                )
+            )
             uow.commit()
         logger.info("Cluster deregistered successfully, cluster_id=%s", parsed)
 
     def list_clusters(self, query: ClusterQuery, *, actor: Actor) -> ClusterPage:
         """The page of clusters ``query`` asks for, as the API shows them."""
+        authorize(actor, Permission.VIEW, "list clusters")
         # A read needs no batch: no transaction to open and commit around
         # it on a database, no lock to wait for in memory.
         return self._unit_of_work().clusters.page(query)
 
     def all_clusters(self, *, actor: Actor) -> Sequence[Cluster]:
         """Every registered cluster, by name (the command line's list)."""
+        authorize(actor, Permission.VIEW, "list clusters")
         with self._unit_of_work() as uow:
             return uow.clusters.list()
 
     def get_cluster(self, cluster_id: str | uuid.UUID, *, actor: Actor) -> Cluster:
+        authorize(actor, Permission.VIEW, "see clusters")
         parsed = parse_cluster_id(cluster_id)
         with self._unit_of_work() as uow:
             return uow.clusters.find_by_id(parsed)
 
     def get_cluster_by_name(self, name: str, *, actor: Actor) -> Cluster:
+        authorize(actor, Permission.VIEW, "see clusters")
         with self._unit_of_work() as uow:
             cluster = uow.clusters.find_by_name(name.strip())
         if cluster is None:

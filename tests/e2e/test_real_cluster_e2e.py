@@ -1,5 +1,6 @@
-"""The registry against a real Proxmox VE cluster (the seed's §7.3), when one
-is configured; skipped, with the reason shown, otherwise.
+"""The registry against a real Proxmox VE cluster (docs/product-contract.md §2;
+how to run it: docs/development.md), when one is configured; skipped, with the
+reason shown, otherwise.
 
     PVE_E2E_URL            https://pve1.example.com:8006 (required)
     PVE_E2E_USERNAME       root@pam      } a password login,
@@ -45,7 +46,7 @@ pytestmark = [
     pytest.mark.skipif(
         not (URL and CREDENTIALS),
         reason="no real cluster configured: set PVE_E2E_URL and PVE_E2E_USERNAME/"
-        "PVE_E2E_PASSWORD or PVE_E2E_TOKEN_ID/PVE_E2E_TOKEN_SECRET (see README)",
+        "PVE_E2E_PASSWORD or PVE_E2E_TOKEN_ID/PVE_E2E_TOKEN_SECRET (see docs/development.md)",
     ),
 ]
 

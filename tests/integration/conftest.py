@@ -8,7 +8,9 @@ import requests_mock
 from django.core.cache import cache
 from rest_framework.test import APIClient
 
+from clusters.domain import OPERATORS
 from tests import pve_responses as pve
+from tests.conftest import with_role
 
 
 @pytest.fixture(autouse=True)
@@ -21,7 +23,10 @@ def _empty_cache():
 
 @pytest.fixture
 def user(django_user_model):
-    return django_user_model.objects.create_user("operator", password="operator-login-pw")
+    return with_role(
+        django_user_model.objects.create_user("operator", password="operator-login-pw"),
+        OPERATORS,
+    )
 
 
 @pytest.fixture

@@ -34,7 +34,9 @@ def _actor(user: Any) -> Actor:
 
 
 def test_the_actor_carries_the_users_groups_and_only_theirs(django_user_model: Any) -> None:
-    viewers, operators, _ = (Group.objects.create(name=n) for n in ("viewers", "operators", "x"))
+    viewers, operators, _ = (
+        Group.objects.get_or_create(name=name)[0] for name in ("viewers", "operators", "x")
+    )
     alice = django_user_model.objects.create_user("alice")
     alice.groups.add(viewers, operators)
     bob = django_user_model.objects.create_user("bob")

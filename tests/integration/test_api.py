@@ -1,5 +1,6 @@
-"""The REST contract of SPEC §4 through the whole Django/DRF stack, with
-Proxmox answering through requests-mock as real PVE does."""
+"""The REST contract of docs/product-contract.md §4 through the whole
+Django/DRF stack, with Proxmox answering through requests-mock as real PVE
+does."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from datetime import UTC, datetime
 import pytest
 import requests
 from django.db import connection, transaction
+from rest_framework.test import APIClient
 from rest_framework.throttling import UserRateThrottle
 
 from clusters.api_errors import exception_handler
@@ -193,7 +195,7 @@ def test_a_later_check_with_refused_credentials_marks_it_unknown(api_client, hea
     assert "refused the credentials" in body["last_error"]
 
 
-# -- the status table of SPEC §4 ---------------------------------------------------
+# -- the status table of docs/product-contract.md §4 -------------------------------
 
 
 def test_missing_name_is_a_400_saying_so(api_client):
@@ -432,3 +434,30 @@ def test_a_domain_error_rolls_back_the_requests_transaction(monkeypatch):
         response = exception_handler(ClusterNotFound(uuid.uuid4()), {})
         assert transaction.get_rollback()
     assert response.status_code == 404
+
+
+def test_an_account_without_a_role_is_forbidden_everything(django_user_model, healthy_pve):
+    client = APIClient()
+    client.force_authenticate(django_user_model.objects.create_user("no-role"))
+
+    for response in (
+        client.get(CLUSTERS),
+        register(client),
+        client.get(f"{CLUSTERS}/{uuid.uuid4()}"),
+    ):
+        body = assert_envelope(response, 403, "Forbidden")
+        assert body["message"].startswith("no-role may not ")
+    assert healthy_pve.call_count == 0, "nothing reached Proxmox"
+
+
+def test_a_registration_through_the_api_is_audited_with_the_callers_address(
+    api_client, healthy_pve, unit_of_work
+):
+    cluster_id = register(api_client).json()["id"]
+
+    [event] = unit_of_work().audit.list()
+    assert (str(event.cluster_id), event.actor, event.source_ip) == (
+        cluster_id,
+        "operator",
+        "127.0.0.1",
+    )

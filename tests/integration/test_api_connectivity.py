@@ -10,9 +10,10 @@ import requests_mock
 from django.contrib.auth import get_user_model
 from rest_framework.test import APIClient
 
+from clusters.domain import OPERATORS
 from clusters.proxmox import ProxmoxClient
 from tests import pve_responses as pve
-from tests.conftest import assert_secret_absent
+from tests.conftest import assert_secret_absent, with_role
 
 pytestmark = pytest.mark.django_db
 
@@ -25,7 +26,9 @@ OTHER = "12:" * 31 + "12"
 @pytest.fixture
 def api() -> APIClient:
     client = APIClient()
-    client.force_authenticate(get_user_model().objects.create_user("operator"))
+    client.force_authenticate(
+        with_role(get_user_model().objects.create_user("operator"), OPERATORS)
+    )
     return client
 
 

@@ -11,9 +11,10 @@ from typing import Any
 import pytest
 from rest_framework.test import APIClient
 
-from clusters.domain import Cluster, ClusterStatus, name_key
+from clusters.domain import VIEWERS, Cluster, ClusterStatus, name_key
 from tests.backends import BACKENDS, backend_param, units_of_work
 from tests.cluster_samples import make_cluster, token_cluster
+from tests.conftest import with_role
 from tests.units_of_work import AutoCommit
 
 CLUSTERS = "/api/v1/clusters"
@@ -37,7 +38,7 @@ def store(request: pytest.FixtureRequest, compose: Any) -> AutoCommit:
 @pytest.fixture
 def client(django_user_model: Any) -> APIClient:
     api = APIClient()
-    api.force_authenticate(django_user_model.objects.create_user("viewer"))
+    api.force_authenticate(with_role(django_user_model.objects.create_user("viewer"), VIEWERS))
     return api
 
 
@@ -200,6 +201,17 @@ def test_every_bad_parameter_is_named_in_one_answer(client: APIClient, store: Au
 
     assert response.status_code == 400
     assert set(response.json()["details"]) == {"limit", "status"}
+
+
+def test_an_account_without_a_role_may_not_list(store: AutoCommit, django_user_model: Any) -> None:
+    fill(store, 2)
+    api = APIClient()
+    api.force_authenticate(django_user_model.objects.create_user("nobody"))
+
+    response = api.get(CLUSTERS, {"status": "healthy"})
+
+    assert response.status_code == 403
+    assert response.json()["code"] == "Forbidden"
 
 
 def test_unauthenticated_list_is_a_401_whatever_the_parameters(store: AutoCommit) -> None:

@@ -14,13 +14,13 @@ from cryptography.fernet import Fernet
 from django.db import connection
 from rest_framework.test import APIClient
 
-from clusters.domain import PasswordCredentials, Secret
+from clusters.domain import OPERATORS, PasswordCredentials, Secret
 from clusters.encryption import CredentialCipher
 from clusters.models import ClusterRecord
 from clusters.wiring import unit_of_work_from_settings
 from tests import pve_responses as pve
 from tests.cluster_samples import make_cluster
-from tests.conftest import assert_secret_absent
+from tests.conftest import assert_secret_absent, with_role
 from tests.units_of_work import in_database
 
 pytestmark = [pytest.mark.django_db]
@@ -42,7 +42,7 @@ def _django_backend(compose: Any) -> None:
 @pytest.fixture
 def client(django_user_model: Any) -> APIClient:
     api = APIClient()
-    api.force_authenticate(django_user_model.objects.create_user("operator"))
+    api.force_authenticate(with_role(django_user_model.objects.create_user("operator"), OPERATORS))
     return api
 
 

@@ -14,9 +14,18 @@ from django.conf import settings
 from django.core.management import call_command
 from django.db import DEFAULT_DB_ALIAS, connections
 
-from clusters.domain import ClusterNameTaken, PasswordCredentials, Secret, TokenCredentials
+from clusters.domain import (
+    Actor,
+    AuditAction,
+    AuditEvent,
+    ClusterNameTaken,
+    PasswordCredentials,
+    Secret,
+    TokenCredentials,
+)
 from clusters.encryption import CredentialCipher, CredentialsKeyError, StoredSecret
-from clusters.models import ClusterRecord
+from clusters.models import AuditEventRecord, ClusterRecord
+from clusters.repositories.database import DjangoUnitOfWork
 from tests import postgres
 from tests.cluster_samples import make_cluster
 from tests.conftest import assert_secret_absent
@@ -194,3 +203,21 @@ def test_postgres_name_key_column_collates_by_code_point(alias: str) -> None:
             [ClusterRecord._meta.db_table],
         )
         assert cursor.fetchone() == ("C",)
+
+
+@pytest.mark.django_db
+def test_an_audit_row_cannot_be_changed_once_written() -> None:
+    with DjangoUnitOfWork(cipher=CredentialCipher.from_settings()) as uow:
+        uow.audit.append(
+            AuditEvent.success(
+                AuditAction.CLUSTER_DEREGISTER, actor=Actor("admin"), at=make_cluster().created_at
+            )
+        )
+        uow.commit()
+    record = AuditEventRecord.objects.get()
+    record.actor = "someone-else"
+
+    with pytest.raises(ValueError, match="append-only"):
+        record.save()
+
+    assert AuditEventRecord.objects.get().actor == "admin"

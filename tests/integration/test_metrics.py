@@ -13,11 +13,13 @@ from django.test import Client
 from prometheus_client.parser import text_string_to_metric_families
 from rest_framework.test import APIClient
 
-from clusters.domain import ClusterStatus
+from clusters.domain import OPERATORS, ClusterStatus
 from clusters.metrics import PrometheusCheckObserver
+from clusters.wiring import install_services, services_from_settings
 from tests import pve_responses as pve
 from tests.backends import backend_param, units_of_work
 from tests.cluster_samples import make_cluster
+from tests.conftest import with_role
 from tests.units_of_work import AutoCommit
 
 pytestmark = pytest.mark.django_db
@@ -93,7 +95,9 @@ def test_metrics_with_the_token_are_the_prometheus_text_format(metrics_on: None)
 def api(request: pytest.FixtureRequest, compose: Any, django_user_model: Any) -> APIClient:
     compose(unit_of_work=units_of_work(request.param), check_observer=PrometheusCheckObserver())
     client = APIClient()
-    client.force_authenticate(django_user_model.objects.create_user("operator"))
+    client.force_authenticate(
+        with_role(django_user_model.objects.create_user("operator"), OPERATORS)
+    )
     return client
 
 
@@ -230,6 +234,7 @@ def test_the_services_the_settings_compose_count_checks(
     metrics_on: None, api_client: APIClient, healthy_pve: requests_mock.Mocker
 ) -> None:
     """The default composition (clusters/wiring.py), as a server runs it."""
+    install_services(services_from_settings())
     cluster = register(api_client, "prod")
     before = value(samples(), "proxmoxer_checks_total", outcome="success") or 0
 

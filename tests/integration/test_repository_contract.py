@@ -19,11 +19,16 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
 
 import pytest
 from django.db import connections
 
 from clusters.domain import (
+    SECRET_CHANGED,
+    Actor,
+    AuditAction,
+    AuditEvent,
     Cluster,
     ClusterNameTaken,
     ClusterNotFound,
@@ -915,3 +920,53 @@ def test_writes_outside_a_unit_of_work_are_refused(shared_repository: AutoCommit
     with pytest.raises(RuntimeError, match="inside a unit of work"):
         outside.delete(cluster.id)
     assert list(shared_repository.list()) == [cluster]
+
+
+# -- the audit log -------------------------------------------------------------------
+
+
+def _event(number: int, **fields: Any) -> AuditEvent:
+    cluster = make_cluster(f"cluster-{number}")
+    return replace(
+        AuditEvent.success(
+            AuditAction.CLUSTER_REGISTER,
+            actor=Actor("operator", source_ip="::1"),
+            at=NOW,  # one timestamp for all: the order must not depend on it
+            cluster=cluster,
+            changes={"name": [None, cluster.name], "password": SECRET_CHANGED},
+        ),
+        **fields,
+    )
+
+
+def test_audit_events_come_back_newest_first_field_for_field(repository: AutoCommit) -> None:
+    appended = [_event(number) for number in range(5)]
+    for event in appended:
+        with repository.unit_of_work() as uow:
+            uow.audit.append(event)
+            uow.commit()
+
+    assert list(repository.unit_of_work().audit.list()) == appended[::-1]
+
+
+def test_an_audit_event_is_kept_or_discarded_with_its_unit_of_work(repository: AutoCommit) -> None:
+    cluster = make_cluster()
+    with repository.unit_of_work() as uow:
+        uow.clusters.add(cluster)
+        uow.audit.append(_event(1, cluster_id=cluster.id))
+    with pytest.raises(ClusterNameTaken), repository.unit_of_work() as uow:
+        uow.audit.append(_event(2))
+        uow.clusters.add(make_cluster("a"))
+        uow.clusters.add(make_cluster("A"))
+        uow.commit()
+
+    assert list(repository.unit_of_work().audit.list()) == []
+    assert list(repository.list()) == []
+
+
+def test_audit_events_are_appended_only_inside_a_unit_of_work(
+    shared_repository: AutoCommit,
+) -> None:
+    with pytest.raises(RuntimeError, match="inside a unit of work"):
+        shared_repository.unit_of_work().audit.append(_event(1))
+    assert list(shared_repository.unit_of_work().audit.list()) == []

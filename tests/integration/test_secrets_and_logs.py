@@ -1,6 +1,6 @@
 """No secret leaves the service: not in a response, not in a log line.
-And the log lines themselves: the seed's §10.2 format, one access line per
-request."""
+And the log lines themselves: the format of docs/product-contract.md §16, one
+access line per request."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 import requests
 from rest_framework.test import APIClient
 
-from proxmoxer_site.log_format import SeedFormatter
+from proxmoxer_site.log_format import LogLineFormatter
 from tests import pve_responses as pve
 from tests.conftest import assert_secret_absent
 
@@ -42,7 +42,7 @@ def token_registration(name="prod-token"):
 
 
 def formatted(caplog):
-    formatter = SeedFormatter("[%(levelname)s] %(message)s")
+    formatter = LogLineFormatter("[%(levelname)s] %(message)s")
     return [formatter.format(record) for record in caplog.records]
 
 
@@ -83,7 +83,7 @@ def test_no_response_or_log_line_carries_a_password_or_token_secret(api_client, 
             assert_secret_absent(secret, line, "a log line")
 
 
-def test_log_lines_follow_the_seed(api_client, pve_api, caplog):
+def test_log_lines_follow_the_contract(api_client, pve_api, caplog):
     caplog.set_level(logging.INFO)
     pve.healthy_cluster(pve_api)
     cluster_id = api_client.post(CLUSTERS, password_registration(), format="json").json()["id"]
@@ -113,6 +113,7 @@ def test_each_request_leaves_exactly_one_access_line(api_client, anonymous_clien
     assert "\n" not in access[2] and "%0A" in access[2], "a URL cannot forge a log line"
 
 
+@pytest.mark.django_db(transaction=True)  # the other threads' connections see the user's role
 def test_concurrent_registrations_of_one_name_through_the_api_give_one_cluster(
     api_client, user, pve_api
 ):

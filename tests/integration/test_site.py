@@ -16,8 +16,10 @@ from rest_framework.test import APIClient
 
 from clusters import wiring
 from clusters.checks import check_cluster_repository
+from clusters.domain import VIEWERS
 from clusters.repositories.database import DjangoUnitOfWork
 from clusters.repositories.memory import InMemoryUnitOfWork
+from tests.conftest import with_role
 
 pytestmark = pytest.mark.django_db
 
@@ -52,7 +54,7 @@ def test_bootstrap_admin_gives_an_existing_admin_without_token_a_token():
 
 
 def test_a_token_from_drf_create_token_authenticates_a_rest_client(django_user_model):
-    django_user_model.objects.create_user("ci-bot", password="irrelevant-pw-1")
+    with_role(django_user_model.objects.create_user("ci-bot", password="irrelevant-pw-1"), VIEWERS)
     output = run("drf_create_token", "ci-bot")
     token = re.search(r"token (\w+) for user", output).group(1)
     client = APIClient()
@@ -121,3 +123,9 @@ def test_schema_and_swagger_ui_are_served_to_authenticated_users_only(api_client
     assert docs.status_code == 200
     assert b"swagger-ui" in docs.content and b"cdn.jsdelivr" not in docs.content
     assert APIClient().get("/api/v1/schema").status_code == 401
+
+
+def test_the_role_groups_exist_after_migrating():
+    from django.contrib.auth.models import Group
+
+    assert set(Group.objects.values_list("name", flat=True)) >= {"viewers", "operators"}

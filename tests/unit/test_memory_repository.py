@@ -1,5 +1,5 @@
-"""InMemoryClusterRepository: the repository tests of
-docs/product-contract.md §6 (atomic name check, order, thread safety), and
+"""InMemoryClusterRepository: the repository tests docs/product-contract.md §2
+lists, the guarantees §6 adds (atomic name check, order, thread safety), and
 its unit of work's lock."""
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ from dataclasses import replace
 import pytest
 
 from clusters.domain import ClusterNameTaken, ClusterNotFound, ClusterStatus
-from clusters.repositories.memory import InMemoryUnitOfWork
 from tests.cluster_samples import NOW, make_cluster
 from tests.units_of_work import in_memory
 
@@ -208,7 +207,7 @@ def test_a_unit_of_work_holds_off_other_threads_until_it_ends(repository):
 
 def test_a_unit_of_work_cannot_be_opened_twice_in_one_thread(repository):
     with repository.unit_of_work(), pytest.raises(RuntimeError, match="already open"):
-        InMemoryUnitOfWork(repository.repository).__enter__()
+        repository.unit_of_work().__enter__()
     with repository.unit_of_work() as uow:  # the failed attempt left the lock as it was
         uow.clusters.add(make_cluster("prod"))
         uow.commit()

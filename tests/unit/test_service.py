@@ -1,6 +1,7 @@
-"""The use cases with an in-memory repository and a fake Proxmox client,
-composed by ``bootstrap``: register, list, get, deregister (nothing stored
-on failure, the log lines of docs/product-contract.md §16) and refresh."""
+"""The use cases, composed by ``bootstrap`` with an in-memory repository and
+a fake Proxmox client: the service tests docs/product-contract.md §2 lists,
+and what the contract adds (nothing stored on failure, the log lines of §16,
+refresh, versioned writes)."""
 
 from __future__ import annotations
 
@@ -227,7 +228,7 @@ def test_deregister_cluster_with_malformed_id(service):
         service.clusters.deregister("../../etc", actor=OPERATOR)
 
 
-def test_register_logs_success_and_taken_names_as_the_seed_does(service, caplog):
+def test_register_logs_success_and_taken_names_as_the_contract_says(service, caplog):
     with caplog.at_level(logging.INFO, logger="clusters"):
         cluster = service.clusters.register(request(), actor=OPERATOR)
         with pytest.raises(ClusterNameTaken):

@@ -70,7 +70,7 @@ class Command(BaseCommand):
             raise CommandError(
                 "CLUSTER_REPOSITORY=memory keeps clusters inside the server process; this "
                 "command runs in its own process and would see an empty registry. Use "
-                "CLUSTER_REPOSITORY=django (see README, 'Durable storage')."
+                "CLUSTER_REPOSITORY=django (see docs/operations.md, 'Storage')."
             )
         self.actor = Actor.command_line()
         try:

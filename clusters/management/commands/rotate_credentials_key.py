@@ -1,6 +1,6 @@
 """Re-encrypt every stored cluster secret under the newest credentials key.
 
-Rotation, in order (README, "Key management and rotation"): put the new key
+Rotation, in order (docs/operations.md, "Keys and rotation"): put the new key
 first in PROXMOXER_CREDENTIALS_KEYS and restart every process; run this
 command; then drop the old key and restart again.
 

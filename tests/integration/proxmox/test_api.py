@@ -21,7 +21,9 @@ def test_password_login_posts_form_fields_and_sends_the_ticket_as_a_cookie(clien
     for call in calls[1:]:
         assert call.method == "GET"
         assert call.headers["Cookie"] == f"PVEAuthCookie={pve.TICKET}"
-        assert "Authorization" not in call.headers, "the seed's PVEAPIToken={ticket} is wrong"
+        assert "Authorization" not in call.headers, (
+            "a ticket in a PVEAPIToken header is rejected by PVE (docs/product-contract.md §5)"
+        )
         assert "CSRFPreventionToken" not in call.headers, "GETs need no CSRF token"
     assert report.version == "8.2.4"
     assert [entry.type for entry in report.cluster_status] == ["cluster", "node", "node", "node"]

@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("clusters", "0002_cluster_version"),
+        ("clusters", "0004_role_groups"),
     ]
 
     operations = [
