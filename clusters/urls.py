@@ -1,13 +1,20 @@
 """Routes of /api/v1/: every path answers with and without a trailing slash."""
 
+from django.urls import re_path
 from rest_framework.routers import DefaultRouter
 
+from clusters.browsable import ApiRoot
 from clusters.views import ClusterViewSet
 
 
 class OptionalSlashRouter(DefaultRouter):
     """No APPEND_SLASH redirects: a redirect would turn a POST into a GET in
     many clients, so both spellings are routes of their own."""
+
+    APIRootView = ApiRoot
+    # The root is routed below, one view for "/api/v1" and "/api/v1/": two
+    # would each be a breadcrumb of their own.
+    include_root_view = False
 
     def __init__(self) -> None:
         super().__init__()
@@ -17,4 +24,6 @@ class OptionalSlashRouter(DefaultRouter):
 router = OptionalSlashRouter()
 router.register("clusters", ClusterViewSet, basename="cluster")
 
-urlpatterns = router.urls
+api_root = router.get_api_root_view(api_urls=router.urls)
+
+urlpatterns = [re_path(r"^$", api_root, name="api-root"), *router.urls]

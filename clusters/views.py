@@ -11,7 +11,10 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.db import connections, router
+from django.http import HttpRequest, HttpResponse
 from django.utils.decorators import method_decorator
+from django.utils.encoding import smart_str
+from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.debug import sensitive_post_parameters
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
@@ -28,12 +31,13 @@ from rest_framework.decorators import (
     permission_classes,
     throttle_classes,
 )
-from rest_framework.exceptions import NotFound
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.reverse import reverse
+from rest_framework.utils import formatting
 
+from clusters.api_errors import envelope_response
 from clusters.domain import DEFAULT_LIMIT, MAX_LIMIT, Actor, ClusterStatus
 from clusters.serializers import (
     ClusterListSerializer,
@@ -106,23 +110,53 @@ def _group_names(user: Any) -> frozenset[str]:
         return frozenset(name for (name,) in cursor.fetchall())
 
 
+_CLUSTER_PAGE = """One registered Proxmox VE cluster: its endpoint, credentials' principal
+(never a secret), health at the last check and its configuration version.
+
+DELETE deregisters it; Extra Actions → Refresh checks it again now.
+"""
+
+
 @method_decorator(sensitive_post_parameters("password", "token_secret"), name="dispatch")
 class ClusterViewSet(viewsets.ViewSet):
     """Proxmox VE clusters registered with this service.
 
     POST registers a cluster after proving its credentials against the
-    cluster's own API; GET lists them by name.
+    cluster's own API; GET lists them by name, a page at a time: `limit`
+    (1-1000, default 100), `offset`, `status` (repeat it or give a comma
+    list), `search` (part of the name or endpoint, any case), `name` (the
+    whole name, any case).
     """
 
     lookup_value_regex = "[^/.]+"
+    # What each action's form in the browsable API asks for; any other
+    # action takes no input and shows none (refresh: a bare POST button).
+    form_serializers: dict[str, type[serializers.Serializer]] = {
+        "create": RegisterClusterSerializer,
+    }
+    # Set by the actions that show one cluster: its page is titled by it.
+    cluster_name: str | None = None
 
-    def get_serializer(self, *args: Any, **kwargs: Any) -> RegisterClusterSerializer:
-        """The register form of the browsable API."""
+    def get_serializer(self, *args: Any, **kwargs: Any) -> serializers.Serializer:
+        """The browsable API's form for the action it is drawing."""
         kwargs.setdefault("context", {"request": self.request, "view": self})
-        return RegisterClusterSerializer(*args, **kwargs)
+        return self.form_serializers.get(self.action or "", serializers.Serializer)(*args, **kwargs)
 
     def get_view_name(self) -> str:
+        if self.cluster_name:
+            return self.cluster_name
+        extra_action_name = getattr(self, "name", None)  # @action's, e.g. "Refresh"
+        if extra_action_name:
+            return str(extra_action_name)
         return "Cluster" if self.detail else "Clusters"
+
+    def get_view_description(self, html: bool = False) -> str:
+        """Each page's own text: an @action's docstring, else the list's or
+        one cluster's."""
+        own = getattr(self, "description", None)
+        text = own if own else (_CLUSTER_PAGE if self.detail else self.__class__.__doc__ or "")
+        text = formatting.dedent(smart_str(text))
+        return formatting.markup_description(text) if html else text
 
     @extend_schema(
         parameters=_LIST_PARAMETERS, responses={200: ClusterListSerializer, **_errors(400, 401)}
@@ -148,6 +182,7 @@ class ClusterViewSet(viewsets.ViewSet):
     @extend_schema(parameters=[_ID], responses={200: ClusterSerializer, **_errors(400, 401, 404)})
     def retrieve(self, request: Request, pk: str) -> Response:
         cluster = services().clusters.get_cluster(pk, actor=actor_for(request))
+        self.cluster_name = cluster.name
         return Response(dict(ClusterSerializer(cluster).data))
 
     @extend_schema(parameters=[_ID], responses={204: None, **_errors(400, 401, 404)})
@@ -175,10 +210,9 @@ def health(request: Request) -> Response:
     return Response({"status": "healthy"})
 
 
-@extend_schema(exclude=True)
-@api_view(["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"])
-@authentication_classes([])
-@permission_classes([AllowAny])
-@throttle_classes([])
-def api_not_found(request: Request, *args: Any, **kwargs: Any) -> Response:
-    raise NotFound(f"No API endpoint at {request.path}")
+@csrf_exempt
+def api_not_found(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+    """Any other path under /api/, for every method. A plain Django view:
+    as a DRF view it would be a breadcrumb ("Api Not Found") on every page
+    of the browsable API."""
+    return envelope_response(404, f"No API endpoint at {request.path}")

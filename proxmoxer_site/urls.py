@@ -4,19 +4,20 @@ under /api/ is a JSON 404."""
 
 from django.contrib import admin
 from django.urls import include, path, re_path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView
 
+from clusters.browsable import SwaggerUI
 from clusters.metrics import metrics_view
-from clusters.urls import router
+from clusters.urls import api_root
 from clusters.views import api_not_found, health
 
 urlpatterns = [
     re_path(r"^health/?$", health, name="health"),
     re_path(r"^metrics/?$", metrics_view, name="metrics"),
     re_path(r"^api/v1/schema/?$", SpectacularAPIView.as_view(), name="schema"),
-    re_path(r"^api/v1/docs/?$", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
+    re_path(r"^api/v1/docs/?$", SwaggerUI.as_view(url_name="schema"), name="docs"),
     path("api/v1/", include("clusters.urls")),
-    re_path(r"^api/v1$", router.get_api_root_view(api_urls=router.urls)),
+    re_path(r"^api/v1$", api_root),
     path("api-auth/", include("rest_framework.urls")),
     re_path(r"^api/", api_not_found),
     path("admin/", admin.site.urls),
