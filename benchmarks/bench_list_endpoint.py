@@ -78,11 +78,13 @@ def fill(count: int) -> None:
     django.setup()
     from django.conf import settings
     from django.contrib.auth import get_user_model
+    from django.contrib.auth.models import Group
     from django.core.management import call_command
     from django.db import connection
     from rest_framework.authtoken.models import Token
 
     from benchmarks.list_site.fleet import fleet
+    from clusters.domain import VIEWERS
     from clusters.encryption import CredentialCipher
     from clusters.models import ClusterRecord
 
@@ -100,6 +102,7 @@ def fill(count: int) -> None:
             with connection.cursor() as cursor:
                 cursor.execute("VACUUM ANALYZE clusters_cluster")
     user, _ = get_user_model().objects.get_or_create(username="bench")
+    user.groups.add(Group.objects.get_or_create(name=VIEWERS)[0])  # may read the list
     token, _ = Token.objects.get_or_create(user=user)
     print(token.key)
 

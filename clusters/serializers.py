@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import re
 from typing import Any
+from urllib.parse import parse_qsl, urlencode
 
 from django.http import QueryDict
 from rest_framework import serializers
 from rest_framework.request import Request
-from rest_framework.utils.urls import remove_query_param, replace_query_param
 
 from clusters import domain
 from clusters.api_errors import InvalidInput
@@ -168,23 +168,30 @@ def cluster_query(params: QueryDict) -> domain.ClusterQuery:
 
 
 def cluster_page(page: domain.ClusterPage, request: Request) -> dict[str, Any]:
-    """The list's body: the page's clusters as the backend gave them (the
-    renderer writes them as ClusterSerializer would) and links to the pages
-    either side, in the style of DRF's LimitOffsetPagination."""
+    """The list's body: the page's clusters as the backend gave them (each
+    the public form ClusterSerializer writes too) and links to the pages
+    either side, as DRF's LimitOffsetPagination writes them: the request's
+    parameters sorted by name, ``limit`` set, ``offset`` left out at 0."""
     query = page.query
     limit = query.limit if query.limit is not None else len(page.clusters)
     next_url = previous_url = None
     if page.has_next or page.has_previous:
-        url = replace_query_param(request.build_absolute_uri(), "limit", limit)
+        kept = [
+            (name, value)
+            for name, value in parse_qsl(request.META.get("QUERY_STRING", ""), True)
+            if name not in ("limit", "offset")
+        ]
+        base = request.build_absolute_uri(request.path)
+
+        def link(offset: int) -> str:
+            paging = [("limit", str(limit))] + ([("offset", str(offset))] if offset > 0 else [])
+            # A stable sort by name keeps a repeated parameter's values in order.
+            return f"{base}?{urlencode(sorted(kept + paging, key=lambda item: item[0]))}"
+
         if page.has_next:
-            next_url = replace_query_param(url, "offset", query.offset + limit)
+            next_url = link(query.offset + limit)
         if page.has_previous:
-            before = query.offset - limit
-            previous_url = (
-                replace_query_param(url, "offset", before)
-                if before > 0
-                else remove_query_param(url, "offset")
-            )
+            previous_url = link(max(query.offset - limit, 0))
     return {
         "clusters": page.clusters,
         "total": page.total,

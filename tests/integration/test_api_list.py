@@ -219,3 +219,22 @@ def test_unauthenticated_list_is_a_401_whatever_the_parameters(store: AutoCommit
 
     assert response.status_code == 401
     assert response.json()["code"] == "Unauthorized"
+
+
+def test_links_keep_every_filter_in_order_and_set_only_the_paging(
+    client: APIClient, store: AutoCommit
+) -> None:
+    fill(store, 15)
+    query = "?status=unknown&status=degraded&search=LAB&limit=1&offset=1&format=json"
+
+    body = get(client, query)
+
+    assert body["next"] == (
+        "http://testserver/api/v1/clusters"
+        "?format=json&limit=1&offset=2&search=LAB&status=unknown&status=degraded"
+    )
+    assert body["previous"] == (
+        "http://testserver/api/v1/clusters"
+        "?format=json&limit=1&search=LAB&status=unknown&status=degraded"
+    )
+    assert client.get(body["next"]).json()["total"] == body["total"]
