@@ -53,9 +53,11 @@ _DOMAIN_STATUS: list[tuple[type[domain.ClusterError], int]] = [
     (domain.ValidationFailed, 400),
     (domain.InvalidClusterId, 400),
     (domain.Forbidden, 403),
+    (domain.TokenHandOffRefused, 403),
     (domain.ClusterNotFound, 404),
     (domain.ClusterNameTaken, 409),
     (domain.StaleCluster, 409),
+    (domain.PreconditionFailed, 412),
     (domain.ProxmoxAuthenticationFailed, 401),
     (domain.ProxmoxError, 502),
 ]

@@ -3,7 +3,7 @@
 from django.urls import re_path
 from rest_framework.routers import DefaultRouter
 
-from clusters.browsable import ApiRoot
+from clusters.pages import ApiRoot
 from clusters.views import ClusterViewSet
 
 

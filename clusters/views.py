@@ -6,6 +6,7 @@ the actions are written out on a plain ViewSet and go through the service.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from django.contrib.auth import get_user_model
@@ -37,11 +38,13 @@ from rest_framework.response import Response
 from rest_framework.reverse import reverse
 from rest_framework.utils import formatting
 
-from clusters.api_errors import envelope_response
-from clusters.domain import DEFAULT_LIMIT, MAX_LIMIT, Actor, ClusterStatus
+from clusters.api_errors import InvalidInput, envelope_response
+from clusters.domain import DEFAULT_LIMIT, MAX_LIMIT, Actor, Cluster, ClusterError, ClusterStatus
 from clusters.serializers import (
     ClusterListSerializer,
     ClusterSerializer,
+    DeregisterSerializer,
+    EditClusterSerializer,
     ErrorSerializer,
     RegisterClusterSerializer,
     cluster_page,
@@ -54,8 +57,10 @@ _ERRORS = {
     for code, text in {
         400: "Invalid request or malformed cluster id",
         401: "Not authenticated, or Proxmox refused the credentials",
+        403: "The account's role may not do this, or Proxmox refused the token hand-off",
         404: "No cluster with this id",
-        409: "Name already registered",
+        409: "Name already registered, or changed by someone else meanwhile",
+        412: "If-Match names a version that is no longer the stored one",
         502: "Proxmox unreachable, TLS failure, 5xx, or not a PVE API",
     }.items()
 }
@@ -78,10 +83,37 @@ _LIST_PARAMETERS = [
     ),
     OpenApiParameter("name", str, description="Exactly this name, compared case-insensitively"),
 ]
+_IF_MATCH = OpenApiParameter(
+    "If-Match",
+    OpenApiTypes.STR,
+    OpenApiParameter.HEADER,
+    description='The ETag of the cluster as read, e.g. "3": refused (412) if it changed since',
+)
+# An ETag as this API issues it: the configuration's version, quoted.
+_ETAG_RE = re.compile(r'^"(\d{1,18})"$')
 
 
 def _errors(*codes: int) -> dict[int, OpenApiResponse]:
     return {code: _ERRORS[code] for code in codes}
+
+
+def etag(cluster: Cluster) -> str:
+    """The cluster's entity tag: its configuration's version. Health fields
+    are observations and may change under the same tag."""
+    return f'"{cluster.version}"'
+
+
+def expected_version(request: Request) -> int | None:
+    """The version an ``If-Match`` header requires; None without one (or
+    with ``*``, which any existing cluster matches)."""
+    header = request.headers.get("If-Match")
+    if header is None or header.strip() == "*":
+        return None
+    match = _ETAG_RE.match(header.strip())
+    if match is None:
+        message = 'If-Match must be the ETag of the cluster as read, like "3" (or *)'
+        raise InvalidInput(message, {"If-Match": [message]})
+    return int(match.group(1))
 
 
 def actor_for(request: Request) -> Actor:
@@ -138,9 +170,24 @@ class ClusterViewSet(viewsets.ViewSet):
     cluster_name: str | None = None
 
     def get_serializer(self, *args: Any, **kwargs: Any) -> serializers.Serializer:
-        """The browsable API's form for the action it is drawing."""
+        """The forms of the browsable API: register on the list, edit (with
+        the current values, secrets blank) on a cluster, none for an action
+        that takes no input."""
         kwargs.setdefault("context", {"request": self.request, "view": self})
+        if self.request.method == "PATCH":
+            if kwargs.get("instance") is None and "pk" in self.kwargs:
+                kwargs["instance"] = self._current_values(self.kwargs["pk"])
+            return EditClusterSerializer(*args, **kwargs)
         return self.form_serializers.get(self.action or "", serializers.Serializer)(*args, **kwargs)
+
+    def _current_values(self, pk: str) -> dict[str, Any] | None:
+        """The edit form's values; None (a blank form, which the page of an
+        error does not show anyway) where the cluster cannot be read."""
+        try:
+            cluster = services().clusters.get_cluster(pk, actor=actor_for(self.request))
+        except ClusterError:
+            return None
+        return EditClusterSerializer.current_values(cluster)
 
     def get_view_name(self) -> str:
         if self.cluster_name:
@@ -174,20 +221,44 @@ class ClusterViewSet(viewsets.ViewSet):
         registration = RegisterClusterSerializer(data=request.data).to_request()
         cluster = services().clusters.register(registration, actor=actor_for(request))
         location = reverse("cluster-detail", kwargs={"pk": cluster.id}, request=request)
-        # A plain dict: the browsable API would render a serializer attached
-        # to the data as the next form.
-        body = dict(ClusterSerializer(cluster).data)
-        return Response(body, status=status.HTTP_201_CREATED, headers={"Location": location})
+        return _cluster_response(
+            cluster, status=status.HTTP_201_CREATED, headers={"Location": location}
+        )
 
     @extend_schema(parameters=[_ID], responses={200: ClusterSerializer, **_errors(400, 401, 404)})
     def retrieve(self, request: Request, pk: str) -> Response:
         cluster = services().clusters.get_cluster(pk, actor=actor_for(request))
         self.cluster_name = cluster.name
-        return Response(dict(ClusterSerializer(cluster).data))
+        return _cluster_response(cluster)
 
-    @extend_schema(parameters=[_ID], responses={204: None, **_errors(400, 401, 404)})
+    @extend_schema(
+        parameters=[_ID, _IF_MATCH],
+        request=EditClusterSerializer,
+        responses={200: ClusterSerializer, **_errors(400, 401, 403, 404, 409, 412, 502)},
+    )
+    def partial_update(self, request: Request, pk: str) -> Response:
+        """Edit the cluster: only the fields given change. A change of how
+        it is reached (endpoint, credentials, verify_tls, fingerprint) is
+        proven against Proxmox before it is stored."""
+        version = expected_version(request)
+        edit = EditClusterSerializer(data=request.data, partial=True).to_request()
+        cluster = services().clusters.edit(
+            pk, edit, actor=actor_for(request), expected_version=version
+        )
+        self.cluster_name = cluster.name
+        return _cluster_response(cluster)
+
+    @extend_schema(
+        parameters=[_ID],
+        request=DeregisterSerializer,
+        responses={204: None, **_errors(400, 401, 404)},
+    )
     def destroy(self, request: Request, pk: str) -> Response:
-        services().clusters.deregister(pk, actor=actor_for(request))
+        """Deregister the cluster. An API token the registry made on it is
+        deleted there too, best effort; the optional body's username and
+        password let it (PVE does not let a token delete itself)."""
+        owner = DeregisterSerializer(data=request.data or {}).to_credentials()
+        services().clusters.deregister(pk, actor=actor_for(request), token_owner=owner)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
     @extend_schema(
@@ -197,7 +268,14 @@ class ClusterViewSet(viewsets.ViewSet):
     def refresh(self, request: Request, pk: str) -> Response:
         """Check the cluster again with its stored credentials."""
         cluster = services().checks.refresh(pk, actor=actor_for(request))
-        return Response(dict(ClusterSerializer(cluster).data))
+        return _cluster_response(cluster)
+
+
+def _cluster_response(cluster: Cluster, **kwargs: Any) -> Response:
+    """The cluster, with its ETag. A plain dict: the browsable API would
+    render a serializer attached to the data as the next form."""
+    headers = {"ETag": etag(cluster), **kwargs.pop("headers", {})}
+    return Response(dict(ClusterSerializer(cluster).data), headers=headers, **kwargs)
 
 
 @extend_schema(responses=inline_serializer("Health", {"status": serializers.CharField()}), auth=[])

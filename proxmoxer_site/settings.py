@@ -187,7 +187,7 @@ REST_FRAMEWORK = {
     # as DRF's DateTimeField writes them.
     "DEFAULT_RENDERER_CLASSES": [
         "drf_orjson_renderer.renderers.ORJSONRenderer",
-        "clusters.renderers.ProxmoxerBrowsableAPIRenderer",
+        "clusters.browsable.BrowsableAPIRenderer",
     ],
     "ORJSON_RENDERER_OPTIONS": (orjson.OPT_UTC_Z,),
     "DEFAULT_PARSER_CLASSES": [

@@ -6,8 +6,8 @@ from django.contrib import admin
 from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView
 
-from clusters.browsable import SwaggerUI
 from clusters.metrics import metrics_view
+from clusters.pages import SwaggerUI
 from clusters.urls import api_root
 from clusters.views import api_not_found, health
 

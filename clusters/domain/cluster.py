@@ -10,6 +10,7 @@ never refused because a background check happened to run.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from datetime import datetime
 from enum import StrEnum
@@ -58,6 +59,9 @@ class Cluster:
     last_checked_at: datetime | None = None
     last_error: str | None = None
     version: int = 1
+    # What an operator may act on about ``last_error``, e.g. the certificate
+    # fingerprint a node presents now: {"fingerprint": "AB:…"} to pin.
+    last_error_details: Mapping[str, Any] | None = None
 
     @property
     def name_key(self) -> str:
@@ -104,7 +108,15 @@ CONFIGURATION_FIELDS = frozenset(
 )
 # What a check writes, conditional on the configuration it checked.
 OBSERVATION_FIELDS = frozenset(
-    {"status", "proxmox_version", "node_count", "last_checked_at", "last_error", "updated_at"}
+    {
+        "status",
+        "proxmox_version",
+        "node_count",
+        "last_checked_at",
+        "last_error",
+        "last_error_details",
+        "updated_at",
+    }
 )
 _IDENTITY_FIELDS = frozenset({"id", "created_at", "version"})
 assert {f.name for f in fields(Cluster)} == (

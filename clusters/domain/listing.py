@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TypedDict
+from typing import Any, TypedDict
 
 from clusters.domain.cluster import Cluster, ClusterStatus
 from clusters.domain.errors import ValidationFailed
@@ -50,6 +50,7 @@ class PublicCluster(TypedDict):
     updated_at: str
     last_checked_at: str | None
     last_error: str | None
+    last_error_details: dict[str, Any] | None
     version: int
 
 
@@ -81,6 +82,9 @@ def public_cluster(cluster: Cluster) -> PublicCluster:
         "updated_at": rfc3339(cluster.updated_at),
         "last_checked_at": None if checked is None else rfc3339(checked),
         "last_error": cluster.last_error,
+        "last_error_details": (
+            None if cluster.last_error_details is None else dict(cluster.last_error_details)
+        ),
         "version": cluster.version,
     }
 

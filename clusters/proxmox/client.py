@@ -5,6 +5,10 @@ registry records (version, cluster status, or the visible nodes where the
 account may not read the status). The version and status reads go out side
 by side, each on a connection of its own: after the login both cost one
 round trip instead of two (``benchmarks/bench_registration_latency.py``).
+
+``issue_token`` and ``delete_token`` are the token hand-off
+(docs/api.md, "Token hand-off"): a least-privilege API token made with the
+operator's password, so that the password need not be kept.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 
 from clusters.domain import (
+    ClusterError,
     ClusterStatusEntry,
     ConnectionTarget,
     Credentials,
@@ -19,10 +24,16 @@ from clusters.domain import (
     PasswordCredentials,
     ProxmoxPermissionDenied,
     ProxmoxReport,
+    TokenCredentials,
+    TokenHandOffRefused,
 )
 from clusters.proxmox.api import PveSession, open_early
 from clusters.proxmox.tls import FingerprintFetcher, fetch_server_fingerprint
 from clusters.proxmox.transport import DEFAULT_MAX_RESPONSE_BYTES, Connection, Transport
+
+# PVE's built-in read-only role: Sys.Audit, VM.Audit, Datastore.Audit, … —
+# everything a check reads, nothing it could change.
+TOKEN_ROLE = "PVEAuditor"
 
 
 class ProxmoxClient:
@@ -87,6 +98,51 @@ class ProxmoxClient:
             cluster_status, nodes = status_read.result()
         return ProxmoxReport(version=version, cluster_status=cluster_status, nodes=nodes)
 
+    def issue_token(
+        self, target: ConnectionTarget, credentials: PasswordCredentials, *, name: str, comment: str
+    ) -> TokenCredentials:
+        """Log in with the password, create the privilege-separated token
+        ``<user>!<name>`` and grant it ``PVEAuditor`` on ``/``.
+
+        Raises TokenHandOffRefused with Proxmox's reason when the account may
+        not do either. A token created before a later step failed is deleted
+        again before the error is raised, so nothing is left on the cluster
+        (the message says so when even that fails).
+        """
+        with self._transport.connect(target, credentials) as connection:
+            session = PveSession.login(connection, credentials)
+            try:
+                token = session.create_token(credentials.username, name, comment=comment)
+            except ProxmoxPermissionDenied as error:
+                raise _refused(f"create an API token for {credentials.username}", error) from None
+            try:
+                session.grant_token_role(token.token_id, TOKEN_ROLE)
+            except ClusterError as error:
+                failure: ClusterError = (
+                    _refused(f"grant {TOKEN_ROLE} on / to {token.token_id}", error)
+                    if isinstance(error, ProxmoxPermissionDenied)
+                    else error
+                )
+                try:
+                    session.delete_token(token.token_id)
+                except ClusterError:
+                    failure.message += (
+                        f"; the token {token.token_id} it had created could not be deleted "
+                        "again: delete it on the cluster"
+                    )
+                    failure.args = (failure.message,)
+                raise failure from None
+        return token
+
+    def delete_token(
+        self, target: ConnectionTarget, credentials: Credentials, token_id: str
+    ) -> None:
+        """Delete the API token ``token_id``, logged in with ``credentials``
+        (its user's password; a privilege-separated token may not delete
+        itself, PVE refuses that with 403)."""
+        with self._transport.connect(target, credentials) as connection:
+            PveSession.login(connection, credentials).delete_token(token_id)
+
     def _inspect_sequentially(
         self, target: ConnectionTarget, credentials: Credentials
     ) -> ProxmoxReport:
@@ -119,3 +175,13 @@ class ProxmoxClient:
                 return None, session.nodes()
             except ProxmoxPermissionDenied:
                 return None, []
+
+
+def _refused(doing: str, error: ProxmoxPermissionDenied) -> TokenHandOffRefused:
+    reason = error.reason or "permission check failed"
+    return TokenHandOffRefused(
+        f"Proxmox refused to {doing}: {reason}. The token hand-off needs an account that may "
+        "create API tokens (its own, or others' with User.Modify) and holds "
+        "Permissions.Modify on /; register without create_token, or with such an account",
+        details={"proxmox_reason": reason} if error.reason else None,
+    )

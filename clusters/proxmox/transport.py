@@ -37,6 +37,7 @@ from clusters.domain import (
     Credentials,
     ProxmoxAuthenticationFailed,
     ProxmoxBadResponse,
+    ProxmoxNoAnswer,
     ProxmoxPermissionDenied,
     ProxmoxUnreachable,
     TokenCredentials,
@@ -160,7 +161,7 @@ class Connection:
         except requests.exceptions.SSLError:
             raise transport.trust.failure(self.target) from None
         except requests.exceptions.ConnectTimeout:
-            raise ProxmoxUnreachable(
+            raise ProxmoxNoAnswer(
                 f"Timed out connecting to {endpoint} after {transport.connect_timeout:g} s"
             ) from None
         except requests.exceptions.ReadTimeout:
@@ -168,9 +169,9 @@ class Connection:
                 f"{endpoint} did not answer {path} within {transport.read_timeout:g} s"
             ) from None
         except requests.exceptions.ConnectionError as error:
-            raise ProxmoxUnreachable(
-                f"Could not connect to {endpoint}: {_innermost_reason(error)}"
-            ) from None
+            reason = _innermost_reason(error)
+            failure = ProxmoxNoAnswer if reason == "connection refused" else ProxmoxUnreachable
+            raise failure(f"Could not connect to {endpoint}: {reason}") from None
         except requests.exceptions.RequestException:
             # Never str(error): some requests errors quote header values.
             raise ProxmoxUnreachable(f"The request to {endpoint}{API_ROOT}{path} failed") from None
@@ -224,8 +225,11 @@ class Connection:
                 + (f" ({reason})" if reason else "")
             )
         if status == 403:
+            doing = "read" if response.request.method in (None, "GET") else "change"
             raise ProxmoxPermissionDenied(
-                f"{credentials.principal} may not read {path} on {endpoint}"
+                f"{credentials.principal} may not {doing} {path} on {endpoint}"
+                + (f" ({reason})" if reason else ""),
+                reason=reason,
             )
         if status >= 500:
             raise ProxmoxBadResponse(

@@ -13,6 +13,7 @@ two processes racing over one cluster cannot both win.
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
@@ -44,10 +45,20 @@ from clusters.encryption import CredentialCipher
 from clusters.models import NAME_KEY_CONSTRAINT, AuditEventRecord, ClusterRecord
 
 _TABLE = ClusterRecord._meta.db_table
-_UPDATED_FIELDS = [
-    field.attname
-    for field in ClusterRecord._meta.concrete_fields
-    if not field.primary_key and field.attname != "created_at"
+# What an edit writes: the configuration's columns (CONFIGURATION_FIELDS),
+# its version and time; what a check recorded meanwhile stays.
+_CONFIGURED_FIELDS = [
+    "name",
+    "name_key",
+    "api_endpoint",
+    "auth_method",
+    "principal",
+    "secret_token",
+    "token_created_by_registry",
+    "verify_tls",
+    "fingerprint",
+    "version",
+    "updated_at",
 ]
 _OBSERVED_FIELDS = sorted(OBSERVATION_FIELDS)
 # What a list reads of a row: every column of PublicCluster, in its order,
@@ -55,7 +66,7 @@ _OBSERVED_FIELDS = sorted(OBSERVATION_FIELDS)
 _PUBLIC_COLUMNS = (
     "id", "name", "api_endpoint", "status", "proxmox_version", "node_count", "auth_method",
     "principal", "verify_tls", "fingerprint", "created_at", "updated_at", "last_checked_at",
-    "last_error", "version",
+    "last_error", "last_error_details", "version",
 )  # fmt: skip
 _PASSWORD = "password"
 
@@ -64,16 +75,17 @@ def _public_cluster(
     row: tuple[Any, ...],
     identifier: Callable[[Any], str] = str,
     moment: Callable[[Any], str] = rfc3339,
+    document: Callable[[Any], Any] = lambda value: value,
 ) -> PublicCluster:
     """A row of _PUBLIC_COLUMNS (and whatever follows them) as a list shows
     it: read straight from the columns, with no model or domain object in
     between (a list of a thousand clusters spent most of its time building
-    those). ``identifier`` and ``moment`` write the id and the timestamps as
-    the driver gives them."""
+    those). ``identifier``, ``moment`` and ``document`` turn the id, the
+    timestamps and the JSON column from what the driver gives."""
     (
         cluster_id, name, api_endpoint, status, proxmox_version, node_count, auth_method,
         principal, verify_tls, fingerprint, created_at, updated_at, last_checked_at,
-        last_error, version, *_rest,
+        last_error, last_error_details, version, *_rest,
     ) = row  # fmt: skip
     password = auth_method == _PASSWORD
     return {
@@ -92,6 +104,7 @@ def _public_cluster(
         "updated_at": moment(updated_at),
         "last_checked_at": None if last_checked_at is None else moment(last_checked_at),
         "last_error": last_error,
+        "last_error_details": None if last_error_details is None else document(last_error_details),
         "version": version,
     }
 
@@ -292,7 +305,8 @@ class DjangoClusterRepository(ClusterRepository):
                 cursor.execute(sql, params)
                 rows = cursor.fetchall()
                 clusters = [
-                    _public_cluster(row, _sqlite_identifier, _sqlite_moment) for row in rows
+                    _public_cluster(row, _sqlite_identifier, _sqlite_moment, json.loads)
+                    for row in rows
                 ]
             elif connection.in_atomic_block:
                 # A transaction may see its own uncommitted row versions,
@@ -357,7 +371,7 @@ class DjangoClusterRepository(ClusterRepository):
 
     def update(self, cluster: Cluster) -> None:
         record = ClusterRecord.from_domain(cluster, self._cipher)
-        values = {field: getattr(record, field) for field in _UPDATED_FIELDS}
+        values = {field: getattr(record, field) for field in _CONFIGURED_FIELDS}
         self._conditional_update(cluster, based_on=cluster.version - 1, values=values)
 
     def record_check(self, cluster: Cluster) -> None:

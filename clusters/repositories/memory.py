@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 
 from clusters.domain import (
+    CONFIGURATION_FIELDS,
     OBSERVATION_FIELDS,
     AuditEvent,
     AuditLog,
@@ -180,7 +181,12 @@ class InMemoryClusterRepository(ClusterRepository):
     def update(self, cluster: Cluster) -> None:
         self._require_batch()
         previous = self._stored(cluster.id, version=cluster.version - 1)
-        self._swap(previous, cluster)
+        # The configuration only: what a check recorded meanwhile stays.
+        configured = {field: getattr(cluster, field) for field in CONFIGURATION_FIELDS}
+        self._swap(
+            previous,
+            replace(previous, **configured, version=cluster.version, updated_at=cluster.updated_at),
+        )
 
     def record_check(self, cluster: Cluster) -> None:
         self._require_batch()

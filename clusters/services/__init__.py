@@ -1,7 +1,7 @@
 """The service layer: use cases that the REST API, management commands and
 background jobs drive alike (docs/architecture.md, "Layers").
 
-- ``registry.ClusterService`` — register, deregister, list, get.
+- ``registry.ClusterService`` — register, edit, deregister, list, get.
 - ``checks.CheckService`` — check clusters against their API (refresh).
 - ``ports`` — what the use cases need from outside: a Proxmox gateway, a
   clock, a unit-of-work factory, an observer of checks.

@@ -26,6 +26,7 @@ from clusters.domain import (
     ProxmoxAuthenticationFailed,
     ProxmoxError,
     ProxmoxReport,
+    ProxmoxTLSError,
     StaleCluster,
     assess_health,
     authorize,
@@ -135,12 +136,18 @@ class CheckService:
         except ProxmoxAuthenticationFailed as error:
             self._finished(CheckOutcome.UNAUTHORIZED, started)
             return cluster.observed(
-                at=started, status=ClusterStatus.UNKNOWN, last_error=error.message
+                at=started,
+                status=ClusterStatus.UNKNOWN,
+                last_error=error.message,
+                last_error_details=None,
             )
         except ProxmoxError as error:
             self._finished(CheckOutcome.ERROR, started)
             return cluster.observed(
-                at=started, status=ClusterStatus.UNHEALTHY, last_error=error.message
+                at=started,
+                status=ClusterStatus.UNHEALTHY,
+                last_error=error.message,
+                last_error_details=actionable_details(error),
             )
         self._finished(CheckOutcome.SUCCESS, started)
         health = assess_health(report)
@@ -150,9 +157,21 @@ class CheckService:
             node_count=health.node_count,
             proxmox_version=report.version,
             last_error=None,
+            last_error_details=None,
         )
 
     def _finished(self, outcome: CheckOutcome, started: datetime) -> None:
         # The wall clock may step back; a check never took negative time.
         seconds = max(0.0, (self._clock() - started).total_seconds())
         self._observer.check_finished(outcome, seconds)
+
+
+def actionable_details(error: ProxmoxError) -> dict[str, str] | None:
+    """What an operator may act on about a failed check: the fingerprint of
+    the certificate a node presents now, to compare and pin
+    (``PATCH {"fingerprint": …}``) when it no longer matches or is no longer
+    trusted."""
+    observed = (error.details or {}).get("fingerprint")
+    if isinstance(error, ProxmoxTLSError) and isinstance(observed, str):
+        return {"fingerprint": observed}
+    return None

@@ -10,13 +10,37 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Protocol
 
-from clusters.domain import ConnectionTarget, Credentials, ProxmoxReport, UnitOfWork
+from clusters.domain import (
+    ConnectionTarget,
+    Credentials,
+    PasswordCredentials,
+    ProxmoxReport,
+    TokenCredentials,
+    UnitOfWork,
+)
 
 
 class ProxmoxGateway(Protocol):
     """What the service needs from a Proxmox client (a fake in unit tests)."""
 
-    def inspect(self, target: ConnectionTarget, credentials: Credentials) -> ProxmoxReport: ...
+    def inspect(self, target: ConnectionTarget, credentials: Credentials) -> ProxmoxReport:
+        """Log in and read version and health; the domain's Proxmox errors."""
+        ...
+
+    def issue_token(
+        self, target: ConnectionTarget, credentials: PasswordCredentials, *, name: str, comment: str
+    ) -> TokenCredentials:
+        """Create a privilege-separated API token ``<user>!<name>`` with the
+        password and grant it read-only access (``PVEAuditor`` on ``/``).
+        TokenHandOffRefused when Proxmox refuses; nothing is left behind."""
+        ...
+
+    def delete_token(
+        self, target: ConnectionTarget, credentials: Credentials, token_id: str
+    ) -> None:
+        """Delete the API token ``token_id`` on the cluster, logged in with
+        ``credentials``."""
+        ...
 
 
 Clock = Callable[[], datetime]

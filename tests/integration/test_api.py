@@ -83,9 +83,12 @@ def test_register_answers_201_with_the_cluster_and_its_location(api_client, heal
     assert set(body) == {
         "id", "name", "api_endpoint", "status", "proxmox_version", "node_count",
         "auth_method", "username", "token_id", "verify_tls", "fingerprint",
-        "created_at", "updated_at", "last_checked_at", "last_error", "version",
+        "created_at", "updated_at", "last_checked_at", "last_error", "last_error_details",
+        "version",
     }  # fmt: skip
     assert body["version"] == 1
+    assert body["last_error_details"] is None
+    assert response["ETag"] == '"1"'
 
 
 def test_register_with_verification_off_records_it(api_client, healthy_pve):

@@ -13,6 +13,7 @@ from clusters.domain import (
     ConnectionTarget,
     ProxmoxAuthenticationFailed,
     ProxmoxBadResponse,
+    ProxmoxNoAnswer,
     ProxmoxUnreachable,
 )
 from clusters.proxmox import ProxmoxClient
@@ -126,28 +127,41 @@ def test_an_answer_that_is_not_the_pve_envelope_is_a_bad_response(client, m, ans
 
 
 @pytest.mark.parametrize(
-    ("error", "message"),
+    ("error", "message", "nothing_answered"),
     [
         (
             requests.exceptions.ConnectTimeout("timed out"),
             "Timed out connecting to https://pve.example.com:8006 after 2 s",
+            True,
         ),
         (
             requests.exceptions.ReadTimeout("read timed out"),
             "https://pve.example.com:8006 did not answer /access/ticket within 3 s",
+            False,
         ),
         (
             requests.exceptions.ConnectionError(ConnectionRefusedError(111, "Connection refused")),
             "Could not connect to https://pve.example.com:8006: connection refused",
+            True,
+        ),
+        (
+            requests.exceptions.ConnectionError(ConnectionResetError(104, "Connection reset")),
+            "Could not connect to https://pve.example.com:8006: connection failed",
+            False,
         ),
     ],
-    ids=["connect-timeout", "read-timeout", "refused"],
+    ids=["connect-timeout", "read-timeout", "refused", "reset"],
 )
-def test_network_failures_become_unreachable_with_what_failed(client, m, error, message):
+def test_network_failures_become_unreachable_with_what_failed(
+    client, m, error, message, nothing_answered
+):
+    """Nothing accepting the connection (refused, or timed out connecting)
+    is ProxmoxNoAnswer: where https:// implied 443, the service suggests 8006."""
     m.post(f"{pve.API}/access/ticket", exc=error)
     with pytest.raises(ProxmoxUnreachable) as caught:
         client.inspect(TARGET, PASSWORD_LOGIN)
     assert caught.value.message == message
+    assert isinstance(caught.value, ProxmoxNoAnswer) is nothing_answered
 
 
 @pytest.mark.parametrize(

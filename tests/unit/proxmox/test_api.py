@@ -5,9 +5,18 @@ token only where PVE wants it, nothing secret in its repr)."""
 
 from __future__ import annotations
 
+from urllib.parse import parse_qs
+
 import pytest
 
-from clusters.domain import NodeEntry, ProxmoxBadResponse, ProxmoxSecondFactorRequired
+from clusters.domain import (
+    NodeEntry,
+    ProxmoxBadResponse,
+    ProxmoxPermissionDenied,
+    ProxmoxSecondFactorRequired,
+    Secret,
+    TokenCredentials,
+)
 from clusters.proxmox.api import PveSession
 from clusters.proxmox.transport import DEFAULT_MAX_RESPONSE_BYTES, Transport
 from tests import pve_responses as pve
@@ -22,7 +31,7 @@ from tests.unit.proxmox.conftest import (
     messages,
 )
 
-# -- API tokens ------------------------------------------------------------------------
+# -- API tokens ----------------------------------------------------------------------------------
 
 
 def test_token_is_sent_as_pveapitoken_header_without_a_ticket_call(m):
@@ -40,7 +49,7 @@ def test_token_is_sent_as_pveapitoken_header_without_a_ticket_call(m):
         assert "CSRFPreventionToken" not in request.headers
 
 
-# -- second factor ---------------------------------------------------------------------
+# -- second factor ------------------------------------------------------------------------------
 
 
 def test_need_tfa_is_a_second_factor_error_suggesting_a_token(m):
@@ -60,7 +69,7 @@ def test_a_tfa_ticket_without_need_tfa_is_a_second_factor_error_too(m):
         client().inspect(TARGET, PASSWORD_CREDENTIALS)
 
 
-# -- the session ---------------------------------------------------------------------------
+# -- the session --------------------------------------------------------------------------------
 
 ACL = {"path": "/", "roles": "PVEAuditor", "tokens": "root@pam!proxmoxer"}
 
@@ -143,3 +152,91 @@ def test_a_version_answer_without_a_version_is_a_bad_response(m, transport, data
         with pytest.raises(ProxmoxBadResponse) as raised:
             session.version()
     assert raised.value.message == f"{pve.ENDPOINT} answered /version without a version"
+
+
+# -- API tokens and ACLs (pve-access-control src/PVE/API2/User.pm, ACL.pm) ----------------------
+
+
+@pytest.fixture
+def session(m):
+    """A ticket login, on which the token and ACL calls are made."""
+    transport = Transport(
+        connect_timeout=1,
+        read_timeout=1,
+        ca_bundle=None,
+        max_response_bytes=DEFAULT_MAX_RESPONSE_BYTES,
+        fingerprint_fetcher=lambda host, port, timeout: None,
+    )
+    pve.login_ok(m)
+    with transport.connect(TARGET, PASSWORD_CREDENTIALS) as connection:
+        yield PveSession.login(connection, PASSWORD_CREDENTIALS)
+
+
+def test_create_token_posts_privsep_with_the_tickets_csrf_and_returns_the_token(m, session):
+    pve.token_created(m)
+    token = session.create_token("root@pam", "proxmoxer-0a1b2c3d", comment="registry")
+
+    assert token == TokenCredentials(
+        "root@pam!proxmoxer-0a1b2c3d", Secret(pve.TOKEN_VALUE), created_by_registry=True
+    )
+    request = m.last_request
+    assert (request.method, request.path) == (
+        "POST",
+        "/api2/json/access/users/root@pam/token/proxmoxer-0a1b2c3d",
+    )
+    assert parse_qs(request.text) == {"privsep": ["1"], "comment": ["registry"]}
+    assert request.headers["CSRFPreventionToken"] == pve.CSRF_TOKEN
+    assert_secret_absent(pve.TOKEN_VALUE, repr(token), "the token's repr")
+
+
+def test_a_user_id_is_escaped_in_the_token_path(m, session):
+    pve.token_created(m)
+    session.create_token("ops#1@pve", "proxmoxer-0a1b2c3d", comment="")
+    assert m.last_request.path == "/api2/json/access/users/ops%231@pve/token/proxmoxer-0a1b2c3d"
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        None,
+        {"full-tokenid": "root@pam!proxmoxer-0a1b2c3d"},
+        {"full-tokenid": "root@pam!other", "value": "x"},
+        {"full-tokenid": "root@pam!proxmoxer-0a1b2c3d", "value": ""},
+        ["not", "an", "object"],
+    ],
+)
+def test_a_creation_answer_without_the_token_is_a_bad_response(m, session, data):
+    m.post(f"{pve.API}/access/users/root@pam/token/proxmoxer-0a1b2c3d", json={"data": data})
+    with pytest.raises(ProxmoxBadResponse, match="without the new token"):
+        session.create_token("root@pam", "proxmoxer-0a1b2c3d", comment="")
+
+
+def test_grant_token_role_puts_the_acl_for_the_token_with_propagation(m, session):
+    pve.acl_granted(m)
+    session.grant_token_role("root@pam!proxmoxer-0a1b2c3d", "PVEAuditor")
+    request = m.last_request
+    assert (request.method, request.path) == ("PUT", "/api2/json/access/acl")
+    assert parse_qs(request.text) == {
+        "path": ["/"],
+        "roles": ["PVEAuditor"],
+        "tokens": ["root@pam!proxmoxer-0a1b2c3d"],
+        "propagate": ["1"],
+    }
+    assert request.headers["CSRFPreventionToken"] == pve.CSRF_TOKEN
+
+
+def test_a_refused_grant_carries_proxmoxs_reason(m, session):
+    pve.acl_refused(m)
+    with pytest.raises(ProxmoxPermissionDenied) as raised:
+        session.grant_token_role("root@pam!proxmoxer-0a1b2c3d", "PVEAuditor")
+    assert raised.value.reason == "Permission check failed (/, Permissions.Modify)"
+    assert "may not change /access/acl" in raised.value.message
+
+
+def test_delete_token_deletes_by_user_and_name(m, session):
+    pve.token_deleted(m)
+    session.delete_token("root@pam!proxmoxer-0a1b2c3d")
+    assert (m.last_request.method, m.last_request.path) == (
+        "DELETE",
+        "/api2/json/access/users/root@pam/token/proxmoxer-0a1b2c3d",
+    )
