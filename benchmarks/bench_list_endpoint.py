@@ -34,7 +34,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -48,7 +47,7 @@ sys.path.insert(0, str(PROJECT_DIR))
 
 from benchmarks.list_site.fleet import FILTERED_STATUS  # noqa: E402
 from tests import postgres  # noqa: E402
-from tests.e2e.servers import free_port  # noqa: E402
+from tests.e2e.servers import ServerProcess, free_port  # noqa: E402
 
 CREDENTIALS_KEY = "kVfH0rXq8m1cX5qB2f8dYHZz3o7xw6n9gQeT4sLrJpU="
 WORKERS, THREADS = 2, 4
@@ -142,33 +141,25 @@ class Server:
     @contextmanager
     def running(self) -> Iterator[Server]:
         self.token = self._run([sys.executable, __file__, "--fill", str(self.clusters)]).strip()
-        log = (self.workdir / f"gunicorn-{self.backend}.log").open("wb")
-        process = subprocess.Popen(
-            [
-                str(Path(sys.executable).parent / "gunicorn"),
-                "proxmoxer_site.wsgi:application",
-                "--config",
-                "python:benchmarks.list_site.gunicorn_conf",
-                "--bind",
-                f"127.0.0.1:{self.port}",
-                "--workers",
-                str(WORKERS),
-                "--threads",
-                str(THREADS),
-                "--no-control-socket",
-            ],
-            cwd=PROJECT_DIR,
-            env=self.env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+        command = [
+            str(Path(sys.executable).parent / "gunicorn"),
+            "proxmoxer_site.wsgi:application",
+            "--config",
+            "python:benchmarks.list_site.gunicorn_conf",
+            "--bind",
+            f"127.0.0.1:{self.port}",
+            "--workers",
+            str(WORKERS),
+            "--threads",
+            str(THREADS),
+            "--no-control-socket",
+        ]
+        log = self.workdir / f"gunicorn-{self.backend}-{self.clusters}.log"
+        server = ServerProcess(command, self.env, self.base_url, log).start()
         try:
-            self._wait_until_up(process)
             yield self
         finally:
-            process.terminate()
-            process.wait(timeout=30)
-            log.close()
+            server.stop()
 
     def headers(self) -> dict[str, str]:
         return {"Authorization": f"Token {self.token}"}
@@ -201,20 +192,6 @@ class Server:
         if result.returncode != 0:
             sys.exit(f"{' '.join(command)} failed:\n{result.stdout}\n{result.stderr}")
         return result.stdout.strip().splitlines()[-1]
-
-    def _wait_until_up(self, process: subprocess.Popen[bytes]) -> None:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                sys.exit(f"gunicorn exited; see {self.workdir}")
-            try:
-                if requests.get(f"{self.base_url}/health", timeout=1).status_code == 200:
-                    return
-            except requests.RequestException:
-                pass
-            time.sleep(0.2)
-        process.terminate()
-        sys.exit("gunicorn did not come up within 60 s")
 
 
 @dataclass
