@@ -14,6 +14,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
 from django.http import QueryDict
+from drf_spectacular.utils import extend_schema_serializer
 from rest_framework import serializers
 from rest_framework.fields import empty
 from rest_framework.request import Request
@@ -233,6 +234,9 @@ class ClusterSerializer(serializers.Serializer):
     )
 
 
+# One object, not a list of them: drf-spectacular would otherwise describe
+# what a ViewSet's list action returns as an array.
+@extend_schema_serializer(many=False)
 class ClusterListSerializer(serializers.Serializer):
     """A page of the list (documentation: the list renders ``cluster_page``,
     whose clusters are the same objects as this serializer's)."""

@@ -1,4 +1,5 @@
-"""The REST API: a ViewSet whose actions call ClusterService, plus /health.
+"""The REST API: a ViewSet whose actions call ClusterService, plus the
+probes /health (liveness) and /health/ready (readiness).
 
 DRF's generic views assume a queryset; the registry may live in memory, so
 the actions are written out on a plain ViewSet and go through the service.
@@ -38,8 +39,9 @@ from rest_framework.response import Response
 from rest_framework.reverse import reverse
 from rest_framework.utils import formatting
 
-from clusters.api_errors import InvalidInput, envelope_response
+from clusters.api_errors import DATABASE_RETRY_AFTER_SECONDS, InvalidInput, envelope_response
 from clusters.domain import DEFAULT_LIMIT, MAX_LIMIT, Actor, Cluster, ClusterError, ClusterStatus
+from clusters.readiness import readiness
 from clusters.serializers import (
     ClusterListSerializer,
     ClusterSerializer,
@@ -55,15 +57,23 @@ from clusters.wiring import services
 _ERRORS = {
     code: OpenApiResponse(ErrorSerializer, description=text)
     for code, text in {
-        400: "Invalid request or malformed cluster id",
+        400: "Invalid request, malformed cluster id, or a target the network policy refuses",
         401: "Not authenticated, or Proxmox refused the credentials",
         403: "The account's role may not do this, or Proxmox refused the token hand-off",
         404: "No cluster with this id",
-        409: "Name already registered, or changed by someone else meanwhile",
-        412: "If-Match names a version that is no longer the stored one",
-        502: "Proxmox unreachable, TLS failure, 5xx, or not a PVE API",
+        406: "A format or media type the API does not speak (?format=, Accept)",
+        409: "Name already registered, or the cluster was changed by someone else meanwhile",
+        411: "A request body without a Content-Length (chunked) where it cannot be read",
+        412: "If-Match names a version that is no longer current",
+        413: "Request body larger than API_MAX_BODY_BYTES",
+        415: "A request body in a media type the API does not read",
+        429: "Too many requests (the API throttle); Retry-After says when to retry",
+        502: "Proxmox unreachable, TLS failure, 5xx, or not a Proxmox VE API",
+        503: "The database or the shared cache is unreachable or too slow; Retry-After",
     }.items()
 }
+# Every operation can meet these, whatever it is asked.
+_ANY_REQUEST = (400, 401, 403, 406, 429, 503)
 _ID = OpenApiParameter("id", OpenApiTypes.UUID, OpenApiParameter.PATH)
 _LIST_PARAMETERS = [
     OpenApiParameter(
@@ -94,7 +104,7 @@ _ETAG_RE = re.compile(r'^"(\d{1,18})"$')
 
 
 def _errors(*codes: int) -> dict[int, OpenApiResponse]:
-    return {code: _ERRORS[code] for code in codes}
+    return {code: _ERRORS[code] for code in sorted({*_ANY_REQUEST, *codes})}
 
 
 def etag(cluster: Cluster) -> str:
@@ -160,7 +170,7 @@ class ClusterViewSet(viewsets.ViewSet):
     whole name, any case).
     """
 
-    lookup_value_regex = "[^/.]+"
+    lookup_value_regex = "[^/]+"
     # What each action's form in the browsable API asks for; any other
     # action takes no input and shows none (refresh: a bare POST button).
     form_serializers: dict[str, type[serializers.Serializer]] = {
@@ -205,9 +215,7 @@ class ClusterViewSet(viewsets.ViewSet):
         text = formatting.dedent(smart_str(text))
         return formatting.markup_description(text) if html else text
 
-    @extend_schema(
-        parameters=_LIST_PARAMETERS, responses={200: ClusterListSerializer, **_errors(400, 401)}
-    )
+    @extend_schema(parameters=_LIST_PARAMETERS, responses={200: ClusterListSerializer, **_errors()})
     def list(self, request: Request) -> Response:
         query = cluster_query(request.query_params)
         page = services().clusters.list_clusters(query, actor=actor_for(request))
@@ -215,7 +223,7 @@ class ClusterViewSet(viewsets.ViewSet):
 
     @extend_schema(
         request=RegisterClusterSerializer,
-        responses={201: ClusterSerializer, **_errors(400, 401, 409, 502)},
+        responses={201: ClusterSerializer, **_errors(409, 411, 413, 415, 502)},
     )
     def create(self, request: Request) -> Response:
         registration = RegisterClusterSerializer(data=request.data).to_request()
@@ -225,7 +233,7 @@ class ClusterViewSet(viewsets.ViewSet):
             cluster, status=status.HTTP_201_CREATED, headers={"Location": location}
         )
 
-    @extend_schema(parameters=[_ID], responses={200: ClusterSerializer, **_errors(400, 401, 404)})
+    @extend_schema(parameters=[_ID], responses={200: ClusterSerializer, **_errors(404)})
     def retrieve(self, request: Request, pk: str) -> Response:
         cluster = services().clusters.get_cluster(pk, actor=actor_for(request))
         self.cluster_name = cluster.name
@@ -262,7 +270,7 @@ class ClusterViewSet(viewsets.ViewSet):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
     @extend_schema(
-        parameters=[_ID], request=None, responses={200: ClusterSerializer, **_errors(400, 401, 404)}
+        parameters=[_ID], request=None, responses={200: ClusterSerializer, **_errors(404, 409)}
     )
     @action(detail=True, methods=["post"])
     def refresh(self, request: Request, pk: str) -> Response:
@@ -278,7 +286,13 @@ def _cluster_response(cluster: Cluster, **kwargs: Any) -> Response:
     return Response(dict(ClusterSerializer(cluster).data), headers=headers, **kwargs)
 
 
-@extend_schema(responses=inline_serializer("Health", {"status": serializers.CharField()}), auth=[])
+@extend_schema(
+    responses={
+        200: inline_serializer("Health", {"status": serializers.CharField()}),
+        406: _ERRORS[406],
+    },
+    auth=[],
+)
 @api_view(["GET"])
 @authentication_classes([])
 @permission_classes([AllowAny])
@@ -286,6 +300,37 @@ def _cluster_response(cluster: Cluster, **kwargs: Any) -> Response:
 def health(request: Request) -> Response:
     """Liveness of this service (not of the registered clusters)."""
     return Response({"status": "healthy"})
+
+
+@extend_schema(
+    responses={
+        200: inline_serializer(
+            "Readiness",
+            {"status": serializers.CharField(), "checks": serializers.DictField()},
+        ),
+        503: inline_serializer(
+            "NotReady",
+            {"status": serializers.CharField(), "checks": serializers.DictField()},
+        ),
+        406: _ERRORS[406],
+    },
+    auth=[],
+)
+@api_view(["GET"])
+@authentication_classes([])
+@permission_classes([AllowAny])
+@throttle_classes([])
+def health_ready(request: Request) -> Response:
+    """Readiness of this service: 200 when the database (and the shared
+    cache, and Celery's broker, where configured) answer; 503 otherwise."""
+    ready, checks = readiness()
+    if ready:
+        return Response({"status": "ready", "checks": checks})
+    return Response(
+        {"status": "not ready", "checks": checks},
+        status=503,
+        headers={"Retry-After": str(DATABASE_RETRY_AFTER_SECONDS)},
+    )
 
 
 @csrf_exempt

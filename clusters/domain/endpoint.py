@@ -56,6 +56,12 @@ class Endpoint:
         return f"https://{self.host}:{PROXMOX_DEFAULT_PORT}"
 
 
+# A last label of digits (or 0x and hex digits) makes the C resolver read the
+# whole host as an IPv4 address in the old inet_aton spellings: 2130706433,
+# 0x7f000001, 0177.0.0.1 and 127.1 all mean 127.0.0.1. No DNS name ends so.
+_NUMERIC_LABEL_RE = re.compile(r"^(?:[0-9]+|0[xX][0-9A-Fa-f]*)$")
+
+
 def _normalise_host(host: str) -> str:
     if ":" in host:  # urlsplit has already stripped the IPv6 brackets
         if "%" in host:
@@ -75,6 +81,14 @@ def _normalise_host(host: str) -> str:
     except ValueError:
         pass
     labels = host.rstrip(".").split(".")
+    if _NUMERIC_LABEL_RE.match(labels[-1]):
+        # Refused rather than normalised: an operator who typed 0177.0.0.1
+        # should see what it means, and the network policy judges addresses
+        # in one spelling only.
+        raise FieldInvalid(
+            "API endpoint must write an IPv4 address as four decimal numbers without leading "
+            "zeros, like 10.0.0.5 (integer, octal and hex forms are refused)"
+        )
     if len(host) > 253 or not all(_HOSTNAME_LABEL_RE.match(label) for label in labels):
         raise FieldInvalid("API endpoint must name a valid host")
     return ".".join(labels).lower()

@@ -90,6 +90,17 @@ class TokenHandOffRefused(ClusterError):
     the API layer answers 403 with Proxmox's reason."""
 
 
+class NetworkPolicyRefused(ClusterError):
+    """The network policy forbids connecting to the address a target is at
+    (docs/product-contract.md §13): nothing was sent to it. The API layer
+    answers 400, naming the rule."""
+
+    def __init__(self, message: str, *, address: str, rule: str) -> None:
+        super().__init__(message, details={"address": address, "rule": rule})
+        self.address = address
+        self.rule = rule
+
+
 class ProxmoxError(ClusterError):
     """Talking to the cluster's API failed; the API layer answers 502."""
 

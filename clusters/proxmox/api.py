@@ -20,6 +20,7 @@ pve-access-control's ``src/PVE/API2/User.pm`` (``generate_token``,
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote
@@ -37,6 +38,10 @@ from clusters.domain import (
 from clusters.proxmox.transport import Connection
 
 TICKET_PATH = "/access/ticket"
+# PVE's versions: 8.2.4, 7.4-13, 9.1.2. Anything else did not come from PVE,
+# and is neither stored nor shown (it once carried a database URL).
+_VERSION_RE = re.compile(r"[0-9]+\.[0-9]+(?:[.-][0-9]+)*")
+_VERSION_MAX_LENGTH = 32
 
 
 def open_early(connection: Connection) -> None:
@@ -55,10 +60,14 @@ class PveSession:
         connection: Connection,
         headers: Mapping[str, str],
         csrf_token: str | None = None,
+        ticket: str | None = None,
     ) -> None:
         self.connection = connection
         self._headers = dict(headers)
         self._csrf_token = csrf_token
+        self._ticket = ticket
+        # Whatever the cluster echoes is cleaned of these too.
+        connection.redactor.add(ticket, csrf_token)
 
     @classmethod
     def login(cls, connection: Connection, credentials: Credentials) -> PveSession:
@@ -84,11 +93,12 @@ class PveSession:
             connection,
             {"Cookie": f"PVEAuthCookie={ticket}"},
             csrf if isinstance(csrf, str) else None,
+            ticket,
         )
 
     def on(self, connection: Connection) -> PveSession:
         """The same login on another connection to the same cluster."""
-        return PveSession(connection, self._headers, self._csrf_token)
+        return PveSession(connection, self._headers, self._csrf_token, self._ticket)
 
     def headers_for(self, method: str) -> dict[str, str]:
         headers = dict(self._headers)
@@ -109,11 +119,16 @@ class PveSession:
         """``GET /version``: the PVE version string (``8.2.4``, ``7.4-13``)."""
         data = self.call("GET", "/version")
         version = data.get("version") if isinstance(data, dict) else None
-        if not isinstance(version, str) or not version:
+        if (
+            not isinstance(version, str)
+            or len(version) > _VERSION_MAX_LENGTH
+            or not _VERSION_RE.fullmatch(version)
+        ):
             raise ProxmoxBadResponse(
-                f"{self.connection.target.api_endpoint} answered /version without a version"
+                f"{self.connection.target.api_endpoint} answered /version without a Proxmox VE "
+                "version string: not a Proxmox VE API"
             )
-        return version[:64]
+        return version
 
     def cluster_status(self) -> list[ClusterStatusEntry]:
         """``GET /cluster/status`` (needs Sys.Audit on ``/``): the cluster

@@ -13,6 +13,7 @@ operator's password, so that the password need not be kept.
 
 from __future__ import annotations
 
+import functools
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 
 from clusters.domain import (
@@ -28,6 +29,7 @@ from clusters.domain import (
     TokenHandOffRefused,
 )
 from clusters.proxmox.api import PveSession, open_early
+from clusters.proxmox.network_policy import NetworkPolicy
 from clusters.proxmox.tls import FingerprintFetcher, fetch_server_fingerprint
 from clusters.proxmox.transport import DEFAULT_MAX_RESPONSE_BYTES, Connection, Transport
 
@@ -50,15 +52,23 @@ class ProxmoxClient:
         read_timeout: float = 10.0,
         ca_bundle: str | None = None,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
-        fingerprint_fetcher: FingerprintFetcher = fetch_server_fingerprint,
+        network_policy: NetworkPolicy | None = None,
+        fingerprint_fetcher: FingerprintFetcher | None = None,
         parallel: bool = True,
     ) -> None:
+        """``network_policy`` decides where connections may go (default:
+        the product's default denied networks, everything else allowed);
+        ``fingerprint_fetcher`` reads the certificate of a server whose
+        handshake failed (default: over a connection under that policy)."""
+        policy = network_policy or NetworkPolicy()
         self._transport = Transport(
             connect_timeout=connect_timeout,
             read_timeout=read_timeout,
             ca_bundle=ca_bundle,
             max_response_bytes=max_response_bytes,
-            fingerprint_fetcher=fingerprint_fetcher,
+            fingerprint_fetcher=fingerprint_fetcher
+            or functools.partial(fetch_server_fingerprint, network_policy=policy),
+            network_policy=policy,
         )
         # A status read holds its worker through the login it waits for; the
         # service's own request threads bound how many run at once.

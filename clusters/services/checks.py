@@ -22,6 +22,7 @@ from clusters.domain import (
     ClusterStatus,
     ConnectionTarget,
     Credentials,
+    NetworkPolicyRefused,
     Permission,
     ProxmoxAuthenticationFailed,
     ProxmoxError,
@@ -51,6 +52,13 @@ def inspect(
     docs/product-contract.md §16."""
     try:
         return proxmox.inspect(target, credentials)
+    except NetworkPolicyRefused as error:
+        logger.warning(
+            "Connection refused by the network policy, endpoint=%s, error=%s",
+            target.api_endpoint,
+            error.message,
+        )
+        raise
     except ProxmoxAuthenticationFailed as error:
         logger.error("Proxmox authentication failed, error=%s", error.message)
         raise

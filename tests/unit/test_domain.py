@@ -125,6 +125,26 @@ def test_endpoint_refuses_what_is_not_a_pve_api_root(raw, complaint):
         normalise_endpoint(raw)
 
 
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "0x7f000001",
+        "2130706433",
+        "https://2130706433:8006",
+        "0177.0.0.1",
+        "https://0177.0.0.1",
+        "127.1",
+        "0x7f.1",
+        "10.0.0.05",
+        "pve.0x10",
+        "https://169.254.43518",
+    ],
+)
+def test_endpoint_refuses_integer_octal_and_hex_ipv4_spellings(raw):
+    with pytest.raises(FieldInvalid, match="four decimal numbers"):
+        normalise_endpoint(raw)
+
+
 def test_endpoint_complaint_never_repeats_embedded_credentials():
     with pytest.raises(FieldInvalid) as caught:
         normalise_endpoint("https://root:hunter2@pve.example.com")

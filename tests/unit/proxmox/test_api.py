@@ -18,6 +18,7 @@ from clusters.domain import (
     TokenCredentials,
 )
 from clusters.proxmox.api import PveSession
+from clusters.proxmox.network_policy import NetworkPolicy
 from clusters.proxmox.transport import DEFAULT_MAX_RESPONSE_BYTES, Transport
 from tests import pve_responses as pve
 from tests.conftest import assert_secret_absent
@@ -82,6 +83,7 @@ def transport() -> Transport:
         ca_bundle=None,
         max_response_bytes=DEFAULT_MAX_RESPONSE_BYTES,
         fingerprint_fetcher=lambda host, port, timeout: None,
+        network_policy=NetworkPolicy(),
     )
 
 
@@ -144,29 +146,49 @@ def test_a_login_carries_over_to_another_connection_to_read_the_nodes(m, transpo
     assert m.last_request.headers["Cookie"] == f"PVEAuthCookie={pve.TICKET}"
 
 
-@pytest.mark.parametrize("data", [{"release": "8.2"}, {"version": ""}, None, ["8.2.4"]])
-def test_a_version_answer_without_a_version_is_a_bad_response(m, transport, data):
+@pytest.mark.parametrize(
+    "data",
+    [
+        {"release": "8.2"},
+        {"version": ""},
+        None,
+        ["8.2.4"],
+        {"version": 8.2},
+        {"version": "8.2.4 db=postgres://admin:hunter2@db"},
+        {"version": "8.2.4\n"},
+        {"version": "v8.2.4"},
+        {"version": "8"},
+        {"version": "8.2."},
+        {"version": "\u0668.\u0662"},  # Arabic-Indic digits are digits to \d, not to PVE
+        {"version": "8." + "1" * 40},
+    ],
+)
+def test_a_version_answer_without_a_pve_version_is_not_a_proxmox_ve_api(m, transport, data):
     m.get(f"{pve.API}/version", json={"data": data})
     with transport.connect(TARGET, TOKEN_CREDENTIALS) as connection:
         session = PveSession.login(connection, TOKEN_CREDENTIALS)
         with pytest.raises(ProxmoxBadResponse) as raised:
             session.version()
-    assert raised.value.message == f"{pve.ENDPOINT} answered /version without a version"
+    assert raised.value.message == (
+        f"{pve.ENDPOINT} answered /version without a Proxmox VE version string: "
+        "not a Proxmox VE API"
+    )
+    assert "hunter2" not in messages(raised.value)
+
+
+@pytest.mark.parametrize("version", ["8.2.4", "7.4-13", "9.1.2", "6.4-15", "8.0"])
+def test_pve_version_strings_are_kept_as_they_are(m, transport, version):
+    m.get(f"{pve.API}/version", json={"data": {"version": version, "release": "x"}})
+    with transport.connect(TARGET, TOKEN_CREDENTIALS) as connection:
+        assert PveSession.login(connection, TOKEN_CREDENTIALS).version() == version
 
 
 # -- API tokens and ACLs (pve-access-control src/PVE/API2/User.pm, ACL.pm) ----------------------
 
 
 @pytest.fixture
-def session(m):
+def session(m, transport):
     """A ticket login, on which the token and ACL calls are made."""
-    transport = Transport(
-        connect_timeout=1,
-        read_timeout=1,
-        ca_bundle=None,
-        max_response_bytes=DEFAULT_MAX_RESPONSE_BYTES,
-        fingerprint_fetcher=lambda host, port, timeout: None,
-    )
     pve.login_ok(m)
     with transport.connect(TARGET, PASSWORD_CREDENTIALS) as connection:
         yield PveSession.login(connection, PASSWORD_CREDENTIALS)
