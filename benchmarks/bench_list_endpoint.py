@@ -9,8 +9,9 @@ Needs wrk, the HTTP load generator (Debian: ``apt-get install wrk``); without
 it the benchmark says so and skips. PostgreSQL is the server of
 DATABASE_URL_POSTGRES (tests/postgres.py), in a database made for the run.
 
-For each backend one gunicorn (2 worker processes, 4 threads each, the
-production settings) serves both the real list and ``/bench/prebuilt``
+For each backend one gunicorn, as ``make serve`` runs it (2 worker processes
+of gunicorn's asyncio worker, 4 application threads each, the production
+settings), serves both the real list and ``/bench/prebuilt``
 (benchmarks/list_site/urls.py): a bare DRF view with the same
 authentication, permissions, throttling and renderer, answering each query
 string with the real list's body for it, prebuilt. Both answer byte for byte
@@ -132,6 +133,7 @@ class Server:
             "CLUSTER_REPOSITORY": "memory" if self.backend == "memory" else "django",
             "DATABASE_URL": self.database_url,
             "API_THROTTLE_RATE": "100000000/minute",
+            "PROXMOXER_SERVE_THREADS": str(THREADS),
             "LOG_LEVEL": "WARNING",
             "BENCH_CLUSTERS": str(self.clusters),
             "BENCH_BODIES": str(self.bodies),
@@ -141,17 +143,19 @@ class Server:
     @contextmanager
     def running(self) -> Iterator[Server]:
         self.token = self._run([sys.executable, __file__, "--fill", str(self.clusters)]).strip()
+        # As make serve runs it: gunicorn's asyncio worker in front, THREADS
+        # threads per process running the application.
         command = [
             str(Path(sys.executable).parent / "gunicorn"),
-            "proxmoxer_site.wsgi:application",
+            "proxmoxer_site.serving:application_from_settings()",
+            "--worker-class",
+            "asgi",
             "--config",
             "python:benchmarks.list_site.gunicorn_conf",
             "--bind",
             f"127.0.0.1:{self.port}",
             "--workers",
             str(WORKERS),
-            "--threads",
-            str(THREADS),
             "--no-control-socket",
         ]
         log = self.workdir / f"gunicorn-{self.backend}-{self.clusters}.log"
@@ -176,6 +180,9 @@ class Server:
         check that both answer every query with the same bytes, from every
         worker (a few requests each reach both)."""
         expected = {query: self.get(LIST, query).content for query in queries}
+        for query, body in expected.items():
+            if json.loads(body)["total"] != self.clusters:  # every worker's store is filled
+                sys.exit(f"{LIST}?{query} counts {json.loads(body)['total']} clusters")
         self.bodies.write_text(
             json.dumps({query: json.loads(body) for query, body in expected.items()})
         )
@@ -335,7 +342,8 @@ def main() -> None:
         f"load average {load_before[0]:.2f} before, {load_after[0]:.2f} after"
     )
     print(
-        f"gunicorn {WORKERS} workers x {THREADS} threads; wrk -t{WRK_THREADS} "
+        f"gunicorn (asgi worker, as make serve) {WORKERS} workers x {THREADS} threads; "
+        f"wrk -t{WRK_THREADS} "
         f"-c{WRK_CONNECTIONS} -d{arguments.duration:g}s, {arguments.rounds} interleaved rounds"
     )
     print()
