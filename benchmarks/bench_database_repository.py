@@ -49,9 +49,8 @@ def _time_list_endpoint(backend: str) -> dict[str, Any]:
     from django.contrib.auth import get_user_model
     from django.contrib.auth.models import Group
     from django.test import Client
-    from rest_framework.authtoken.models import Token
 
-    from clusters import wiring
+    from clusters import api_tokens, wiring
     from clusters.bootstrap import bootstrap
     from clusters.domain import VIEWERS
     from clusters.models import ClusterRecord
@@ -67,8 +66,8 @@ def _time_list_endpoint(backend: str) -> dict[str, Any]:
         repository.add(make_cluster(index))
 
     user = get_user_model().objects.create_user("bench")
-    user.groups.add(Group.objects.get_or_create(name=VIEWERS)[0])  # may read the list
-    client = Client(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
+    user.groups.add(Group.objects.get_or_create(name=VIEWERS)[0])
+    client = Client(HTTP_AUTHORIZATION=f"Token {api_tokens.create_token(user)[1]}")
     wiring.install_services(
         bootstrap(unit_of_work=unit_of_work, proxmox=wiring.proxmox_client_from_settings())
     )

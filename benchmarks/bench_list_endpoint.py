@@ -81,9 +81,9 @@ def fill(count: int) -> None:
     from django.contrib.auth.models import Group
     from django.core.management import call_command
     from django.db import connection
-    from rest_framework.authtoken.models import Token
 
     from benchmarks.list_site.fleet import fleet
+    from clusters import api_tokens
     from clusters.domain import VIEWERS
     from clusters.encryption import CredentialCipher
     from clusters.models import ClusterRecord
@@ -103,8 +103,7 @@ def fill(count: int) -> None:
                 cursor.execute("VACUUM ANALYZE clusters_cluster")
     user, _ = get_user_model().objects.get_or_create(username="bench")
     user.groups.add(Group.objects.get_or_create(name=VIEWERS)[0])  # may read the list
-    token, _ = Token.objects.get_or_create(user=user)
-    print(token.key)
+    print(api_tokens.create_token(user)[1])
 
 
 # -- in the parent process -------------------------------------------------------

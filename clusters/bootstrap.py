@@ -15,6 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from clusters.services import (
+    DEFAULT_RETENTION_DAYS,
+    AuditService,
     CheckObserver,
     CheckService,
     Clock,
@@ -31,6 +33,7 @@ class Services:
 
     clusters: ClusterService
     checks: CheckService
+    audit: AuditService
 
 
 def bootstrap(
@@ -40,6 +43,7 @@ def bootstrap(
     clock: Clock = utc_now,
     new_id: Callable[[], uuid.UUID] = uuid.uuid4,
     check_observer: CheckObserver | None = None,
+    audit_retention_days: int = DEFAULT_RETENTION_DAYS,
 ) -> Services:
     return Services(
         clusters=ClusterService(
@@ -47,5 +51,8 @@ def bootstrap(
         ),
         checks=CheckService(
             unit_of_work=unit_of_work, proxmox=proxmox, clock=clock, observer=check_observer
+        ),
+        audit=AuditService(
+            unit_of_work=unit_of_work, clock=clock, retention_days=audit_retention_days
         ),
     )

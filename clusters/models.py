@@ -14,6 +14,7 @@ from django.db.models import Q
 
 from clusters.domain import (
     ENDPOINT_MAX_LENGTH,
+    NAME_KEY_MAX_LENGTH,
     NAME_MAX_LENGTH,
     USERID_MAX_LENGTH,
     AuditAction,
@@ -31,8 +32,6 @@ from clusters.domain import (
 from clusters.encryption import CredentialCipher, StoredSecret
 
 NAME_KEY_CONSTRAINT = "clusters_cluster_unique_name_key"
-# str.casefold() turns one character into at most three ("ﬃ" → "ffi").
-NAME_KEY_MAX_LENGTH = 3 * NAME_MAX_LENGTH
 # user@realm!tokenname: PVE allows 64 characters for the user id and the name.
 PRINCIPAL_MAX_LENGTH = USERID_MAX_LENGTH + 1 + 64
 FINGERPRINT_LENGTH = 95  # 32 hex pairs and 31 colons

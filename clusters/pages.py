@@ -25,11 +25,17 @@ class ApiRoot(APIRootView):
 
 
 class SwaggerUI(SpectacularSwaggerView):
-    """The Swagger UI of the API; a visitor who is not logged in is sent to
-    the login page, and back here after it."""
+    """The Swagger UI of the API; a browser whose user is not logged in is
+    sent to the login page, and back here after it."""
 
     def handle_exception(self, exc: Exception) -> HttpResponseBase:
-        if isinstance(exc, exceptions.NotAuthenticated | exceptions.AuthenticationFailed):
+        # A browser asks for HTML; a client that asks for JSON (a script,
+        # a monitor) gets the 401 in the envelope like every API answer.
+        wants_html = "text/html" in self.request.META.get("HTTP_ACCEPT", "")
+        not_logged_in = isinstance(
+            exc, exceptions.NotAuthenticated | exceptions.AuthenticationFailed
+        )
+        if wants_html and not_logged_in:
             return redirect_to_login(
                 self.request.get_full_path(), login_url=reverse("rest_framework:login")
             )

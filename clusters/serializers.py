@@ -8,6 +8,7 @@ Secrets are write-only: no output serializer has a field for them.
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -325,3 +326,73 @@ class ErrorSerializer(serializers.Serializer):
     details = serializers.JSONField(
         allow_null=True, help_text="Field errors, or e.g. the observed certificate fingerprint"
     )
+
+
+# -- the audit log (docs/product-contract.md §13) -----------------------------------
+
+
+class AuditEventSerializer(serializers.Serializer):
+    """One audit event; ``changes`` maps a field to ``[old, new]``, a
+    secret only to ``"changed"``."""
+
+    id = serializers.UUIDField()
+    at = serializers.DateTimeField()
+    actor = serializers.CharField()
+    action = serializers.ChoiceField(choices=[action.value for action in domain.AuditAction])
+    outcome = serializers.ChoiceField(choices=[outcome.value for outcome in domain.Outcome])
+    status_code = serializers.IntegerField(allow_null=True)
+    cluster_id = serializers.UUIDField(allow_null=True)
+    cluster_name = serializers.CharField(allow_null=True)
+    source_ip = serializers.CharField(allow_null=True)
+    changes = serializers.DictField(child=serializers.JSONField())
+
+
+class AuditEventListSerializer(serializers.Serializer):
+    events = AuditEventSerializer(many=True)
+    total = serializers.IntegerField(help_text="How many events match the filters in all")
+    next = serializers.URLField(allow_null=True, help_text="The next page, or null")
+    previous = serializers.URLField(allow_null=True, help_text="The previous page, or null")
+
+
+class AuditQuerySerializer(InputSerializer):
+    """The query string of GET /api/v1/audit-events."""
+
+    action = serializers.ChoiceField(
+        choices=[action.value for action in domain.AuditAction], required=False
+    )
+    outcome = serializers.ChoiceField(
+        choices=[outcome.value for outcome in domain.Outcome], required=False
+    )
+    actor = serializers.CharField(required=False, max_length=150, help_text="A username")
+    cluster = serializers.CharField(
+        required=False,
+        max_length=domain.NAME_MAX_LENGTH,
+        help_text="A cluster's id, or its name as the event recorded it",
+    )
+    since = serializers.DateTimeField(
+        required=False, help_text="RFC 3339; events at or after (UTC if no offset is given)"
+    )
+    until = serializers.DateTimeField(required=False, help_text="RFC 3339; events before")
+    limit = serializers.IntegerField(
+        required=False, default=50, min_value=1, max_value=domain.AUDIT_PAGE_MAX
+    )
+    offset = serializers.IntegerField(required=False, default=0, min_value=0, max_value=10**9)
+
+    def to_query(self) -> domain.AuditQuery:
+        data = self.validated_or_raise()
+        cluster = data.get("cluster")
+        cluster_id = None
+        if cluster is not None:
+            with contextlib.suppress(domain.InvalidClusterId):  # then it is a name
+                cluster_id = domain.parse_cluster_id(cluster)
+        return domain.AuditQuery(
+            action=domain.AuditAction(data["action"]) if "action" in data else None,
+            outcome=domain.Outcome(data["outcome"]) if "outcome" in data else None,
+            actor=data.get("actor"),
+            cluster_id=cluster_id,
+            cluster_name=cluster if cluster is not None and cluster_id is None else None,
+            since=data.get("since"),
+            until=data.get("until"),
+            limit=data["limit"],
+            offset=data["offset"],
+        )

@@ -4,7 +4,7 @@ from django.urls import re_path
 from rest_framework.routers import DefaultRouter
 
 from clusters.pages import ApiRoot
-from clusters.views import ClusterViewSet
+from clusters.views import AuditEventViewSet, ClusterViewSet
 
 
 class OptionalSlashRouter(DefaultRouter):
@@ -30,6 +30,7 @@ class OptionalSlashRouter(DefaultRouter):
 
 router = OptionalSlashRouter()
 router.register("clusters", ClusterViewSet, basename="cluster")
+router.register("audit-events", AuditEventViewSet, basename="audit-event")
 
 api_root = router.get_api_root_view(api_urls=router.urls)
 

@@ -10,10 +10,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Group
-from django.db import connections, router
 from django.http import HttpRequest, HttpResponse
+from django.urls import NoReverseMatch
 from django.utils.decorators import method_decorator
 from django.utils.encoding import smart_str
 from django.views.decorators.csrf import csrf_exempt
@@ -38,11 +36,25 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.reverse import reverse
 from rest_framework.utils import formatting
+from rest_framework.utils.urls import remove_query_param, replace_query_param
 
+from clusters.access import actor_for
 from clusters.api_errors import DATABASE_RETRY_AFTER_SECONDS, InvalidInput, envelope_response
-from clusters.domain import DEFAULT_LIMIT, MAX_LIMIT, Actor, Cluster, ClusterError, ClusterStatus
+from clusters.domain import (
+    DEFAULT_LIMIT,
+    MAX_LIMIT,
+    AuditAction,
+    Cluster,
+    ClusterError,
+    ClusterStatus,
+    Permission,
+    may,
+)
 from clusters.readiness import readiness
 from clusters.serializers import (
+    AuditEventListSerializer,
+    AuditEventSerializer,
+    AuditQuerySerializer,
     ClusterListSerializer,
     ClusterSerializer,
     DeregisterSerializer,
@@ -72,6 +84,7 @@ _ERRORS = {
         503: "The database or the shared cache is unreachable or too slow; Retry-After",
     }.items()
 }
+_READING_METHODS = {"get", "head", "options"}
 # Every operation can meet these, whatever it is asked.
 _ANY_REQUEST = (400, 401, 403, 406, 429, 503)
 _ID = OpenApiParameter("id", OpenApiTypes.UUID, OpenApiParameter.PATH)
@@ -126,36 +139,11 @@ def expected_version(request: Request) -> int | None:
     return int(match.group(1))
 
 
-def actor_for(request: Request) -> Actor:
-    """The registry account behind a request, as the use cases see it."""
-    user = request.user
-    return Actor(
-        username=user.get_username(),
-        is_superuser=user.is_superuser,
-        groups=_group_names(user),
-        source_ip=request.META.get("REMOTE_ADDR"),
-    )
-
-
-def _group_names(user: Any) -> frozenset[str]:
-    """The names of the user's groups. Every request asks, so the statement
-    is written out: building the equivalent queryset took longer than
-    running it, and was most of what a short list cost beyond the
-    framework's own work (docs/benchmarks.md)."""
-    groups, membership = Group._meta.db_table, get_user_model().groups.through._meta.db_table
-    with connections[router.db_for_read(Group)].cursor() as cursor:
-        cursor.execute(
-            f"SELECT g.name FROM {groups} g JOIN {membership} m ON m.group_id = g.id "  # noqa: S608
-            "WHERE m.user_id = %s",
-            [user.pk],
-        )
-        return frozenset(name for (name,) in cursor.fetchall())
-
-
 _CLUSTER_PAGE = """One registered Proxmox VE cluster: its endpoint, credentials' principal
 (never a secret), health at the last check and its configuration version.
 
-DELETE deregisters it; Extra Actions → Refresh checks it again now.
+PATCH edits it, DELETE deregisters it and POST to its `refresh` checks it
+again now, for an account whose role may.
 """
 
 
@@ -178,6 +166,38 @@ class ClusterViewSet(viewsets.ViewSet):
     }
     # Set by the actions that show one cluster: its page is titled by it.
     cluster_name: str | None = None
+    # What a failure of each action is recorded as (clusters.access.record_refusal).
+    audited_actions = {
+        "create": AuditAction.CLUSTER_REGISTER,
+        "update": AuditAction.CLUSTER_EDIT,
+        "partial_update": AuditAction.CLUSTER_EDIT,
+        "refresh": AuditAction.CLUSTER_REFRESH,
+        "destroy": AuditAction.CLUSTER_DEREGISTER,
+    }
+
+    def get_extra_action_url_map(self) -> dict[str, str]:
+        """The browsable API's "Extra Actions" menu, without the actions that
+        change something for a user who may not change anything."""
+        if self.detail is None:
+            return {}
+        may_change = may(actor_for(self.request), Permission.OPERATE)
+        urls = {}
+        for extra in self.get_extra_actions():
+            if extra.detail != self.detail:
+                continue
+            if not may_change and not set(extra.mapping) <= _READING_METHODS:
+                continue
+            try:
+                url = reverse(
+                    f"{self.basename}-{extra.url_name}",
+                    self.args,
+                    self.kwargs,
+                    request=self.request,
+                )
+            except NoReverseMatch:
+                continue
+            urls[str(extra.kwargs.get("name", extra.url_name))] = url
+        return urls
 
     def get_serializer(self, *args: Any, **kwargs: Any) -> serializers.Serializer:
         """The forms of the browsable API: register on the list, edit (with
@@ -284,6 +304,44 @@ def _cluster_response(cluster: Cluster, **kwargs: Any) -> Response:
     render a serializer attached to the data as the next form."""
     headers = {"ETag": etag(cluster), **kwargs.pop("headers", {})}
     return Response(dict(ClusterSerializer(cluster).data), headers=headers, **kwargs)
+
+
+class AuditEventViewSet(viewsets.ViewSet):
+    """The audit log: who did what, and what was refused, newest first
+    (superusers only)."""
+
+    required_permission = Permission.AUDIT
+
+    def get_view_name(self) -> str:
+        return "Audit events"
+
+    @extend_schema(
+        parameters=[AuditQuerySerializer],
+        responses={200: AuditEventListSerializer, **_errors(400, 401, 403)},
+    )
+    def list(self, request: Request) -> Response:
+        query = AuditQuerySerializer(data=request.query_params).to_query()
+        page = services().audit.events(query, actor=actor_for(request))
+        url = request.build_absolute_uri()
+        following = query.offset + len(page.events)
+        previous = None
+        if query.offset > 0:
+            previous_offset = max(query.offset - query.limit, 0)
+            previous = (
+                replace_query_param(url, "offset", previous_offset)
+                if previous_offset
+                else remove_query_param(url, "offset")
+            )
+        return Response(
+            {
+                "events": AuditEventSerializer(page.events, many=True).data,
+                "total": page.total,
+                "next": replace_query_param(url, "offset", following)
+                if following < page.total
+                else None,
+                "previous": previous,
+            }
+        )
 
 
 @extend_schema(

@@ -62,6 +62,7 @@ def services_from_settings() -> Services:
         unit_of_work=unit_of_work_from_settings(),
         proxmox=proxmox_client_from_settings(),
         check_observer=PrometheusCheckObserver(),
+        audit_retention_days=settings.PROXMOXER_AUDIT_RETENTION_DAYS,
     )
 
 

@@ -8,9 +8,12 @@ each, are re-exported here: ``from clusters.domain import Cluster``.
 
 from clusters.domain.actor import Actor
 from clusters.domain.audit import (
+    AUDIT_PAGE_MAX,
     SECRET_CHANGED,
     AuditAction,
     AuditEvent,
+    AuditPage,
+    AuditQuery,
     Outcome,
     configuration_changes,
 )
@@ -65,6 +68,7 @@ from clusters.domain.errors import (
     ValidationFailed,
 )
 from clusters.domain.fields import (
+    NAME_KEY_MAX_LENGTH,
     NAME_MAX_LENGTH,
     SECRET_MAX_LENGTH,
     USERID_MAX_LENGTH,
@@ -101,6 +105,7 @@ from clusters.domain.registration import Registration, RegistrationRequest
 from clusters.domain.repository import AuditLog, ClusterRepository, UnitOfWork
 
 __all__ = [
+    "AUDIT_PAGE_MAX",
     "CONFIGURATION_FIELDS",
     "DEFAULT_LIMIT",
     "EDITABLE_FIELDS",
@@ -108,6 +113,7 @@ __all__ = [
     "HTTPS_DEFAULT_PORT",
     "MAX_LIMIT",
     "MAX_OFFSET",
+    "NAME_KEY_MAX_LENGTH",
     "NAME_MAX_LENGTH",
     "NOT_GIVEN",
     "OBSERVATION_FIELDS",
@@ -122,6 +128,8 @@ __all__ = [
     "AuditAction",
     "AuditEvent",
     "AuditLog",
+    "AuditPage",
+    "AuditQuery",
     "AuthMethod",
     "Cluster",
     "ClusterError",

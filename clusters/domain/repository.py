@@ -12,10 +12,11 @@ from __future__ import annotations
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from datetime import datetime
 from types import TracebackType
 from typing import Self
 
-from clusters.domain.audit import AuditEvent
+from clusters.domain.audit import AuditEvent, AuditPage, AuditQuery
 from clusters.domain.cluster import Cluster
 from clusters.domain.listing import ClusterPage, ClusterQuery
 
@@ -97,6 +98,17 @@ class AuditLog(ABC):
     @abstractmethod
     def list(self) -> Sequence[AuditEvent]:
         """Every event, newest first."""
+
+    @abstractmethod
+    def query(self, query: AuditQuery) -> AuditPage:
+        """The events ``query`` selects, newest first (the order they were
+        appended in, reversed), one page of them, and how many matched."""
+
+    @abstractmethod
+    def purge(self, before: datetime) -> int:
+        """Remove every event that happened before ``before`` (inside a unit
+        of work): the retention period, and the only way an event goes.
+        Returns how many were removed."""
 
 
 class UnitOfWork(ABC):

@@ -17,6 +17,7 @@ import json
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 import psycopg
@@ -28,6 +29,8 @@ from clusters.domain import (
     OBSERVATION_FIELDS,
     AuditEvent,
     AuditLog,
+    AuditPage,
+    AuditQuery,
     Cluster,
     ClusterNameTaken,
     ClusterNotFound,
@@ -430,6 +433,29 @@ class DjangoAuditLog(AuditLog):
     def list(self) -> Sequence[AuditEvent]:
         records = AuditEventRecord.objects.using(self._using).order_by("-sequence")
         return tuple(record.to_domain() for record in records)
+
+    def query(self, query: AuditQuery) -> AuditPage:
+        # The conditions of AuditEvent.matches, in SQL.
+        conditions: dict[str, Any] = {
+            "action": query.action,
+            "outcome": query.outcome,
+            "actor": query.actor,
+            "cluster_id": query.cluster_id,
+            "cluster_name": query.cluster_name,
+            "at__gte": query.since,
+            "at__lt": query.until,
+        }
+        records = AuditEventRecord.objects.using(self._using).filter(
+            **{lookup: value for lookup, value in conditions.items() if value is not None}
+        )
+        page = records.order_by("-sequence")[query.offset : query.offset + query.limit]
+        return AuditPage(events=tuple(record.to_domain() for record in page), total=records.count())
+
+    def purge(self, before: datetime) -> int:
+        if not connections[self._using].in_atomic_block:
+            raise RuntimeError("repository writes happen inside a unit of work")
+        removed, _ = AuditEventRecord.objects.using(self._using).filter(at__lt=before).delete()
+        return removed
 
 
 class DjangoUnitOfWork(UnitOfWork):

@@ -12,12 +12,15 @@ import uuid
 from bisect import bisect_left
 from collections.abc import Callable, Sequence
 from dataclasses import replace
+from datetime import datetime
 
 from clusters.domain import (
     CONFIGURATION_FIELDS,
     OBSERVATION_FIELDS,
     AuditEvent,
     AuditLog,
+    AuditPage,
+    AuditQuery,
     Cluster,
     ClusterNameTaken,
     ClusterNotFound,
@@ -287,6 +290,22 @@ class InMemoryAuditLog(AuditLog):
     def list(self) -> Sequence[AuditEvent]:
         with self.batch.lock:
             return tuple(reversed(self._events))
+
+    def query(self, query: AuditQuery) -> AuditPage:
+        with self.batch.lock:
+            matching = [event for event in reversed(self._events) if event.matches(query)]
+        page = matching[query.offset : query.offset + query.limit]
+        return AuditPage(events=tuple(page), total=len(matching))
+
+    def purge(self, before: datetime) -> int:
+        self.batch.require()
+        kept = [event for event in self._events if event.at >= before]
+        removed = len(self._events) - len(kept)
+        if removed:
+            previous = list(self._events)
+            self._events[:] = kept  # in place: appends' undo steps hold this list
+            self.batch.record(lambda: self._events.__setitem__(slice(None), previous))
+        return removed
 
 
 class InMemoryUnitOfWork(UnitOfWork):

@@ -13,7 +13,9 @@ from django.test.client import BOUNDARY, MULTIPART_CONTENT, encode_multipart
 
 from tests import pve_responses as pve
 from tests.conftest import assert_secret_absent, with_role
+from tests.fakes import FakeProxmox
 from tests.html_forms import form_with
+from tests.roles import account, client_for
 
 pytestmark = pytest.mark.django_db
 
@@ -259,13 +261,23 @@ def test_refresh_offers_a_button_and_no_register_form(browser, pve_api):
     assert 'name="api_endpoint"' not in posted.content.decode()
 
 
+BROWSER_ACCEPT = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
+
+
 def test_the_docs_send_a_visitor_who_is_not_logged_in_to_the_login_page():
-    response = Client().get("/api/v1/docs")
+    response = Client().get("/api/v1/docs", HTTP_ACCEPT=BROWSER_ACCEPT)
 
     assert response.status_code == 302
     assert response["Location"] == "/api-auth/login/?next=/api/v1/docs"
-    login = Client().get(response["Location"])
+    login = Client().get(response["Location"], HTTP_ACCEPT=BROWSER_ACCEPT)
     assert login.status_code == 200 and b'name="username"' in login.content
+
+
+def test_the_docs_answer_a_client_that_is_no_browser_with_the_envelope():
+    response = Client().get("/api/v1/docs", HTTP_ACCEPT="application/json, */*")
+
+    assert response.status_code == 401
+    assert response.json()["code"] == "Unauthorized"
 
 
 def test_the_docs_open_after_logging_in(browser):
@@ -273,6 +285,58 @@ def test_the_docs_open_after_logging_in(browser):
 
     assert response.status_code == 200
     assert b"swagger-ui" in response.content
+
+
+# -- what each role is shown ------------------------------------------------------------------
+
+
+def _page_controls(client, path):
+    """What a browsable API page offers: its write forms, its buttons, its
+    extra-action menu."""
+    html = client.get(path, HTTP_ACCEPT="text/html").content.decode()
+    return {
+        "post_forms": len(
+            re.findall(r'<form [^>]*method="POST" [^>]*class="form-horizontal', html)
+        ),
+        "buttons": sorted(set(re.findall(r'data-method="([A-Z]+)"', html))),
+        "raw_data": "Raw data" in html,
+        "extra_actions": "Extra Actions" in html,
+    }
+
+
+@pytest.fixture
+def cluster_id(compose):
+    compose(proxmox=FakeProxmox())
+    response = client_for("operator").post(
+        "/api/v1/clusters",
+        {"name": "prod", "api_endpoint": "pve.example.com", "username": "root@pam",
+         "password": PASSWORD},
+        format="json",
+    )  # fmt: skip
+    return response.json()["id"]
+
+
+@pytest.mark.parametrize("role", ["viewer", "operator", "superuser"])
+def test_write_forms_and_buttons_are_shown_only_to_who_may_use_them(role, cluster_id, unit_of_work):
+    client = Client()
+    client.force_login(account(role))
+    may_change = role != "viewer"
+
+    listing = _page_controls(client, "/api/v1/clusters")
+    detail = _page_controls(client, f"/api/v1/clusters/{cluster_id}")
+    refresh = _page_controls(client, f"/api/v1/clusters/{cluster_id}/refresh")
+
+    assert listing == {
+        "post_forms": 2 if may_change else 0,  # the HTML form and the raw-data form
+        "buttons": ["OPTIONS"],
+        "raw_data": may_change,
+        "extra_actions": False,
+    }
+    assert detail["buttons"] == (["DELETE", "OPTIONS", "PATCH"] if may_change else ["OPTIONS"])
+    assert detail["extra_actions"] is may_change, "Refresh is listed for who may refresh"
+    assert refresh["post_forms"] == (2 if may_change else 0)
+    actions = {event.action for event in unit_of_work().audit.list()}
+    assert "auth.forbidden" not in actions, "deciding what to show is no refusal to record"
 
 
 # -- the edit form on a cluster's page ----------------------------------------------------------

@@ -13,7 +13,6 @@ import random
 import subprocess
 import sys
 import threading
-import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -25,15 +24,18 @@ import pytest
 from django.db import connections
 
 from clusters.domain import (
+    AUDIT_PAGE_MAX,
     SECRET_CHANGED,
     Actor,
     AuditAction,
     AuditEvent,
+    AuditQuery,
     Cluster,
     ClusterNameTaken,
     ClusterNotFound,
     ClusterQuery,
     ClusterStatus,
+    Outcome,
     PasswordCredentials,
     StaleCluster,
     name_key,
@@ -123,6 +125,9 @@ NAME_CASE_VARIANTS = [
     ("Straße", "STRASSE"),  # casefold, not lower: ß folds to ss
     ("Σίσυφος", "ΣΊΣΥΦΟΣ"),  # final sigma
     ("ﬃ-lab", "FFI-LAB"),  # one character folding to three
+    ("prod", "\uff50\uff52\uff4f\uff44"),  # full-width letters: NFKC
+    ("caf\u00e9", "CAFE\u0301"),  # composed, and with a combining accent
+    ("\u216b-rack", "XII-RACK"),  # ROMAN NUMERAL TWELVE
 ]
 
 
@@ -178,6 +183,14 @@ def test_save_accepts_the_longest_name_even_when_casefolding_triples_it(
     repository.add(cluster)
 
     assert repository.find_by_name("FFI" * 255) == cluster
+
+
+def test_save_accepts_a_name_whose_key_is_the_longest_allowed(repository: AutoCommit) -> None:
+    name = "\ufdfa" * 42  # eighteen characters each under NFKC: a key of 756
+    cluster = make_cluster(name)
+    repository.add(cluster)
+
+    assert repository.find_by_name(name_key(name)) == cluster
 
 
 def test_save_refuses_an_id_already_stored(repository: AutoCommit) -> None:
@@ -841,17 +854,21 @@ def test_concurrent_edits_from_two_processes_let_exactly_one_win(
     cluster = make_cluster("contested")
     repository.add(cluster)
     environment = {**os.environ, "DATABASE_URL": _database_url(alias)}
-    start_at = time.time() + 3  # both have set up Django by then
     workers = [
         subprocess.Popen(
-            [sys.executable, "-m", "tests.integration.edit_race_worker", str(cluster.id), name,
-             str(start_at)],
+            [sys.executable, "-m", "tests.integration.edit_race_worker", str(cluster.id), name],
             env=environment,
+            stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
         )
         for name in ("edit-by-one", "edit-by-two")
-    ]  # fmt: skip
+    ]
+    # Both have read version 1 before either may write: no clock decides it.
+    assert [worker.stdout.readline().strip() for worker in workers] == ["ready", "ready"]
+    for worker in workers:  # then both at once
+        worker.stdin.write("go\n")
+        worker.stdin.flush()
     outcomes = [worker.communicate(timeout=60)[0].strip() for worker in workers]
 
     assert sorted(outcomes) == ["stale", "won"]
@@ -973,6 +990,145 @@ def test_audit_events_are_appended_only_inside_a_unit_of_work(
     with pytest.raises(RuntimeError, match="inside a unit of work"):
         shared_repository.unit_of_work().audit.append(_event(1))
     assert list(shared_repository.unit_of_work().audit.list()) == []
+
+
+def _append(repository: AutoCommit, *events: AuditEvent) -> None:
+    for event in events:
+        with repository.unit_of_work() as uow:
+            uow.audit.append(event)
+            uow.commit()
+
+
+def _mixed_log() -> list[AuditEvent]:
+    """Eight events, oldest first: two actors, two clusters, every outcome,
+    an hour apart."""
+    prod, lab = make_cluster("prod"), make_cluster("lab")
+    events = []
+    for number in range(8):
+        cluster = prod if number % 2 == 0 else lab
+        events.append(
+            _event(
+                number,
+                at=NOW + timedelta(hours=number),
+                actor="alice" if number < 4 else "bob",
+                action=AuditAction.CLUSTER_REFRESH if number % 3 == 0 else AuditAction.CLUSTER_EDIT,
+                outcome=Outcome.FAILURE if number in (2, 5) else Outcome.SUCCESS,
+                status_code=502 if number in (2, 5) else 200,
+                cluster_id=cluster.id,
+                cluster_name=cluster.name,
+            )
+        )
+    return events
+
+
+AUDIT_FILTERS: list[tuple[str, Callable[[list[AuditEvent]], AuditQuery], list[int]]] = [
+    ("everything", lambda log: AuditQuery(), [7, 6, 5, 4, 3, 2, 1, 0]),
+    ("action", lambda log: AuditQuery(action=AuditAction.CLUSTER_REFRESH), [6, 3, 0]),
+    ("outcome", lambda log: AuditQuery(outcome=Outcome.FAILURE), [5, 2]),
+    ("actor", lambda log: AuditQuery(actor="bob"), [7, 6, 5, 4]),
+    ("actor, exactly", lambda log: AuditQuery(actor="BOB"), []),
+    ("cluster id", lambda log: AuditQuery(cluster_id=log[1].cluster_id), [7, 5, 3, 1]),
+    ("cluster name", lambda log: AuditQuery(cluster_name="prod"), [6, 4, 2, 0]),
+    ("since, inclusive", lambda log: AuditQuery(since=log[5].at), [7, 6, 5]),
+    ("until, exclusive", lambda log: AuditQuery(until=log[2].at), [1, 0]),
+    (
+        "every filter at once",
+        lambda log: AuditQuery(
+            actor="alice", cluster_name="prod", since=log[1].at, until=log[7].at
+        ),
+        [2],
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [pytest.param(query, expected, id=name) for name, query, expected in AUDIT_FILTERS],
+)
+def test_an_audit_query_selects_by_each_filter_newest_first(
+    repository: AutoCommit,
+    query: Callable[[list[AuditEvent]], AuditQuery],
+    expected: list[int],
+) -> None:
+    log = _mixed_log()
+    _append(repository, *log)
+
+    page = repository.unit_of_work().audit.query(query(log))
+
+    assert list(page.events) == [log[number] for number in expected]
+    assert page.total == len(expected)
+
+
+def test_an_audit_query_pages_with_limit_and_offset_and_counts_every_match(
+    repository: AutoCommit,
+) -> None:
+    log = _mixed_log()
+    _append(repository, *log)
+    audit = repository.unit_of_work().audit
+
+    pages = [audit.query(AuditQuery(limit=3, offset=offset)) for offset in (0, 3, 6, 9)]
+
+    assert [list(page.events) for page in pages] == [log[7:4:-1], log[4:1:-1], log[1::-1], []]
+    assert {page.total for page in pages} == {8}
+    filtered = audit.query(AuditQuery(actor="alice", limit=1, offset=1))
+    assert (list(filtered.events), filtered.total) == ([log[2]], 4)
+
+
+def test_the_audit_query_order_is_the_append_order_not_the_timestamp(
+    repository: AutoCommit,
+) -> None:
+    late, early = _event(1, at=NOW + timedelta(hours=1)), _event(2, at=NOW)
+    _append(repository, late, early)
+
+    assert list(repository.unit_of_work().audit.query(AuditQuery()).events) == [early, late]
+
+
+def test_an_audit_query_refuses_a_page_out_of_bounds() -> None:
+    for bounds in ({"limit": 0}, {"limit": AUDIT_PAGE_MAX + 1}, {"offset": -1}):
+        with pytest.raises(ValueError, match="limit|offset"):
+            AuditQuery(**bounds)  # type: ignore[arg-type]
+
+
+def test_purge_removes_exactly_the_events_before_the_cut_and_says_how_many(
+    repository: AutoCommit,
+) -> None:
+    log = _mixed_log()
+    _append(repository, *log)
+
+    with repository.unit_of_work() as uow:
+        removed = uow.audit.purge(log[3].at)
+        uow.commit()
+
+    assert removed == 3
+    assert list(repository.unit_of_work().audit.list()) == log[:2:-1]
+    with repository.unit_of_work() as uow:
+        assert uow.audit.purge(log[3].at) == 0
+        uow.commit()
+
+
+def test_a_purge_is_undone_with_its_unit_of_work_and_later_appends_survive_it(
+    repository: AutoCommit,
+) -> None:
+    log = _mixed_log()
+    _append(repository, *log[:4])
+    with pytest.raises(ClusterNameTaken), repository.unit_of_work() as uow:
+        uow.audit.append(log[4])
+        assert uow.audit.purge(log[7].at) == 5
+        uow.audit.append(log[5])
+        uow.clusters.add(make_cluster("a"))
+        uow.clusters.add(make_cluster("A"))
+        uow.commit()
+
+    assert list(repository.unit_of_work().audit.list()) == log[3::-1]
+
+
+def test_audit_events_are_purged_only_inside_a_unit_of_work(
+    shared_repository: AutoCommit,
+) -> None:
+    _append(shared_repository, _event(1))
+    with pytest.raises(RuntimeError, match="inside a unit of work"):
+        shared_repository.unit_of_work().audit.purge(NOW + timedelta(days=1))
+    assert len(shared_repository.unit_of_work().audit.list()) == 1
 
 
 # -- editing and trust (docs/product-contract.md §9) --------------------------------------------

@@ -6,6 +6,12 @@
         [--create-token]
     manage.py clusters refresh <id-or-name> | --all
     manage.py clusters remove <id-or-name> [--token-owner root@pam]
+    manage.py clusters --as alice remove <id-or-name>
+
+Whoever runs it holds the server's database and keys, so by default it acts
+as a superuser (``Actor.command_line()``). ``--as <username>`` acts as that
+registry account instead: its role decides what it may do (a viewer may list
+and show, not remove), and the audit log names it.
 
 Secrets are read from a prompt or from stdin (``--secret-stdin``), never from
 the command line, where ``ps`` and shell history would keep them.
@@ -23,9 +29,11 @@ import sys
 from typing import Any
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from clusters import wiring
+from clusters.access import actor_of
 from clusters.bootstrap import Services
 from clusters.domain import (
     Actor,
@@ -43,6 +51,12 @@ class Command(BaseCommand):
     help = "List, show, register, refresh and remove registered Proxmox VE clusters."
 
     def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument(
+            "--as",
+            dest="as_user",
+            metavar="USERNAME",
+            help="act as this registry account, with its role (default: as a superuser)",
+        )
         actions = parser.add_subparsers(dest="action", required=True)
         actions.add_parser("list", help="every cluster, by name")
         show = actions.add_parser("show", help="one cluster as JSON")
@@ -82,14 +96,14 @@ class Command(BaseCommand):
             help="with --username: make a read-only API token on the cluster and keep only it",
         )
 
-    def handle(self, *args: Any, action: str, **options: Any) -> None:
+    def handle(self, *args: Any, action: str, as_user: str | None, **options: Any) -> None:
         if settings.CLUSTER_REPOSITORY == "memory":
             raise CommandError(
                 "CLUSTER_REPOSITORY=memory keeps clusters inside the server process; this "
                 "command runs in its own process and would see an empty registry. Use "
                 "CLUSTER_REPOSITORY=django (see docs/operations.md, 'Storage')."
             )
-        self.actor = Actor.command_line()
+        self.actor = Actor.command_line() if as_user is None else self._named_actor(as_user)
         try:
             getattr(self, f"_{action}")(wiring.services(), **options)
         except ClusterError as error:
@@ -154,6 +168,14 @@ class Command(BaseCommand):
             f"Registered {cluster.name} ({cluster.id}): {cluster.status}, "
             f"PVE {cluster.proxmox_version}, {cluster.node_count} node(s)"
         )
+
+    @staticmethod
+    def _named_actor(username: str) -> Actor:
+        user_model = get_user_model()
+        user = user_model.objects.filter(**{user_model.USERNAME_FIELD: username}).first()
+        if user is None or not user.is_active:
+            raise CommandError(f"No active account named {username!r} (--as)")
+        return actor_of(user)
 
     @staticmethod
     def _secret(prompt: str, from_stdin: bool) -> str:
