@@ -11,6 +11,9 @@ HOST   ?= 127.0.0.1
 # registration from holding a whole worker).
 WORKERS ?= 4
 THREADS ?= 4
+# make serve: where gunicorn's workers keep their metrics for /metrics to sum
+# (prometheus-client's multiprocess mode); emptied at every start.
+PROMETHEUS_MULTIPROC_DIR ?= $(CURDIR)/.prometheus-multiproc
 
 .DEFAULT_GOAL := help
 .PHONY: help venv venv-dev run test lint format bench screenshots serve clean
@@ -22,7 +25,8 @@ help:
 	@echo "make bench   run the benchmarks in benchmarks/"
 	@echo "make screenshots  the README's dashboard pictures, taken by the browser test (docs/images/)"
 	@echo "make serve   production-style: migrate, collectstatic, gunicorn with WORKERS=$(WORKERS) processes,"
-	@echo "             DJANGO_DEBUG=0, CLUSTER_REPOSITORY=django, DATABASE_URL (docs/operations.md)"
+	@echo "             DJANGO_DEBUG=0, CLUSTER_REPOSITORY=django, DATABASE_URL (docs/operations.md);"
+	@echo "             /metrics summed over the workers (PROMETHEUS_MULTIPROC_DIR=$(PROMETHEUS_MULTIPROC_DIR))"
 	@echo "make lint    ruff check + ruff format --check + mypy;  make format  to fix"
 
 # Stamp files make re-runs instant until a requirements file changes.
@@ -62,11 +66,13 @@ serve: export DJANGO_DEBUG = 0
 serve: export CLUSTER_REPOSITORY = django
 serve: export PROXMOXER_SERVE_THREADS = $(THREADS)
 serve: venv
-	$(BIN)/python manage.py migrate --noinput
-	$(BIN)/python manage.py collectstatic --noinput --verbosity 0
+	env -u PROMETHEUS_MULTIPROC_DIR $(BIN)/python manage.py migrate --noinput
+	env -u PROMETHEUS_MULTIPROC_DIR $(BIN)/python manage.py collectstatic --noinput --verbosity 0
+	rm -rf "$(PROMETHEUS_MULTIPROC_DIR)" && mkdir -p "$(PROMETHEUS_MULTIPROC_DIR)"
+	PROMETHEUS_MULTIPROC_DIR="$(PROMETHEUS_MULTIPROC_DIR)" \
 	exec $(BIN)/gunicorn 'proxmoxer_site.serving:application_from_settings()' \
 		--worker-class asgi --bind $(HOST):$(PORT) --workers $(WORKERS) \
-		--timeout 60 --no-control-socket
+		--timeout 60 --no-control-socket --config python:proxmoxer_site.gunicorn_hooks
 
 lint: venv-dev
 	$(BIN)/ruff check .

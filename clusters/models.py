@@ -107,6 +107,12 @@ class ClusterRecord(models.Model):
                 name="clusters_cluster_status_valid",
             ),
         ]
+        indexes = [
+            # A list filtered by status, in name order, and its count: without
+            # it both scan the whole table (name order alone is served by the
+            # unique name_key index).
+            models.Index(fields=["status", "name_key"], name="clusters_cluster_status_name"),
+        ]
 
     def __str__(self) -> str:
         return self.name

@@ -9,12 +9,16 @@ Secrets are write-only: no output serializer has a field for them.
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import parse_qsl, urlencode
 
+from django.http import QueryDict
 from drf_spectacular.utils import extend_schema_serializer
 from rest_framework import serializers
 from rest_framework.fields import empty
+from rest_framework.request import Request
 
 from clusters import domain
 from clusters.api_errors import InvalidInput
@@ -235,8 +239,83 @@ class ClusterSerializer(serializers.Serializer):
 # what a ViewSet's list action returns as an array.
 @extend_schema_serializer(many=False)
 class ClusterListSerializer(serializers.Serializer):
+    """A page of the list (documentation: the list renders ``cluster_page``,
+    whose clusters are the same objects as this serializer's)."""
+
     clusters = ClusterSerializer(many=True)
-    total = serializers.IntegerField()
+    total = serializers.IntegerField(help_text="Clusters matching the filters, on every page")
+    next = serializers.URLField(allow_null=True, help_text="The next page, null on the last")
+    previous = serializers.URLField(allow_null=True, help_text="The page before, null on the first")
+
+
+# -- the list's query string -------------------------------------------------------
+
+_INTEGER = re.compile(r"-?[0-9]{1,12}")
+
+
+def _integer(params: QueryDict, name: str, default: int, errors: dict[str, list[str]]) -> int:
+    raw = params.get(name)
+    if raw is None:
+        return default
+    if not _INTEGER.fullmatch(raw):
+        errors[name] = [f"{name} must be a whole number"]
+        return default
+    return int(raw)
+
+
+def cluster_query(params: QueryDict) -> domain.ClusterQuery:
+    """``?limit=&offset=&status=&search=&name=`` as a ClusterQuery; a value
+    that is malformed or out of range is ValidationFailed (400) naming it."""
+    errors: dict[str, list[str]] = {}
+    limit = _integer(params, "limit", domain.DEFAULT_LIMIT, errors)
+    offset = _integer(params, "offset", 0, errors)
+    try:
+        statuses = domain.parse_statuses(params.getlist("status"))
+    except domain.ValidationFailed as error:
+        errors.update(error.details or {})
+        statuses = frozenset()
+    if errors:
+        raise domain.ValidationFailed(errors)
+    return domain.ClusterQuery(
+        limit=limit,
+        offset=offset,
+        statuses=statuses,
+        search=params.get("search"),
+        name=params.get("name"),
+    )
+
+
+def cluster_page(page: domain.ClusterPage, request: Request) -> dict[str, Any]:
+    """The list's body: the page's clusters as the backend gave them (each
+    the public form ClusterSerializer writes too) and links to the pages
+    either side, as DRF's LimitOffsetPagination writes them: the request's
+    parameters sorted by name, ``limit`` set, ``offset`` left out at 0."""
+    query = page.query
+    limit = query.limit if query.limit is not None else len(page.clusters)
+    next_url = previous_url = None
+    if page.has_next or page.has_previous:
+        kept = [
+            (name, value)
+            for name, value in parse_qsl(request.META.get("QUERY_STRING", ""), True)
+            if name not in ("limit", "offset")
+        ]
+        base = request.build_absolute_uri(request.path)
+
+        def link(offset: int) -> str:
+            paging = [("limit", str(limit))] + ([("offset", str(offset))] if offset > 0 else [])
+            # A stable sort by name keeps a repeated parameter's values in order.
+            return f"{base}?{urlencode(sorted(kept + paging, key=lambda item: item[0]))}"
+
+        if page.has_next:
+            next_url = link(query.offset + limit)
+        if page.has_previous:
+            previous_url = link(max(query.offset - limit, 0))
+    return {
+        "clusters": page.clusters,
+        "total": page.total,
+        "next": next_url,
+        "previous": previous_url,
+    }
 
 
 class ErrorSerializer(serializers.Serializer):

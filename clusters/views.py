@@ -10,8 +10,11 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from django.http import HttpRequest, HttpResponse
 from django.urls import NoReverseMatch
 from django.utils.decorators import method_decorator
+from django.utils.encoding import smart_str
+from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.debug import sensitive_post_parameters
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
@@ -28,16 +31,25 @@ from rest_framework.decorators import (
     permission_classes,
     throttle_classes,
 )
-from rest_framework.exceptions import NotFound
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.reverse import reverse
+from rest_framework.utils import formatting
 from rest_framework.utils.urls import remove_query_param, replace_query_param
 
 from clusters.access import actor_for
-from clusters.api_errors import DATABASE_RETRY_AFTER_SECONDS, InvalidInput
-from clusters.domain import AuditAction, Cluster, ClusterError, Permission, may
+from clusters.api_errors import DATABASE_RETRY_AFTER_SECONDS, InvalidInput, envelope_response
+from clusters.domain import (
+    DEFAULT_LIMIT,
+    MAX_LIMIT,
+    AuditAction,
+    Cluster,
+    ClusterError,
+    ClusterStatus,
+    Permission,
+    may,
+)
 from clusters.readiness import readiness
 from clusters.serializers import (
     AuditEventListSerializer,
@@ -48,8 +60,9 @@ from clusters.serializers import (
     DeregisterSerializer,
     EditClusterSerializer,
     ErrorSerializer,
-    InputSerializer,
     RegisterClusterSerializer,
+    cluster_page,
+    cluster_query,
 )
 from clusters.wiring import services
 
@@ -75,6 +88,24 @@ _READING_METHODS = {"get", "head", "options"}
 # Every operation can meet these, whatever it is asked.
 _ANY_REQUEST = (400, 401, 403, 406, 429, 503)
 _ID = OpenApiParameter("id", OpenApiTypes.UUID, OpenApiParameter.PATH)
+_LIST_PARAMETERS = [
+    OpenApiParameter(
+        "limit", int, description=f"Clusters per page, 1-{MAX_LIMIT} (default {DEFAULT_LIMIT})"
+    ),
+    OpenApiParameter("offset", int, description="Matches to skip (default 0)"),
+    OpenApiParameter(
+        "status",
+        str,
+        many=True,
+        explode=True,
+        enum=[choice.value for choice in ClusterStatus],
+        description="Only these statuses; repeat it or give a comma list",
+    ),
+    OpenApiParameter(
+        "search", str, description="Case-insensitive part of the name or the API endpoint"
+    ),
+    OpenApiParameter("name", str, description="Exactly this name, compared case-insensitively"),
+]
 _IF_MATCH = OpenApiParameter(
     "If-Match",
     OpenApiTypes.STR,
@@ -108,17 +139,33 @@ def expected_version(request: Request) -> int | None:
     return int(match.group(1))
 
 
+_CLUSTER_PAGE = """One registered Proxmox VE cluster: its endpoint, credentials' principal
+(never a secret), health at the last check and its configuration version.
+
+PATCH edits it, DELETE deregisters it and POST to its `refresh` checks it
+again now, for an account whose role may.
+"""
+
+
 @method_decorator(sensitive_post_parameters("password", "token_secret"), name="dispatch")
 class ClusterViewSet(viewsets.ViewSet):
     """Proxmox VE clusters registered with this service.
 
     POST registers a cluster after proving its credentials against the
-    cluster's own API; GET lists them by name. On one cluster, PATCH edits
-    what was registered (only the fields given), proving any change of how
-    the cluster is reached before it is stored.
+    cluster's own API; GET lists them by name, a page at a time: `limit`
+    (1-1000, default 100), `offset`, `status` (repeat it or give a comma
+    list), `search` (part of the name or endpoint, any case), `name` (the
+    whole name, any case).
     """
 
     lookup_value_regex = "[^/]+"
+    # What each action's form in the browsable API asks for; any other
+    # action takes no input and shows none (refresh: a bare POST button).
+    form_serializers: dict[str, type[serializers.Serializer]] = {
+        "create": RegisterClusterSerializer,
+    }
+    # Set by the actions that show one cluster: its page is titled by it.
+    cluster_name: str | None = None
     # What a failure of each action is recorded as (clusters.access.record_refusal).
     audited_actions = {
         "create": AuditAction.CLUSTER_REGISTER,
@@ -152,15 +199,16 @@ class ClusterViewSet(viewsets.ViewSet):
             urls[str(extra.kwargs.get("name", extra.url_name))] = url
         return urls
 
-    def get_serializer(self, *args: Any, **kwargs: Any) -> InputSerializer:
+    def get_serializer(self, *args: Any, **kwargs: Any) -> serializers.Serializer:
         """The forms of the browsable API: register on the list, edit (with
-        the current values, secrets blank) on a cluster."""
+        the current values, secrets blank) on a cluster, none for an action
+        that takes no input."""
         kwargs.setdefault("context", {"request": self.request, "view": self})
         if self.request.method == "PATCH":
             if kwargs.get("instance") is None and "pk" in self.kwargs:
                 kwargs["instance"] = self._current_values(self.kwargs["pk"])
             return EditClusterSerializer(*args, **kwargs)
-        return RegisterClusterSerializer(*args, **kwargs)
+        return self.form_serializers.get(self.action or "", serializers.Serializer)(*args, **kwargs)
 
     def _current_values(self, pk: str) -> dict[str, Any] | None:
         """The edit form's values; None (a blank form, which the page of an
@@ -172,12 +220,26 @@ class ClusterViewSet(viewsets.ViewSet):
         return EditClusterSerializer.current_values(cluster)
 
     def get_view_name(self) -> str:
+        if self.cluster_name:
+            return self.cluster_name
+        extra_action_name = getattr(self, "name", None)  # @action's, e.g. "Refresh"
+        if extra_action_name:
+            return str(extra_action_name)
         return "Cluster" if self.detail else "Clusters"
 
-    @extend_schema(responses={200: ClusterListSerializer, **_errors()})
+    def get_view_description(self, html: bool = False) -> str:
+        """Each page's own text: an @action's docstring, else the list's or
+        one cluster's."""
+        own = getattr(self, "description", None)
+        text = own if own else (_CLUSTER_PAGE if self.detail else self.__class__.__doc__ or "")
+        text = formatting.dedent(smart_str(text))
+        return formatting.markup_description(text) if html else text
+
+    @extend_schema(parameters=_LIST_PARAMETERS, responses={200: ClusterListSerializer, **_errors()})
     def list(self, request: Request) -> Response:
-        listing = services().clusters.list_clusters(actor=actor_for(request))
-        return Response(dict(ClusterListSerializer(listing).data))
+        query = cluster_query(request.query_params)
+        page = services().clusters.list_clusters(query, actor=actor_for(request))
+        return Response(cluster_page(page, request))
 
     @extend_schema(
         request=RegisterClusterSerializer,
@@ -194,6 +256,7 @@ class ClusterViewSet(viewsets.ViewSet):
     @extend_schema(parameters=[_ID], responses={200: ClusterSerializer, **_errors(404)})
     def retrieve(self, request: Request, pk: str) -> Response:
         cluster = services().clusters.get_cluster(pk, actor=actor_for(request))
+        self.cluster_name = cluster.name
         return _cluster_response(cluster)
 
     @extend_schema(
@@ -210,6 +273,7 @@ class ClusterViewSet(viewsets.ViewSet):
         cluster = services().clusters.edit(
             pk, edit, actor=actor_for(request), expected_version=version
         )
+        self.cluster_name = cluster.name
         return _cluster_response(cluster)
 
     @extend_schema(
@@ -327,10 +391,9 @@ def health_ready(request: Request) -> Response:
     )
 
 
-@extend_schema(exclude=True)
-@api_view(["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"])
-@authentication_classes([])
-@permission_classes([AllowAny])
-@throttle_classes([])
-def api_not_found(request: Request, *args: Any, **kwargs: Any) -> Response:
-    raise NotFound(f"No API endpoint at {request.path}")
+@csrf_exempt
+def api_not_found(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+    """Any other path under /api/, for every method. A plain Django view:
+    as a DRF view it would be a breadcrumb ("Api Not Found") on every page
+    of the browsable API."""
+    return envelope_response(404, f"No API endpoint at {request.path}")

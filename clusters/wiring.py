@@ -56,9 +56,12 @@ def proxmox_client_from_settings() -> ProxmoxClient:
 
 
 def services_from_settings() -> Services:
+    from clusters.metrics import PrometheusCheckObserver
+
     return bootstrap(
         unit_of_work=unit_of_work_from_settings(),
         proxmox=proxmox_client_from_settings(),
+        check_observer=PrometheusCheckObserver(),
         audit_retention_days=settings.PROXMOXER_AUDIT_RETENTION_DAYS,
     )
 

@@ -87,6 +87,19 @@ from clusters.domain.health import (
     ProxmoxReport,
     assess_health,
 )
+from clusters.domain.listing import (
+    DEFAULT_LIMIT,
+    MAX_LIMIT,
+    MAX_OFFSET,
+    SEARCH_MAX_LENGTH,
+    ClusterPage,
+    ClusterQuery,
+    PublicCluster,
+    parse_statuses,
+    public_cluster,
+    rfc3339,
+    search_key,
+)
 from clusters.domain.permissions import OPERATORS, VIEWERS, Permission, authorize, may
 from clusters.domain.registration import Registration, RegistrationRequest
 from clusters.domain.repository import AuditLog, ClusterRepository, UnitOfWork
@@ -94,15 +107,19 @@ from clusters.domain.repository import AuditLog, ClusterRepository, UnitOfWork
 __all__ = [
     "AUDIT_PAGE_MAX",
     "CONFIGURATION_FIELDS",
+    "DEFAULT_LIMIT",
     "EDITABLE_FIELDS",
     "ENDPOINT_MAX_LENGTH",
     "HTTPS_DEFAULT_PORT",
+    "MAX_LIMIT",
+    "MAX_OFFSET",
     "NAME_KEY_MAX_LENGTH",
     "NAME_MAX_LENGTH",
     "NOT_GIVEN",
     "OBSERVATION_FIELDS",
     "OPERATORS",
     "PROXMOX_DEFAULT_PORT",
+    "SEARCH_MAX_LENGTH",
     "SECRET_CHANGED",
     "SECRET_MAX_LENGTH",
     "USERID_MAX_LENGTH",
@@ -118,6 +135,8 @@ __all__ = [
     "ClusterError",
     "ClusterNameTaken",
     "ClusterNotFound",
+    "ClusterPage",
+    "ClusterQuery",
     "ClusterRepository",
     "ClusterStatus",
     "ClusterStatusEntry",
@@ -146,6 +165,7 @@ __all__ = [
     "ProxmoxSecondFactorRequired",
     "ProxmoxTLSError",
     "ProxmoxUnreachable",
+    "PublicCluster",
     "Registration",
     "RegistrationRequest",
     "Secret",
@@ -166,5 +186,9 @@ __all__ = [
     "normalise_username",
     "parse_cluster_id",
     "parse_endpoint",
+    "parse_statuses",
+    "public_cluster",
+    "rfc3339",
+    "search_key",
     "token_owner",
 ]

@@ -18,6 +18,7 @@ from typing import Self
 
 from clusters.domain.audit import AuditEvent, AuditPage, AuditQuery
 from clusters.domain.cluster import Cluster
+from clusters.domain.listing import ClusterPage, ClusterQuery
 
 
 class ClusterRepository(ABC):
@@ -36,6 +37,11 @@ class ClusterRepository(ABC):
     @abstractmethod
     def list(self) -> Sequence[Cluster]:
         """Every cluster, ordered by name (case-insensitively)."""
+
+    @abstractmethod
+    def page(self, query: ClusterQuery) -> ClusterPage:
+        """The clusters ``query`` asks for, in ``list()``'s order, as the
+        API shows them; ``total`` counts every match, not only this page's."""
 
     @abstractmethod
     def exists(self, cluster_id: uuid.UUID) -> bool: ...

@@ -6,21 +6,31 @@ background jobs drive alike (docs/architecture.md, "Layers").
 - ``audit.AuditService`` — read the audit log, record failures and logins,
   apply the retention period.
 - ``ports`` — what the use cases need from outside: a Proxmox gateway, a
-  clock, a unit-of-work factory.
+  clock, a unit-of-work factory, an observer of checks.
 """
 
 from clusters.services.audit import DEFAULT_RETENTION_DAYS, AuditService
 from clusters.services.checks import CheckService
-from clusters.services.ports import Clock, ProxmoxGateway, UnitOfWorkFactory, utc_now
-from clusters.services.registry import ClusterListing, ClusterService
+from clusters.services.ports import (
+    CheckObserver,
+    CheckOutcome,
+    Clock,
+    IgnoreChecks,
+    ProxmoxGateway,
+    UnitOfWorkFactory,
+    utc_now,
+)
+from clusters.services.registry import ClusterService
 
 __all__ = [
     "DEFAULT_RETENTION_DAYS",
     "AuditService",
+    "CheckObserver",
+    "CheckOutcome",
     "CheckService",
     "Clock",
-    "ClusterListing",
     "ClusterService",
+    "IgnoreChecks",
     "ProxmoxGateway",
     "UnitOfWorkFactory",
     "utc_now",

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from datetime import datetime
 
 from clusters.domain import (
     Actor,
@@ -32,7 +33,14 @@ from clusters.domain import (
     authorize,
     parse_cluster_id,
 )
-from clusters.services.ports import Clock, ProxmoxGateway, UnitOfWorkFactory
+from clusters.services.ports import (
+    CheckObserver,
+    CheckOutcome,
+    Clock,
+    IgnoreChecks,
+    ProxmoxGateway,
+    UnitOfWorkFactory,
+)
 
 logger = logging.getLogger("clusters")
 
@@ -67,11 +75,17 @@ class CheckService:
     """Use cases that check clusters: ``refresh`` (one, on request)."""
 
     def __init__(
-        self, *, unit_of_work: UnitOfWorkFactory, proxmox: ProxmoxGateway, clock: Clock
+        self,
+        *,
+        unit_of_work: UnitOfWorkFactory,
+        proxmox: ProxmoxGateway,
+        clock: Clock,
+        observer: CheckObserver | None = None,
     ) -> None:
         self._unit_of_work = unit_of_work
         self._proxmox = proxmox
         self._clock = clock
+        self._observer = observer if observer is not None else IgnoreChecks()
 
     def refresh(self, cluster_id: str | uuid.UUID, *, actor: Actor) -> Cluster:
         """Check a registered cluster again with its stored credentials.
@@ -128,6 +142,7 @@ class CheckService:
         try:
             report = inspect(self._proxmox, cluster.target, cluster.credentials)
         except ProxmoxAuthenticationFailed as error:
+            self._finished(CheckOutcome.UNAUTHORIZED, started)
             return cluster.observed(
                 at=started,
                 status=ClusterStatus.UNKNOWN,
@@ -135,12 +150,14 @@ class CheckService:
                 last_error_details=None,
             )
         except ProxmoxError as error:
+            self._finished(CheckOutcome.ERROR, started)
             return cluster.observed(
                 at=started,
                 status=ClusterStatus.UNHEALTHY,
                 last_error=error.message,
                 last_error_details=actionable_details(error),
             )
+        self._finished(CheckOutcome.SUCCESS, started)
         health = assess_health(report)
         return cluster.observed(
             at=started,
@@ -150,6 +167,11 @@ class CheckService:
             last_error=None,
             last_error_details=None,
         )
+
+    def _finished(self, outcome: CheckOutcome, started: datetime) -> None:
+        # The wall clock may step back; a check never took negative time.
+        seconds = max(0.0, (self._clock() - started).total_seconds())
+        self._observer.check_finished(outcome, seconds)
 
 
 def actionable_details(error: ProxmoxError) -> dict[str, str] | None:

@@ -53,7 +53,12 @@ def assert_envelope(response, status, code, message=None):
 
 
 def assert_nothing_registered(client):
-    assert client.get(CLUSTERS).json() == {"clusters": [], "total": 0}
+    assert client.get(CLUSTERS).json() == {
+        "clusters": [],
+        "total": 0,
+        "next": None,
+        "previous": None,
+    }
 
 
 # -- success paths -------------------------------------------------------------

@@ -103,7 +103,7 @@ def registry(compose):
 
 
 def snapshot(services) -> list[Any]:
-    return list(services.clusters.list_clusters(actor=Actor.system()).clusters)
+    return list(services.clusters.all_clusters(actor=Actor.system()))
 
 
 @pytest.mark.parametrize("role", ROLES)

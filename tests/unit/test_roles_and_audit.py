@@ -16,6 +16,7 @@ from clusters.domain import (
     AuditAction,
     AuditEvent,
     AuditQuery,
+    ClusterQuery,
     Forbidden,
     Outcome,
     Permission,
@@ -105,7 +106,8 @@ def test_an_account_without_a_role_may_do_nothing_and_nothing_happens(
     cluster = services.clusters.register(registration(), actor=OPERATOR)
     proxmox.calls.clear()
     refused = [
-        lambda: services.clusters.list_clusters(actor=NOBODY),
+        lambda: services.clusters.list_clusters(ClusterQuery(), actor=NOBODY),
+        lambda: services.clusters.all_clusters(actor=NOBODY),
         lambda: services.clusters.get_cluster(cluster.id, actor=NOBODY),
         lambda: services.clusters.get_cluster_by_name("prod", actor=NOBODY),
         lambda: services.clusters.register(registration(name="other"), actor=NOBODY),
@@ -124,7 +126,8 @@ def test_an_account_without_a_role_may_do_nothing_and_nothing_happens(
 def test_a_viewer_reads_but_changes_nothing(services, clusters, proxmox, events):
     cluster = services.clusters.register(registration(), actor=OPERATOR)
 
-    assert services.clusters.list_clusters(actor=VIEWER).total == 1
+    assert services.clusters.list_clusters(ClusterQuery(), actor=VIEWER).total == 1
+    assert [c.id for c in services.clusters.all_clusters(actor=VIEWER)] == [cluster.id]
     assert services.clusters.get_cluster(cluster.id, actor=VIEWER) == cluster
     for change in (
         lambda: services.clusters.register(registration(name="other"), actor=VIEWER),

@@ -110,14 +110,14 @@ class Command(BaseCommand):
             raise CommandError(error.message) from None
 
     def _list(self, services: Services, **options: Any) -> None:
-        listing = services.clusters.list_clusters(actor=self.actor)
-        for cluster in listing.clusters:
+        clusters = services.clusters.all_clusters(actor=self.actor)
+        for cluster in clusters:
             self.stdout.write(
                 f"{cluster.id}  {cluster.name:<24} {cluster.status:<9} "
                 f"{cluster.proxmox_version:<8} {cluster.node_count:>3} nodes  "
                 f"{cluster.api_endpoint}"
             )
-        self.stdout.write(f"{listing.total} cluster(s)")
+        self.stdout.write(f"{len(clusters)} cluster(s)")
 
     def _show(self, services: Services, *, cluster: str, **options: Any) -> None:
         found = self._find(services, cluster)
@@ -138,7 +138,7 @@ class Command(BaseCommand):
         self, services: Services, *, cluster: str | None, all: bool, **options: Any
     ) -> None:
         targets = (
-            services.clusters.list_clusters(actor=self.actor).clusters
+            services.clusters.all_clusters(actor=self.actor)
             if all
             else [self._find(services, cluster or "")]
         )
