@@ -1,5 +1,6 @@
 """The clusters table: which clusters the filters ask for, a page at a time,
-read through the registry's list use case."""
+and how many there are in each status — read through the registry's list
+use case (docs/product-contract.md §12), as the REST API reads them."""
 
 from __future__ import annotations
 
@@ -7,12 +8,12 @@ from dataclasses import dataclass
 
 from django import forms
 
-from clusters.domain import Actor, ClusterStatus, name_key
+from clusters.domain import Actor, ClusterQuery, ClusterStatus, ValidationFailed
+from clusters.domain.listing import SEARCH_MAX_LENGTH
 from clusters.wiring import services
 from dashboard.presenters import STATUS_BADGES, ClusterRow, StatusBadge
 
 PAGE_SIZE = 100
-SEARCH_MAX_LENGTH = 255
 
 
 class FleetFilters(forms.Form):
@@ -30,17 +31,26 @@ class FleetFilters(forms.Form):
     )
     offset = forms.IntegerField(required=False, min_value=0, widget=forms.HiddenInput)
 
-    def query(self) -> tuple[ClusterStatus | None, str, int]:
-        """The status, search and offset asked for; what fails its check is
-        left out (the form shows why)."""
+    def query(self) -> ClusterQuery:
+        """The page the filters ask for; what fails its check is left out
+        (the form shows why)."""
         self.is_valid()
         data = self.cleaned_data
         status = data.get("status")
-        return (
-            ClusterStatus(status) if status else None,
-            (data.get("search") or "").strip(),
-            data.get("offset") or 0,
-        )
+        wanted = {
+            "limit": PAGE_SIZE,
+            "offset": data.get("offset") or 0,
+            "statuses": frozenset({ClusterStatus(status)}) if status else frozenset(),
+            "search": (data.get("search") or "").strip() or None,
+        }
+        try:
+            return ClusterQuery(**wanted)
+        except ValidationFailed as error:  # the list's own rules (control characters, range)
+            for field, messages in (error.details or {}).items():
+                for message in messages:
+                    self.add_error(field if field in self.fields else None, message)
+                wanted.pop(field, None)
+            return ClusterQuery(**wanted)
 
 
 @dataclass(frozen=True)
@@ -79,18 +89,19 @@ class Fleet:
 
 
 def read_fleet(actor: Actor, filters: FleetFilters) -> Fleet:
-    status, search, offset = filters.query()
-    listing = services().clusters.list_clusters(actor=actor)
-    key = name_key(search)
-    matching = [
-        cluster
-        for cluster in listing.clusters
-        if (status is None or cluster.status == status)
-        and (key in name_key(cluster.name) or key in name_key(cluster.api_endpoint))
-    ]
-    page = matching[offset : offset + PAGE_SIZE]
+    registry = services().clusters
+    query = filters.query()
+    page = registry.list_clusters(query, actor=actor)
+    # How many in each status: a page of one each, for its total.
     counts = [
-        StatusCount(badge, sum(1 for cluster in listing.clusters if cluster.status == badge.value))
+        StatusCount(
+            badge,
+            registry.list_clusters(
+                ClusterQuery(limit=1, statuses=frozenset({ClusterStatus(badge.value)})),
+                actor=actor,
+            ).total,
+        )
         for badge in STATUS_BADGES.values()
     ]
-    return Fleet([ClusterRow.of(cluster) for cluster in page], len(matching), offset, counts)
+    rows = [ClusterRow.of(cluster) for cluster in page.clusters]
+    return Fleet(rows, page.total, query.offset, counts)

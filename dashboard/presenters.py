@@ -64,11 +64,19 @@ def field_of(item: Any, name: str) -> Any:
     return getattr(item, name, None)
 
 
+def moment(value: datetime | str | None) -> datetime | None:
+    """A time as a domain object holds it, or as a listed cluster carries it
+    (RFC 3339, rendered once for JSON)."""
+    if isinstance(value, str):
+        return datetime.fromisoformat(value)
+    return value
+
+
 @dataclass(frozen=True)
 class ClusterRow:
     """One line of the clusters table."""
 
-    id: uuid.UUID
+    id: uuid.UUID | str
     name: str
     status: StatusBadge
     proxmox_version: str
@@ -88,7 +96,7 @@ class ClusterRow:
             nodes_online=field_of(cluster, "nodes_online"),
             node_count=field_of(cluster, "node_count") or 0,
             api_endpoint=field_of(cluster, "api_endpoint"),
-            last_checked_at=field_of(cluster, "last_checked_at"),
+            last_checked_at=moment(field_of(cluster, "last_checked_at")),
             last_error=field_of(cluster, "last_error"),
         )
 

@@ -346,6 +346,14 @@ def test_an_unknown_status_filter_is_named_and_ignored(viewer, fleet):
     assert list(rows(response)) == ["alpha", "bravo", "charlie", "delta"]
 
 
+def test_a_search_the_list_refuses_is_named_and_ignored(viewer, fleet):
+    response = viewer.get("/?search=al%07pha&status=healthy")
+
+    assert response.status_code == 200
+    assert "search must not contain control characters" in text_of(response)
+    assert list(rows(response)) == ["alpha"]  # the status filter still holds
+
+
 def test_the_polled_contents_are_the_table_alone(viewer, fleet):
     response = viewer.get("/clusters/rows/?status=healthy")
 

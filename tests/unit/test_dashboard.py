@@ -68,7 +68,7 @@ def test_a_row_reads_a_cluster_and_a_listed_cluster_alike():
         "node_count": 3,
         "nodes_online": 2,
         "api_endpoint": cluster.api_endpoint,
-        "last_checked_at": None,
+        "last_checked_at": "2026-11-28T12:00:00.5Z",
         "last_error": "pve3 offline",
     }
 
@@ -78,6 +78,7 @@ def test_a_row_reads_a_cluster_and_a_listed_cluster_alike():
     assert (from_object.name, from_object.last_error) == ("lab", "pve3 offline")
     assert from_object.nodes_online is None  # not recorded before the checks do
     assert from_mapping.nodes_online == 2
+    assert from_mapping.last_checked_at == NOW + timedelta(microseconds=500_000)
 
 
 def test_endpoints_are_the_registered_one_until_others_are_known():
