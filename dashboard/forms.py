@@ -168,18 +168,26 @@ class RegisterForm(ClusterFields):
     pass
 
 
-def registration_request(typed: dict[str, Any], secret: str) -> RegistrationRequest:
-    """The registration ``typed`` describes, with the secret of its method."""
+def _as_sent(typed: dict[str, Any], secret: str | None, *, absent: Any) -> dict[str, Any]:
+    """The fields of a registration or an edit: every field as shown, the
+    principal and secret of the chosen method only (``absent`` where empty),
+    and no pin where the pin is empty."""
     method = typed["auth_method"]
     principal = PRINCIPAL_FIELD[method]
-    return RegistrationRequest(
-        name=typed["name"],
-        api_endpoint=typed["api_endpoint"],
-        verify_tls=typed["verify_tls"],
-        fingerprint=typed["fingerprint"] or None,
-        create_token=typed["create_token"],
-        **{principal: typed.get(principal) or None, SECRET_FIELD[method]: secret or None},
-    )
+    return {
+        "name": typed["name"],
+        "api_endpoint": typed["api_endpoint"],
+        "verify_tls": typed["verify_tls"],
+        "fingerprint": typed["fingerprint"] or None,
+        "create_token": typed["create_token"],
+        principal: typed.get(principal) or absent,
+        SECRET_FIELD[method]: secret or absent,
+    }
+
+
+def registration_request(typed: dict[str, Any], secret: str) -> RegistrationRequest:
+    """The registration ``typed`` describes, with the secret of its method."""
+    return RegistrationRequest(**_as_sent(typed, secret, absent=None))
 
 
 class EditForm(ClusterFields):
@@ -217,19 +225,10 @@ class EditForm(ClusterFields):
 
 
 def edit_request(typed: dict[str, Any], secret: str | None) -> EditRequest:
-    """The edit ``typed`` describes: every field as shown, the credentials of
-    the chosen method (left as they are when the secret is empty and the
-    principal the stored one), and no pin where the pin was emptied."""
-    method = typed["auth_method"]
-    principal = PRINCIPAL_FIELD[method]
-    return EditRequest(
-        name=typed["name"],
-        api_endpoint=typed["api_endpoint"],
-        verify_tls=typed["verify_tls"],
-        fingerprint=typed["fingerprint"] or None,
-        create_token=typed["create_token"],
-        **{principal: typed.get(principal) or NOT_GIVEN, SECRET_FIELD[method]: secret or NOT_GIVEN},
-    )
+    """The edit ``typed`` describes: the credentials stay as they are when
+    the secret is empty and the principal the stored one; an emptied pin is
+    removed."""
+    return EditRequest(**_as_sent(typed, secret, absent=NOT_GIVEN))
 
 
 @dataclass(frozen=True)
