@@ -56,6 +56,7 @@ _DOMAIN_STATUS: list[tuple[type[domain.ClusterError], int]] = [
     (domain.ClusterNotFound, 404),
     (domain.ClusterNameTaken, 409),
     (domain.StaleCluster, 409),
+    (domain.CheckOvertaken, 409),
     (domain.ProxmoxAuthenticationFailed, 401),
     (domain.ProxmoxError, 502),
 ]

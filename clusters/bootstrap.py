@@ -1,23 +1,31 @@
 """The composition root: the one function that builds the service layer.
 
 Everything the use cases depend on is an argument — how to open a unit of
-work (which also picks the storage backend), the Proxmox gateway, the clock
-and the id generator — so tests and benchmarks compose exactly what they
-need. Django calls it once per process with what the settings choose
-(clusters/wiring.py); nothing else builds services.
+work (which also picks the storage backend), the Proxmox gateway, the clock,
+the id generator, and how checks are scheduled (interval and claim lease,
+concurrency, history bound, the randomness of the jitter) — so tests and
+benchmarks compose exactly what they need. Django calls it once per process
+with what the settings choose (clusters/wiring.py); nothing else builds
+services.
 """
 
 from __future__ import annotations
 
+import random
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from clusters.domain import CheckSchedule
 from clusters.services import (
+    DEFAULT_CONCURRENCY,
+    DEFAULT_HISTORY_LIMIT,
+    DEFAULT_SCHEDULE,
     CheckService,
     Clock,
     ClusterService,
     ProxmoxGateway,
+    Random,
     UnitOfWorkFactory,
     utc_now,
 )
@@ -37,10 +45,28 @@ def bootstrap(
     proxmox: ProxmoxGateway,
     clock: Clock = utc_now,
     new_id: Callable[[], uuid.UUID] = uuid.uuid4,
+    schedule: CheckSchedule = DEFAULT_SCHEDULE,
+    check_concurrency: int = DEFAULT_CONCURRENCY,
+    history_limit: int = DEFAULT_HISTORY_LIMIT,
+    random: Random = random.random,
 ) -> Services:
     return Services(
         clusters=ClusterService(
-            unit_of_work=unit_of_work, proxmox=proxmox, clock=clock, new_id=new_id
+            unit_of_work=unit_of_work,
+            proxmox=proxmox,
+            clock=clock,
+            new_id=new_id,
+            schedule=schedule,
+            random=random,
+            history_limit=history_limit,
         ),
-        checks=CheckService(unit_of_work=unit_of_work, proxmox=proxmox, clock=clock),
+        checks=CheckService(
+            unit_of_work=unit_of_work,
+            proxmox=proxmox,
+            clock=clock,
+            schedule=schedule,
+            concurrency=check_concurrency,
+            history_limit=history_limit,
+            random=random,
+        ),
     )

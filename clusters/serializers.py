@@ -114,11 +114,81 @@ class ClusterSerializer(serializers.Serializer):
     version = serializers.IntegerField(
         help_text="1 at registration, +1 on every change of the configuration"
     )
+    cluster_name = serializers.CharField(
+        allow_null=True, help_text="The PVE cluster's own name; null for a standalone node"
+    )
+    nodes_online = serializers.IntegerField(help_text="Nodes online at the last check")
+    next_check_at = serializers.DateTimeField(
+        allow_null=True,
+        help_text="When the background checks look at the cluster next "
+        "(null: as soon as a checker is free)",
+    )
 
 
 class ClusterListSerializer(serializers.Serializer):
     clusters = ClusterSerializer(many=True)
     total = serializers.IntegerField()
+
+
+class NodeSerializer(serializers.Serializer):
+    """One node as the last successful check saw it; usage figures are null
+    where PVE gave none (offline nodes, no Sys.Audit)."""
+
+    name = serializers.CharField()
+    status = serializers.CharField(help_text="online, offline or unknown")
+    ip = serializers.CharField(allow_null=True)
+    ssl_fingerprint = serializers.CharField(allow_null=True)
+    cpu = serializers.FloatField(allow_null=True, help_text="CPU load, 0 to 1")
+    maxcpu = serializers.IntegerField(allow_null=True)
+    mem = serializers.IntegerField(allow_null=True, help_text="bytes used")
+    maxmem = serializers.IntegerField(allow_null=True)
+    uptime = serializers.IntegerField(allow_null=True, help_text="seconds")
+
+
+class NodeListSerializer(serializers.Serializer):
+    nodes = NodeSerializer(many=True)
+    total = serializers.IntegerField()
+    checked_at = serializers.DateTimeField(
+        allow_null=True, help_text="When the nodes were read; null before the first read"
+    )
+
+    def __init__(self, node_list: domain.NodeList | None = None, **kwargs: Any) -> None:
+        if node_list is not None:
+            kwargs["instance"] = {
+                "nodes": node_list.nodes,
+                "total": len(node_list.nodes),
+                "checked_at": node_list.checked_at,
+            }
+        super().__init__(**kwargs)
+
+
+class StatusChangeSerializer(serializers.Serializer):
+    """One change of status: ``{"at", "from", "to", "reason"}``."""
+
+    def get_fields(self) -> dict[str, serializers.Field]:
+        # "from" is a Python keyword: it cannot be a class attribute.
+        return {
+            "at": serializers.DateTimeField(),
+            "from": serializers.CharField(
+                source="from_status", allow_null=True, help_text="null: the registered status"
+            ),
+            "to": serializers.CharField(source="to_status"),
+            "reason": serializers.CharField(),
+        }
+
+
+class HistorySerializer(serializers.Serializer):
+    events = StatusChangeSerializer(many=True, help_text="Newest first")
+    total = serializers.IntegerField()
+    next = serializers.URLField(allow_null=True)
+    previous = serializers.URLField(allow_null=True)
+
+
+class PageSerializer(InputSerializer):
+    """``limit`` and ``offset`` of a paginated list."""
+
+    limit = serializers.IntegerField(min_value=1, max_value=1000, default=100, required=False)
+    offset = serializers.IntegerField(min_value=0, default=0, required=False)
 
 
 class ErrorSerializer(serializers.Serializer):

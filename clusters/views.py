@@ -30,13 +30,18 @@ from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.reverse import reverse
+from rest_framework.utils.urls import remove_query_param, replace_query_param
 
 from clusters.domain import Actor
 from clusters.serializers import (
     ClusterListSerializer,
     ClusterSerializer,
     ErrorSerializer,
+    HistorySerializer,
+    NodeListSerializer,
+    PageSerializer,
     RegisterClusterSerializer,
+    StatusChangeSerializer,
 )
 from clusters.wiring import services
 
@@ -51,6 +56,10 @@ _ERRORS = {
     }.items()
 }
 _ID = OpenApiParameter("id", OpenApiTypes.UUID, OpenApiParameter.PATH)
+_PAGE = [
+    OpenApiParameter("limit", OpenApiTypes.INT, description="1 to 1000, default 100"),
+    OpenApiParameter("offset", OpenApiTypes.INT, description="default 0"),
+]
 
 
 def _errors(*codes: int) -> dict[int, OpenApiResponse]:
@@ -122,6 +131,48 @@ class ClusterViewSet(viewsets.ViewSet):
         """Check the cluster again with its stored credentials."""
         cluster = services().checks.refresh(pk, actor=actor_for(request))
         return Response(dict(ClusterSerializer(cluster).data))
+
+    @extend_schema(parameters=[_ID], responses={200: NodeListSerializer, **_errors(400, 401, 404)})
+    @action(detail=True, methods=["get"])
+    def nodes(self, request: Request, pk: str) -> Response:
+        """The cluster's nodes as its last successful check read them."""
+        node_list = services().checks.nodes(pk, actor=actor_for(request))
+        return Response(dict(NodeListSerializer(node_list).data))
+
+    @extend_schema(
+        parameters=[_ID, *_PAGE], responses={200: HistorySerializer, **_errors(400, 401, 404)}
+    )
+    @action(detail=True, methods=["get"])
+    def history(self, request: Request, pk: str) -> Response:
+        """Every change of the cluster's status, newest first."""
+        page = PageSerializer(data=request.query_params).validated_or_raise()
+        limit, offset = page["limit"], page["offset"]
+        history = services().checks.history(
+            pk, actor=actor_for(request), limit=limit, offset=offset
+        )
+        return Response(
+            {
+                "events": StatusChangeSerializer(history.events, many=True).data,
+                "total": history.total,
+                **page_links(request, total=history.total, limit=limit, offset=offset),
+            }
+        )
+
+
+def page_links(request: Request, *, total: int, limit: int, offset: int) -> dict[str, str | None]:
+    """``next`` and ``previous`` of a limit/offset page: this request's URL
+    with the offset moved, or None at either end."""
+    url = request.build_absolute_uri()
+    following = (
+        replace_query_param(url, "offset", offset + limit) if offset + limit < total else None
+    )
+    if offset <= 0:
+        preceding = None
+    elif offset - limit <= 0:
+        preceding = remove_query_param(url, "offset")
+    else:
+        preceding = replace_query_param(url, "offset", offset - limit)
+    return {"next": following, "previous": preceding}
 
 
 @extend_schema(responses=inline_serializer("Health", {"status": serializers.CharField()}), auth=[])

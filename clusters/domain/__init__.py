@@ -17,6 +17,7 @@ from clusters.domain.audit import (
 from clusters.domain.cluster import (
     CONFIGURATION_FIELDS,
     OBSERVATION_FIELDS,
+    SCHEDULING_FIELDS,
     Cluster,
     ClusterStatus,
     ConnectionTarget,
@@ -30,6 +31,7 @@ from clusters.domain.credentials import (
 )
 from clusters.domain.endpoint import ENDPOINT_MAX_LENGTH, PROXMOX_DEFAULT_PORT, normalise_endpoint
 from clusters.domain.errors import (
+    CheckOvertaken,
     ClusterError,
     ClusterNameTaken,
     ClusterNotFound,
@@ -61,20 +63,39 @@ from clusters.domain.health import (
     ClusterStatusEntry,
     Health,
     NodeEntry,
+    NodeState,
     ProxmoxReport,
     assess_health,
+    node_states,
+)
+from clusters.domain.monitoring import (
+    NO_NODES,
+    CheckSchedule,
+    Claim,
+    HistoryPage,
+    NodeList,
+    StatusChange,
+    check_tick,
 )
 from clusters.domain.permissions import OPERATORS, VIEWERS, Permission, authorize, may
 from clusters.domain.registration import Registration, RegistrationRequest
-from clusters.domain.repository import AuditLog, ClusterRepository, UnitOfWork
+from clusters.domain.repository import (
+    AuditLog,
+    ClusterRepository,
+    NodeLists,
+    StatusHistory,
+    UnitOfWork,
+)
 
 __all__ = [
     "CONFIGURATION_FIELDS",
     "ENDPOINT_MAX_LENGTH",
     "NAME_MAX_LENGTH",
+    "NO_NODES",
     "OBSERVATION_FIELDS",
     "OPERATORS",
     "PROXMOX_DEFAULT_PORT",
+    "SCHEDULING_FIELDS",
     "SECRET_CHANGED",
     "SECRET_MAX_LENGTH",
     "USERID_MAX_LENGTH",
@@ -84,6 +105,9 @@ __all__ = [
     "AuditEvent",
     "AuditLog",
     "AuthMethod",
+    "CheckOvertaken",
+    "CheckSchedule",
+    "Claim",
     "Cluster",
     "ClusterError",
     "ClusterNameTaken",
@@ -96,8 +120,12 @@ __all__ = [
     "FieldInvalid",
     "Forbidden",
     "Health",
+    "HistoryPage",
     "InvalidClusterId",
     "NodeEntry",
+    "NodeList",
+    "NodeLists",
+    "NodeState",
     "Outcome",
     "PasswordCredentials",
     "Permission",
@@ -113,14 +141,18 @@ __all__ = [
     "RegistrationRequest",
     "Secret",
     "StaleCluster",
+    "StatusChange",
+    "StatusHistory",
     "TokenCredentials",
     "UnitOfWork",
     "ValidationFailed",
     "assess_health",
     "authorize",
+    "check_tick",
     "configuration_changes",
     "may",
     "name_key",
+    "node_states",
     "normalise_endpoint",
     "normalise_fingerprint",
     "normalise_name",

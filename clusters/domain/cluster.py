@@ -5,6 +5,12 @@ The two halves change differently. An edit of the configuration moves
 ``version`` on by one and is conditional on the version it was based on; a
 check's observations leave ``version`` alone, so an operator's edit is
 never refused because a background check happened to run.
+
+A third kind of field is neither: ``next_check_at``, when the background
+checks look next, is the scheduler's bookkeeping. A check writes it with its
+findings, and moving it (``rescheduled``) never moves ``version``. Claims on
+a cluster by a checker (``monitoring.Claim``) are kept by the repository
+beside the cluster, not in it.
 """
 
 from __future__ import annotations
@@ -58,6 +64,9 @@ class Cluster:
     last_checked_at: datetime | None = None
     last_error: str | None = None
     version: int = 1
+    cluster_name: str | None = None
+    nodes_online: int = 0
+    next_check_at: datetime | None = None
 
     @property
     def name_key(self) -> str:
@@ -97,6 +106,11 @@ class Cluster:
             raise ValueError(f"not an observation: {', '.join(sorted(unknown))}")
         return replace(self, **findings, last_checked_at=at, updated_at=at)
 
+    def rescheduled(self, next_check_at: datetime | None) -> Cluster:
+        """This cluster to be checked next at ``next_check_at`` (None: as soon
+        as a checker is free); configuration and findings stay."""
+        return replace(self, next_check_at=next_check_at)
+
 
 # What the operator configures: a change is a new version.
 CONFIGURATION_FIELDS = frozenset(
@@ -104,9 +118,21 @@ CONFIGURATION_FIELDS = frozenset(
 )
 # What a check writes, conditional on the configuration it checked.
 OBSERVATION_FIELDS = frozenset(
-    {"status", "proxmox_version", "node_count", "last_checked_at", "last_error", "updated_at"}
+    {
+        "status",
+        "proxmox_version",
+        "node_count",
+        "nodes_online",
+        "cluster_name",
+        "last_checked_at",
+        "last_error",
+        "updated_at",
+    }
 )
+# The checks' schedule: written with a check's findings or on its own, never
+# a reason to move the version.
+SCHEDULING_FIELDS = frozenset({"next_check_at"})
 _IDENTITY_FIELDS = frozenset({"id", "created_at", "version"})
 assert {f.name for f in fields(Cluster)} == (
-    CONFIGURATION_FIELDS | OBSERVATION_FIELDS | _IDENTITY_FIELDS
-), "every Cluster field is configuration, observation or identity"
+    CONFIGURATION_FIELDS | OBSERVATION_FIELDS | SCHEDULING_FIELDS | _IDENTITY_FIELDS
+), "every Cluster field is configuration, observation, scheduling or identity"

@@ -9,39 +9,69 @@ gets ``ClusterNameTaken``. Secrets are stored encrypted (clusters.encryption).
 Every write runs inside a ``DjangoUnitOfWork``'s transaction; conditional
 writes put the version they were based on into their ``WHERE`` clause, so
 two processes racing over one cluster cannot both win.
+
+Claims for the background checks are two columns of the cluster's row
+(``claimed_until``, ``claim_token``): PostgreSQL picks due rows with
+``SELECT … FOR UPDATE SKIP LOCKED``, so racing checkers skip each other's
+rows instead of waiting; SQLite, which locks the whole database for a write,
+claims with one conditional ``UPDATE``. A unit of work that writes starts
+with its write where it can: on SQLite a transaction that read first and
+then writes can fail at once ("database is locked") when another writes.
 """
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import DEFAULT_DB_ALIAS, IntegrityError, connections, transaction
-from django.db.models import QuerySet
+from django.db.models import F, Q, QuerySet, Subquery
 
 from clusters.domain import (
+    NO_NODES,
     OBSERVATION_FIELDS,
+    SCHEDULING_FIELDS,
     AuditEvent,
     AuditLog,
+    CheckOvertaken,
+    Claim,
     Cluster,
     ClusterNameTaken,
     ClusterNotFound,
     ClusterRepository,
+    HistoryPage,
+    NodeList,
+    NodeLists,
+    NodeState,
     StaleCluster,
+    StatusChange,
+    StatusHistory,
     UnitOfWork,
     name_key,
 )
 from clusters.encryption import CredentialCipher
-from clusters.models import NAME_KEY_CONSTRAINT, AuditEventRecord, ClusterRecord
+from clusters.models import (
+    NAME_KEY_CONSTRAINT,
+    AuditEventRecord,
+    ClusterRecord,
+    NodeListRecord,
+    StatusChangeRecord,
+)
 
 _TABLE = ClusterRecord._meta.db_table
+_CLAIM_FIELDS = {"claimed_until", "claim_token"}
+# An edit stores configuration (and what its own check found), never the
+# checkers' schedule or claims.
 _UPDATED_FIELDS = [
     field.attname
     for field in ClusterRecord._meta.concrete_fields
-    if not field.primary_key and field.attname != "created_at"
+    if not field.primary_key
+    and field.attname not in {"created_at", *SCHEDULING_FIELDS, *_CLAIM_FIELDS}
 ]
-_OBSERVED_FIELDS = sorted(OBSERVATION_FIELDS)
+_RECORDED_FIELDS = sorted(OBSERVATION_FIELDS | SCHEDULING_FIELDS)
+_DUE_FIRST = (F("next_check_at").asc(nulls_first=True), "pk")
 
 
 def _violated_unique_column(error: IntegrityError) -> str | None:
@@ -122,36 +152,110 @@ class DjangoClusterRepository(ClusterRepository):
         values = {field: getattr(record, field) for field in _UPDATED_FIELDS}
         self._conditional_update(cluster, based_on=cluster.version - 1, values=values)
 
-    def record_check(self, cluster: Cluster) -> None:
+    def record_check(self, cluster: Cluster, *, claim: uuid.UUID | None = None) -> None:
         record = ClusterRecord.from_domain(cluster, self._cipher, with_secret=False)
-        values = {field: getattr(record, field) for field in _OBSERVED_FIELDS}
-        self._conditional_update(cluster, based_on=cluster.version, values=values)
+        values = {field: getattr(record, field) for field in _RECORDED_FIELDS}
+        values.update(claimed_until=None, claim_token=None)
+        self._conditional_update(
+            cluster,
+            based_on=cluster.version,
+            values=values,
+            claim=claim,
+            # No name is written, so no unique rule can fail: the savepoint
+            # would cost two statements on every check.
+            savepoint=False,
+        )
+
+    def claim_due(self, now: datetime, *, limit: int, lease: timedelta) -> Sequence[Claim]:
+        self._require_transaction()
+        if limit <= 0:
+            return []
+        token, until = uuid.uuid4(), now + lease
+        due = (
+            self._records()
+            .filter(Q(next_check_at__isnull=True) | Q(next_check_at__lte=now))
+            .filter(Q(claimed_until__isnull=True) | Q(claimed_until__lte=now))
+            .order_by(*_DUE_FIRST)
+        )
+        if connections[self._using].features.has_select_for_update_skip_locked:
+            # PostgreSQL: lock what is due and not locked by a racing claimer.
+            records = list(due.select_for_update(skip_locked=True)[:limit])
+            if records:
+                self._records().filter(pk__in=[record.pk for record in records]).update(
+                    claimed_until=until, claim_token=token
+                )
+        else:
+            # SQLite: a write locks the database before it reads, so this one
+            # statement picks and claims atomically; then read what it took.
+            claimed = (
+                self._records()
+                .filter(pk__in=due.values("pk")[:limit])
+                .update(claimed_until=until, claim_token=token)
+            )
+            records = (
+                list(self._records().filter(claim_token=token).order_by(*_DUE_FIRST))
+                if claimed
+                else []
+            )
+        cipher = self._cipher
+        return [Claim(record.to_domain(cipher), token, until) for record in records]
+
+    def claim(self, cluster_id: uuid.UUID, now: datetime, *, lease: timedelta) -> Claim:
+        self._require_transaction()
+        token, until = uuid.uuid4(), now + lease
+        if not self._records().filter(pk=cluster_id).update(claimed_until=until, claim_token=token):
+            raise ClusterNotFound(cluster_id)
+        return Claim(self.find_by_id(cluster_id), token, until)
+
+    def schedule_all(self, next_check_at: datetime) -> None:
+        self._require_transaction()
+        self._records().update(next_check_at=next_check_at)
 
     def delete(self, cluster_id: uuid.UUID) -> None:
         self._require_transaction()
+        # The cluster's row first: deleting it waits for a check that is
+        # writing it, so that check's node list and history are there to be
+        # deleted next (or the check finds the cluster gone and stores none).
         deleted, _ = self._records().filter(pk=cluster_id).delete()
         if not deleted:
             raise ClusterNotFound(cluster_id)
+        NodeListRecord.objects.using(self._using).filter(cluster_id=cluster_id).delete()
+        StatusChangeRecord.objects.using(self._using).filter(cluster_id=cluster_id).delete()
 
     # -- helpers ---------------------------------------------------------------------
 
     def _conditional_update(
-        self, cluster: Cluster, *, based_on: int, values: Mapping[str, Any]
+        self,
+        cluster: Cluster,
+        *,
+        based_on: int,
+        values: Mapping[str, Any],
+        claim: uuid.UUID | None = None,
+        savepoint: bool = True,
     ) -> None:
-        """UPDATE … WHERE id = … AND version = based_on; no row means someone
-        else wrote first (StaleCluster) or deleted it (ClusterNotFound)."""
+        """UPDATE … WHERE id = … AND version = based_on [AND claim_token =
+        claim]; no row means someone else wrote first (StaleCluster), another
+        check took over (CheckOvertaken) or it was deleted (ClusterNotFound)."""
         self._require_transaction()
+        matching = self._records().filter(pk=cluster.id, version=based_on)
+        if claim is not None:
+            matching = matching.filter(claim_token=claim)
         try:
-            with transaction.atomic(using=self._using):
-                changed = self._records().filter(pk=cluster.id, version=based_on).update(**values)
+            with transaction.atomic(using=self._using, savepoint=savepoint):
+                changed = matching.update(**values)
         except IntegrityError as error:
             if _violated_unique_column(error) == "name_key":
                 raise ClusterNameTaken(cluster.name) from None
             raise
         if not changed:
-            if self.exists(cluster.id):
+            stored_version = (
+                self._records().filter(pk=cluster.id).values_list("version", flat=True).first()
+            )
+            if stored_version is None:
+                raise ClusterNotFound(cluster.id)
+            if stored_version != based_on:
                 raise StaleCluster(cluster.id, based_on)
-            raise ClusterNotFound(cluster.id)
+            raise CheckOvertaken(cluster.id)
 
     def _records(self) -> QuerySet[ClusterRecord]:
         return ClusterRecord.objects.using(self._using)
@@ -180,6 +284,69 @@ class DjangoAuditLog(AuditLog):
         return tuple(record.to_domain() for record in records)
 
 
+class DjangoNodeLists(NodeLists):
+    """Node lists as one JSON row per cluster."""
+
+    def __init__(self, using: str = DEFAULT_DB_ALIAS) -> None:
+        self._using = using
+
+    def replace(
+        self, cluster_id: uuid.UUID, nodes: Sequence[NodeState], checked_at: datetime
+    ) -> None:
+        _require_transaction(self._using)
+        # One INSERT … ON CONFLICT DO UPDATE, on SQLite and PostgreSQL alike.
+        NodeListRecord.objects.using(self._using).bulk_create(
+            [NodeListRecord.from_domain(cluster_id, nodes, checked_at)],
+            update_conflicts=True,
+            unique_fields=["cluster_id"],
+            update_fields=["checked_at", "nodes"],
+        )
+
+    def find(self, cluster_id: uuid.UUID) -> NodeList:
+        record = NodeListRecord.objects.using(self._using).filter(cluster_id=cluster_id).first()
+        return record.to_domain() if record is not None else NO_NODES
+
+
+class DjangoStatusHistory(StatusHistory):
+    """Status changes as rows, the newest found by the (cluster, sequence) index."""
+
+    def __init__(self, using: str = DEFAULT_DB_ALIAS) -> None:
+        self._using = using
+
+    def append(self, change: StatusChange, *, keep: int) -> None:
+        _require_transaction(self._using)
+        StatusChangeRecord.from_domain(change).save(force_insert=True, using=self._using)
+        of_cluster = StatusChangeRecord.objects.using(self._using).filter(
+            cluster_id=change.cluster_id
+        )
+        # Everything older than the keep-th newest (nothing while there are fewer).
+        keep_th_newest = of_cluster.order_by("-sequence").values("sequence")[keep - 1 : keep]
+        if keep > 0:
+            of_cluster.filter(sequence__lt=Subquery(keep_th_newest)).delete()
+        else:
+            of_cluster.delete()
+
+    def page(self, cluster_id: uuid.UUID, *, limit: int, offset: int = 0) -> HistoryPage:
+        records = StatusChangeRecord.objects.using(self._using).filter(cluster_id=cluster_id)
+        events = tuple(
+            record.to_domain() for record in records.order_by("-sequence")[offset : offset + limit]
+        )
+        return HistoryPage(events, records.count())
+
+
+def _fields_of(record: StatusChangeRecord) -> dict[str, Any]:
+    return {
+        field.attname: getattr(record, field.attname)
+        for field in StatusChangeRecord._meta.concrete_fields
+        if not field.primary_key
+    }
+
+
+def _require_transaction(using: str) -> None:
+    if not connections[using].in_atomic_block:
+        raise RuntimeError("repository writes happen inside a unit of work")
+
+
 class DjangoUnitOfWork(UnitOfWork):
     """One database transaction (``transaction.atomic``) per use case.
 
@@ -192,6 +359,8 @@ class DjangoUnitOfWork(UnitOfWork):
         self._using = using
         self.clusters = DjangoClusterRepository(using, cipher=cipher)
         self.audit = DjangoAuditLog(using)
+        self.nodes = DjangoNodeLists(using)
+        self.history = DjangoStatusHistory(using)
 
     def _begin(self) -> None:
         self._atomic = transaction.atomic(using=self._using)

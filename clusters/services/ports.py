@@ -1,6 +1,7 @@
 """What the use cases need from the outside world, as types: a Proxmox
-gateway, a clock and a way to open a unit of work. The composition root
-(clusters/bootstrap.py) supplies real ones; unit tests supply fakes."""
+gateway, a clock, a source of randomness and a way to open a unit of work.
+The composition root (clusters/bootstrap.py) supplies real ones; unit tests
+supply fakes."""
 
 from __future__ import annotations
 
@@ -14,10 +15,18 @@ from clusters.domain import ConnectionTarget, Credentials, ProxmoxReport, UnitOf
 class ProxmoxGateway(Protocol):
     """What the service needs from a Proxmox client (a fake in unit tests)."""
 
-    def inspect(self, target: ConnectionTarget, credentials: Credentials) -> ProxmoxReport: ...
+    def inspect(self, target: ConnectionTarget, credentials: Credentials) -> ProxmoxReport:
+        """Prove the credentials (a fresh login) and read the cluster."""
+        ...
+
+    def check(self, target: ConnectionTarget, credentials: Credentials) -> ProxmoxReport:
+        """Read the cluster again, reusing a login where one is kept; never
+        takes longer than the client's check budget."""
+        ...
 
 
 Clock = Callable[[], datetime]
+Random = Callable[[], float]  # uniform in [0, 1), as random.random
 UnitOfWorkFactory = Callable[[], UnitOfWork]
 
 

@@ -10,6 +10,7 @@ held open while Proxmox is being asked.
 from __future__ import annotations
 
 import logging
+import random
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -18,18 +19,21 @@ from clusters.domain import (
     Actor,
     AuditAction,
     AuditEvent,
+    CheckSchedule,
     Cluster,
     ClusterNameTaken,
     ClusterNotFound,
     Permission,
     RegistrationRequest,
+    StatusChange,
     assess_health,
     authorize,
     configuration_changes,
+    node_states,
     parse_cluster_id,
 )
-from clusters.services.checks import inspect
-from clusters.services.ports import Clock, ProxmoxGateway, UnitOfWorkFactory
+from clusters.services.checks import DEFAULT_HISTORY_LIMIT, DEFAULT_SCHEDULE, inspect
+from clusters.services.ports import Clock, ProxmoxGateway, Random, UnitOfWorkFactory
 
 logger = logging.getLogger("clusters")
 
@@ -48,14 +52,22 @@ class ClusterService:
         proxmox: ProxmoxGateway,
         clock: Clock,
         new_id: Callable[[], uuid.UUID] = uuid.uuid4,
+        schedule: CheckSchedule = DEFAULT_SCHEDULE,
+        random: Random = random.random,
+        history_limit: int = DEFAULT_HISTORY_LIMIT,
     ) -> None:
         self._unit_of_work = unit_of_work
         self._proxmox = proxmox
         self._clock = clock
         self._new_id = new_id
+        self._schedule = schedule
+        self._random = random
+        self._history_limit = history_limit
 
     def register(self, request: RegistrationRequest, *, actor: Actor) -> Cluster:
-        """Prove the credentials against the cluster, record what it reports.
+        """Prove the credentials against the cluster, record what it reports:
+        the cluster, its nodes and its first status (the start of its status
+        history), due for its first background check an interval from now.
 
         A failure at any step stores nothing.
         """
@@ -85,10 +97,18 @@ class ClusterService:
             created_at=now,
             updated_at=now,
             last_checked_at=now,
+            nodes_online=health.nodes_online,
+            cluster_name=health.cluster_name,
+            next_check_at=self._schedule.next_check(now, self._random()),
+        )
+        first_status = StatusChange(
+            cluster.id, now, None, cluster.status, f"registered: {health.reason}"
         )
         try:
             with self._unit_of_work() as uow:
                 uow.clusters.add(cluster)
+                uow.nodes.replace(cluster.id, node_states(report), now)
+                uow.history.append(first_status, keep=self._history_limit)
                 uow.audit.append(
                     AuditEvent.success(
                         AuditAction.CLUSTER_REGISTER,

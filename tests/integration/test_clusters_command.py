@@ -77,7 +77,8 @@ def test_list_show_refresh_and_remove(service, stdin):
     shown = json.loads(run("show", "PROD"))
     assert shown["id"] == str(cluster.id) and "password" not in shown
     assert json.loads(run("show", str(cluster.id)))["name"] == "prod"
-    assert run("refresh", "--all") == "prod: healthy\n"
+    assert run("refresh", "prod") == "prod: healthy\n"
+    assert run("refresh", "--all").startswith("Checked 1 of 1 cluster(s) in ")
     assert run("remove", "prod") == f"Removed prod ({cluster.id})\n"
     assert run("list") == "0 cluster(s)\n"
 
