@@ -13,7 +13,7 @@ WORKERS ?= 4
 THREADS ?= 4
 
 .DEFAULT_GOAL := help
-.PHONY: help venv venv-dev run test lint format bench serve clean
+.PHONY: help venv venv-dev run test lint format bench serve worker clean
 
 help:
 	@echo "make run     install, migrate, create the admin account, serve on http://$(HOST):$(PORT)"
@@ -21,6 +21,7 @@ help:
 	@echo "make bench   run the benchmarks in benchmarks/"
 	@echo "make serve   production-style: migrate, collectstatic, gunicorn with WORKERS=$(WORKERS) processes,"
 	@echo "             DJANGO_DEBUG=0, CLUSTER_REPOSITORY=django, DATABASE_URL (docs/operations.md)"
+	@echo "make worker  background checks for make serve: a Celery worker with beat (Redis: CELERY_BROKER_URL)"
 	@echo "make lint    ruff check + ruff format --check + mypy;  make format  to fix"
 
 # Stamp files make re-runs instant until a requirements file changes.
@@ -60,6 +61,19 @@ serve: venv
 	$(BIN)/python manage.py collectstatic --noinput --verbosity 0
 	exec $(BIN)/gunicorn proxmoxer_site.wsgi --bind $(HOST):$(PORT) \
 		--workers $(WORKERS) --threads $(THREADS) --timeout 60 --no-control-socket
+
+# The background checks beside `make serve` (PROXMOXER_MONITOR=celery): a
+# Celery worker with beat, on Redis (CELERY_BROKER_URL). Several, on several
+# hosts, share the work: claims in the database decide who checks what, so
+# their duplicate beats are harmless. One task at a time (--pool solo); the
+# checks inside it run PROXMOXER_CHECK_CONCURRENCY at once. Same settings as
+# make serve (docs/operations.md, "Background checks").
+worker: export DJANGO_DEBUG = 0
+worker: export CLUSTER_REPOSITORY = django
+worker: export PROXMOXER_MONITOR = celery
+worker: venv
+	exec $(BIN)/celery -A proxmoxer_site worker --beat --pool solo \
+		--without-gossip --without-mingle --loglevel WARNING
 
 lint: venv-dev
 	$(BIN)/ruff check .

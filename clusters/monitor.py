@@ -33,8 +33,10 @@ STOP_WAIT_SECONDS = 5.0
 class EmbeddedScheduler:
     """A daemon thread looking for due clusters every tick."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, tick: float | None = None) -> None:
+        """``tick``: seconds between looks (the check schedule's by default)."""
         self.pid = os.getpid()
+        self._tick = tick
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="proxmoxer-checks", daemon=True)
 
@@ -67,7 +69,8 @@ class EmbeddedScheduler:
                     wiring.services().checks.check_due(stop=self._stop)
                 except Exception:
                     logger.exception("Background checks failed; trying again at the next tick")
-                self._stop.wait(checks.schedule.tick.total_seconds())
+                tick = self._tick
+                self._stop.wait(checks.schedule.tick.total_seconds() if tick is None else tick)
         finally:
             connections.close_all()
             logger.info("Background checks stopped, engine=embedded")

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import uuid
 
 import pytest
 from django.core.management import CommandError, call_command
 
-from clusters.domain import Actor
+from clusters.domain import Actor, ProxmoxUnreachable, RegistrationRequest
 from clusters.repositories.memory import InMemoryUnitOfWork
 from tests.conftest import assert_secret_absent
-from tests.fakes import FakeProxmox
+from tests.fakes import DEGRADED_REPORT, FakeProxmox
 
 SECRET = "Pa55-cli-secret-2a7c"
 
@@ -92,3 +93,71 @@ def test_unknown_clusters_and_invalid_input_are_command_errors(service, stdin):
     with pytest.raises(CommandError, match="realm"):
         run("register", "--name", "x", "--endpoint", "pve.example.com", "--username", "root",
             "--secret-stdin")  # fmt: skip
+
+
+# -- refresh --all: the background checks' engine at a terminal --------------------------------
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def register_three(service) -> None:
+    for name in ("alpha", "beta", "gamma"):
+        service.clusters.register(
+            RegistrationRequest(
+                name=name, api_endpoint=f"{name}.example.com", username="root@pam", password=SECRET
+            ),
+            actor=Actor.command_line(),
+        )
+
+
+def test_refresh_all_checks_every_cluster_and_summarises_by_status(
+    settings, compose, capsys, monkeypatch
+):
+    settings.CLUSTER_REPOSITORY = "django"
+    proxmox = FakeProxmox()
+    service = compose(unit_of_work=InMemoryUnitOfWork.factory(), proxmox=proxmox)
+    register_three(service)
+    proxmox.report = DEGRADED_REPORT
+
+    output = run("refresh", "--all", "--concurrency", "2")
+
+    assert re.fullmatch(r"Checked 3 of 3 cluster\(s\) in \d+\.\d s: 3 degraded\n", output)
+    assert len(proxmox.checks) == 3
+    assert capsys.readouterr().err == ""  # no progress bar where stderr is no terminal
+
+
+def test_refresh_all_lists_the_failures_and_exits_with_an_error(settings, compose):
+    settings.CLUSTER_REPOSITORY = "django"
+    proxmox = FakeProxmox()
+    service = compose(unit_of_work=InMemoryUnitOfWork.factory(), proxmox=proxmox)
+    register_three(service)
+    proxmox.error = ProxmoxUnreachable("Could not connect to beta.example.com: connection refused")
+    out = io.StringIO()
+
+    with pytest.raises(CommandError, match=r"^3 of 3 check\(s\) failed$"):
+        call_command("clusters", "refresh", "--all", stdout=out)
+
+    lines = out.getvalue().splitlines()
+    assert re.fullmatch(r"Checked 3 of 3 cluster\(s\) in \d+\.\d s: 3 unhealthy", lines[0])
+    assert lines[1:] == ["Failures (3):"] + [
+        f"  {name}: Could not connect to beta.example.com: connection refused"
+        for name in ("alpha", "beta", "gamma")
+    ]
+
+
+def test_refresh_all_shows_its_progress_on_a_terminal(service, monkeypatch):
+    register_three(service)
+    terminal = Terminal()
+    monkeypatch.setattr("sys.stderr", terminal)
+
+    run("refresh", "--all")
+
+    assert "3/3" in terminal.getvalue() and "cluster" in terminal.getvalue()
+
+
+def test_refresh_all_refuses_a_concurrency_below_one(service):
+    with pytest.raises(CommandError, match="--concurrency must be at least 1"):
+        run("refresh", "--all", "--concurrency", "0")
