@@ -12,10 +12,12 @@ and the suite makes many; nothing in the client depends on the key type.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import ipaddress
 import ssl
 import tempfile
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -89,10 +91,17 @@ def _name(common_name: str, organisation: str) -> x509.Name:
     )
 
 
-def _loopback_names() -> x509.SubjectAlternativeName:
+def _loopback_names(addresses: Iterable[str] = ()) -> x509.SubjectAlternativeName:
+    ips = list(LOOPBACK_IPS)
+    for address in addresses:
+        with contextlib.suppress(ValueError):
+            if str(ipaddress.ip_address(address)) not in [
+                str(ipaddress.ip_address(i)) for i in ips
+            ]:
+                ips.append(address)
     return x509.SubjectAlternativeName(
         [x509.DNSName(name) for name in LOOPBACK_DNS_NAMES]
-        + [x509.IPAddress(ipaddress.ip_address(ip)) for ip in LOOPBACK_IPS]
+        + [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ips]
     )
 
 
@@ -102,6 +111,7 @@ def _leaf(
     issuer: x509.Name | None,
     issuer_key: ec.EllipticCurvePrivateKey,
     now: datetime.datetime,
+    addresses: Iterable[str] = (),
 ) -> x509.Certificate:
     subject = _name("localhost", "PVE simulator")
     builder = (
@@ -112,7 +122,7 @@ def _leaf(
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - _BACKDATE)
         .not_valid_after(now + _LEAF_LIFETIME)
-        .add_extension(_loopback_names(), critical=False)
+        .add_extension(_loopback_names(addresses), critical=False)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(
             x509.KeyUsage(
@@ -138,15 +148,17 @@ def _leaf(
     return builder.sign(issuer_key, hashes.SHA256())
 
 
-def self_signed_certificate() -> ServerCertificate:
-    """A certificate for localhost, 127.0.0.1 and ::1 that signs itself."""
+def self_signed_certificate(addresses: Iterable[str] = ()) -> ServerCertificate:
+    """A certificate for localhost, 127.0.0.1, ::1 and ``addresses`` (a
+    node's own loopback address, as PVE puts a node's IPs in its
+    certificate) that signs itself."""
     now = datetime.datetime.now(datetime.UTC)
     key = _new_key()
-    cert = _leaf(key, issuer=None, issuer_key=key, now=now)
+    cert = _leaf(key, issuer=None, issuer_key=key, now=now, addresses=addresses)
     return ServerCertificate(cert.public_bytes(serialization.Encoding.PEM), _key_pem(key))
 
 
-def ca_signed_certificate() -> ServerCertificate:
+def ca_signed_certificate(addresses: Iterable[str] = ()) -> ServerCertificate:
     """A fresh CA (as PVE's "PVE Cluster Manager CA") and a loopback
     certificate it signed; ``ca_pem`` is what a client must trust."""
     now = datetime.datetime.now(datetime.UTC)
@@ -181,7 +193,7 @@ def ca_signed_certificate() -> ServerCertificate:
         .sign(ca_key, hashes.SHA256())
     )
     key = _new_key()
-    cert = _leaf(key, issuer=ca_name, issuer_key=ca_key, now=now)
+    cert = _leaf(key, issuer=ca_name, issuer_key=ca_key, now=now, addresses=addresses)
     return ServerCertificate(
         cert.public_bytes(serialization.Encoding.PEM),
         _key_pem(key),

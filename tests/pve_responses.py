@@ -1,4 +1,4 @@
-"""Proxmox VE API answers as real PVE 7/8 sends them (SPEC §5), for
+"""Proxmox VE API answers as real PVE 7/8 sends them (docs/product-contract.md §5), for
 requests-mock. Each helper registers one endpoint's behaviour on a Mocker."""
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ def node(name: str, nodeid: int, *, online: bool = True, local: bool = False) ->
         "online": int(online),
         "local": int(local),
         "nodeid": nodeid,
-        "ip": f"10.0.0.{nodeid}",
+        "ip": f"127.0.0.{nodeid or 1}",  # loopback: nothing may point the service elsewhere
         "level": "",
     }
 

@@ -39,7 +39,7 @@ def credentials(kind: str, simulator: PveSimulator) -> dict:
         ("degraded", "degraded", 3, "8.2.4"),
         ("no-quorum", "unhealthy", 3, "8.2.4"),
         ("standalone-pve7", "healthy", 1, "7.4-13"),
-        ("no-permission", "unknown", 2, "8.2.4"),
+        ("no-permission", "unknown", 3, "8.2.4"),  # /nodes lists every node (PVE/API2/Nodes.pm)
     ],
 )
 def test_registers_each_cluster_state_with_its_health(

@@ -1,16 +1,22 @@
-"""The simulator answers as SPEC §5 says real PVE does, over real HTTPS.
+"""The simulator answers as real PVE does (docs/product-contract.md §5, and
+Proxmox's own sources as docs/simulator.md cites them), over real HTTPS.
 
-Checked with plain requests (not the registry's client), trusting the
-simulator's CA, so these tests pin down the simulator the other tiers rely on.
+Checked with plain requests and raw sockets (not the registry's client),
+trusting the simulator's CA, so these tests pin down the simulator the other
+tiers rely on.
 """
 
 from __future__ import annotations
 
+import gzip
+import json
 import socket
 import ssl
 import threading
 import time
+import zlib
 from collections.abc import Iterator
+from http.client import HTTPSConnection
 from pathlib import Path
 
 import pytest
@@ -147,7 +153,10 @@ def test_calls_without_credentials_are_401_no_ticket_after_the_delay(sim, http):
     response = http.get(api(sim, "/version"))
     assert time.monotonic() - started >= AUTH_DELAY
     assert (response.status_code, response.reason) == (401, "No ticket")
-    assert response.json() == {"data": None}
+    # auth_handler's refusals have no body at all, and close the connection.
+    assert response.content == b""
+    assert "Content-Length" not in response.headers
+    assert response.headers["Connection"] == "close"
 
 
 def test_ticket_cookie_authenticates_reads(sim, http):
@@ -227,13 +236,18 @@ def test_cluster_status_lists_the_cluster_and_its_nodes(sim, http):
     ]
 
 
-def test_no_permission_scenario_forbids_cluster_status_and_filters_nodes(sim, http):
+def test_no_permission_scenario_forbids_cluster_status_and_strips_node_usage(sim, http):
     sim.set_scenario("no-permission")
     status = http.get(api(sim, "/cluster/status"), headers=token_headers(sim))
     assert (status.status_code, status.reason) == (403, "Permission check failed (/, Sys.Audit)")
     assert status.json() == {"data": None}
+    assert status.headers["Connection"] == "close"
     nodes = http.get(api(sim, "/nodes"), headers=token_headers(sim)).json()["data"]
-    assert [node["node"] for node in nodes] == ["pve1", "pve2"]
+    # PVE/API2/Nodes.pm: every node is listed; without Sys.Audit, no usage figures.
+    assert [node["node"] for node in nodes] == ["pve1", "pve2", "pve3"]
+    assert all("cpu" not in node and "maxmem" not in node for node in nodes)
+    assert all(node["ssl_fingerprint"] for node in nodes)
+    assert "clustername" not in login(http, sim)
 
 
 def test_nodes_report_the_served_certificates_fingerprint(sim, http):
@@ -322,9 +336,17 @@ def test_control_endpoint_refuses_what_it_cannot_do(sim, http, body):
 
 
 def test_control_endpoint_never_shows_credentials(sim, http):
-    text = http.get(f"{sim.url}/_simulator").text
-    assert_secret_absent(sim.password, text, "the control endpoint")
-    assert_secret_absent(sim.token_secret, text, "the control endpoint")
+    data = login(http, sim)
+    created = http.post(
+        api(sim, "/access/users/root@pam/token/leakcheck"), headers=csrf_headers(data)
+    ).json()["data"]
+    try:
+        for path in ("", "/tokens", "/counts"):
+            text = http.get(f"{sim.url}/_simulator{path}").text
+            for secret in (sim.password, sim.token_secret, created["value"], data["ticket"]):
+                assert_secret_absent(secret, text, f"the control endpoint {path or '/'}")
+    finally:
+        http.delete(api(sim, "/access/users/root@pam/token/leakcheck"), headers=csrf_headers(data))
 
 
 def test_serves_its_fingerprint_on_every_address(sim):
@@ -397,3 +419,423 @@ def test_connect_latency_delays_each_new_connection_once(sim, http):
     finally:
         sim.configure(connect_latency=0)
     assert first >= 0.3 > again
+
+
+# -- profiles ----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def pve9(sim) -> Iterator[PveSimulator]:
+    sim.set_profile("pve9")
+    yield sim
+    sim.set_profile("pve8")
+
+
+def test_pve9_reports_its_version_and_an_administrators_console(pve9, http):
+    pve9.configure(console="xtermjs")
+    try:
+        data = http.get(api(pve9, "/version"), headers=token_headers(pve9)).json()["data"]
+    finally:
+        pve9.configure(console=None)
+    assert data["version"].startswith("9.") and data["release"] == "9.1"
+    assert data["console"] == "xtermjs"
+
+
+def test_pve9_puts_the_error_text_into_the_body_as_well(pve9, http):
+    pve9.set_scenario("no-permission")
+    response = http.get(api(pve9, "/cluster/status"), headers=token_headers(pve9))
+    assert (response.status_code, response.reason) == (
+        403,
+        "Permission check failed (/, Sys.Audit)",
+    )
+    assert response.json() == {"data": None, "message": "Permission check failed (/, Sys.Audit)\n"}
+
+
+def test_pve9_words_refused_tokens_and_tickets_alike(pve9, http):
+    token = http.get(api(pve9, "/version"), headers=token_headers(pve9, "not-the-secret"))
+    ticket = http.get(api(pve9, "/version"), headers={"Cookie": "PVEAuthCookie=PVE:forged"})
+    none = http.get(api(pve9, "/version"))
+    assert (token.status_code, token.reason, token.content) == (401, "Authentication failed!", b"")
+    assert (ticket.status_code, ticket.reason) == (401, "Authentication failed!")
+    assert none.reason == "No ticket"  # unchanged in 9.1.5
+
+
+@pytest.mark.parametrize("profile", ["pve7", "pve8"])
+def test_older_releases_keep_the_message_in_the_reason_only(sim, http, profile):
+    sim.configure(profile=profile, scenario="no-permission")
+    try:
+        response = http.get(api(sim, "/cluster/status"), headers=token_headers(sim))
+        ticket = http.get(api(sim, "/version"), headers={"Cookie": "PVEAuthCookie=PVE:forged"})
+    finally:
+        sim.configure(profile="pve8")
+    assert response.json() == {"data": None}
+    assert ticket.reason == "permission denied - invalid PVE ticket"
+
+
+@pytest.mark.parametrize("profile", ["pve7", "pve8", "pve9"])
+@pytest.mark.parametrize("scenario", ["healthy", "degraded", "standalone", "second-factor"])
+def test_every_scenario_plays_under_every_profile(sim, http, profile, scenario):
+    sim.configure(profile=profile, scenario=scenario)
+    try:
+        data = login(http, sim)
+        status = http.get(api(sim, "/cluster/status"), headers=token_headers(sim))
+        version = http.get(api(sim, "/version"), headers=token_headers(sim)).json()["data"]
+    finally:
+        sim.configure(profile="pve8")
+    assert version["version"].startswith(profile[-1])
+    assert status.status_code == 200
+    assert ("NeedTFA" in data) is (scenario == "second-factor")
+
+
+# -- login inputs ------------------------------------------------------------------------------
+
+
+def test_login_takes_a_json_body(sim, http):
+    response = http.post(
+        api(sim, "/access/ticket"), json={"username": sim.username, "password": sim.password}
+    )
+    assert response.json()["data"]["ticket"].startswith("PVE:root@pam:")
+
+
+def test_login_takes_query_string_parameters(sim, http):
+    response = http.post(
+        api(sim, "/access/ticket"), params={"username": sim.username, "password": sim.password}
+    )
+    assert response.status_code == 200
+
+
+def test_a_valid_ticket_as_password_renews_it(sim, http):
+    # An hour-old ticket (signatures are deterministic, as PVE's RSA ones:
+    # a ticket renewed within its own second would come back unchanged).
+    first = sim.access.assemble_ticket(sim.username, now=time.time() - 3600)
+    renewed = http.post(
+        api(sim, "/access/ticket"), data={"username": sim.username, "password": first}
+    ).json()["data"]
+    assert renewed["ticket"] != first
+    assert int(renewed["ticket"].split(":")[2], 16) > int(first.split(":")[2], 16)
+    assert http.get(api(sim, "/version"), headers=ticket_headers(renewed)).status_code == 200
+
+
+def test_a_ticket_in_the_authorization_header_authenticates(sim, http):
+    data = login(http, sim)
+    response = http.get(
+        api(sim, "/version"), headers={"Authorization": f"PVEAuthCookie={data['ticket']}"}
+    )
+    assert response.status_code == 200
+    assert sim.requests[-1].auth == "ticket"
+
+
+def test_an_api_token_at_the_login_is_refused_at_once(sim, http):
+    started = time.monotonic()
+    response = http.post(
+        api(sim, "/access/ticket"),
+        headers=token_headers(sim),
+        data={"username": sim.username, "password": sim.password},
+    )
+    assert time.monotonic() - started < AUTH_DELAY  # a 403, not a delayed 401
+    assert (response.status_code, response.reason) == (
+        403,
+        "Permission check failed (URI '/access/ticket' not available with API token, "
+        "need proper ticket.",
+    )
+    assert response.json() == {"data": None}
+
+
+def test_second_factor_ticket_has_pves_layout_and_the_code_completes_it(sim, http):
+    from pve_simulator.access import totp
+
+    sim.set_scenario("second-factor")
+    data = login(http, sim)
+    assert data["ticket"].startswith('PVE:!tfa!{"totp"%3Atrue}:')
+    assert "cap" not in data and data["NeedTFA"] == 1
+    wrong = http.post(
+        api(sim, "/access/ticket"),
+        data={"username": sim.username, "tfa-challenge": data["ticket"], "password": "totp:1"},
+    )
+    assert (wrong.status_code, wrong.reason) == (401, "authentication failure")
+    done = http.post(
+        api(sim, "/access/ticket"),
+        data={
+            "username": sim.username,
+            "tfa-challenge": data["ticket"],
+            "password": f"totp:{totp(sim.totp_secret)}",
+        },
+    ).json()["data"]
+    assert done["ticket"].startswith("PVE:root@pam:") and "NeedTFA" not in done
+    assert http.get(api(sim, "/version"), headers=ticket_headers(done)).status_code == 200
+
+
+def test_expired_tickets_are_refused_as_pve_words_it(sim, http):
+    data = login(http, sim)
+    sim.configure(ticket_lifetime=0)
+    try:
+        response = http.get(api(sim, "/version"), headers=ticket_headers(data))
+    finally:
+        sim.configure(ticket_lifetime=7200)
+    assert (response.status_code, response.reason, response.content) == (
+        401,
+        "permission denied - invalid PVE ticket",
+        b"",
+    )
+
+
+def test_wrong_password_body_is_the_empty_envelope_on_pve8(sim, http):
+    response = http.post(
+        api(sim, "/access/ticket"), data={"username": sim.username, "password": "wrong"}
+    )
+    # create_ticket's 401 goes through the JSON formatter, unlike auth_handler's.
+    assert response.json() == {"data": None}
+    assert response.headers["Connection"] == "close"
+
+
+# -- realms ------------------------------------------------------------------------------------
+
+
+def test_realms_are_listed_without_login(sim, http):
+    realms = http.get(api(sim, "/access/domains")).json()["data"]
+    assert {(r["realm"], r["type"]) for r in realms} == {
+        ("pam", "pam"),
+        ("pve", "pve"),
+        ("oidc", "openid"),
+    }
+
+
+def test_an_openid_account_trying_a_password_gets_authentication_failure(sim, http):
+    response = http.post(
+        api(sim, "/access/ticket"), data={"username": "alice@oidc", "password": "anything"}
+    )
+    assert (response.status_code, response.reason) == (401, "authentication failure")
+
+
+# -- pveproxy's connection behaviour -----------------------------------------------------------
+
+
+@pytest.fixture
+def connection(sim, ca_file) -> Iterator[HTTPSConnection]:
+    context = ssl.create_default_context(cafile=str(ca_file))
+    conn = HTTPSConnection("127.0.0.1", sim.port, context=context, timeout=10)
+    yield conn
+    conn.close()
+
+
+def test_a_connection_serves_at_most_100_requests(sim, connection):
+    headers = token_headers(sim)
+    seen = []
+    for _ in range(100):
+        connection.request("GET", "/api2/json/version", headers=headers)
+        response = connection.getresponse()
+        response.read()
+        seen.append(response.getheader("Connection"))
+    assert seen == ["Keep-Alive"] * 99 + ["close"]
+    assert len({entry.connection for entry in sim.requests}) == 1
+
+
+def test_an_idle_connection_is_closed_after_the_keep_alive_timeout(sim, ca_file):
+    sim.configure(keepalive_timeout=0.3)
+    try:
+        context = ssl.create_default_context(cafile=str(ca_file))
+        with (
+            socket.create_connection(("127.0.0.1", sim.port), timeout=10) as raw,
+            context.wrap_socket(raw, server_hostname="127.0.0.1") as tls,
+        ):
+            token = token_headers(sim)["Authorization"]
+            tls.sendall(
+                b"GET /api2/json/version HTTP/1.1\r\nHost: x\r\nAuthorization: "
+                + token.encode()
+                + b"\r\n\r\n"
+            )
+            answer = b""
+            while b'"repoid"' not in answer:
+                answer += tls.recv(65536)
+            assert tls.recv(65536) == b""  # the server hung up on the idle connection
+    finally:
+        sim.configure(keepalive_timeout=5)
+
+
+def test_bodies_over_1024_bytes_are_gzipped_for_clients_that_accept_it(sim, connection):
+    form = f"username={sim.username}&password={sim.password}"
+    for accept, encoded in (("gzip, deflate", "gzip"), ("deflate", "deflate"), ("identity", None)):
+        connection.request(
+            "POST",
+            "/api2/json/access/ticket",
+            body=form,
+            headers={
+                "Content-Type": "application/x-www-form-urlencoded",
+                "Accept-Encoding": accept,
+            },
+        )
+        response = connection.getresponse()
+        body = response.read()
+        assert response.getheader("Content-Encoding") == encoded
+        if encoded == "gzip":
+            body = gzip.decompress(body)
+        elif encoded == "deflate":
+            body = zlib.decompress(body)
+        assert len(body) > 1024 and json.loads(body)["data"]["username"] == sim.username
+    connection.request("GET", "/api2/json/version", headers=token_headers(sim))
+    small = connection.getresponse()
+    small.read()
+    assert small.getheader("Content-Encoding") is None  # 71 bytes: not worth it
+
+
+# -- permissions, tokens and ACLs --------------------------------------------------------------
+
+
+def csrf_headers(data: dict) -> dict[str, str]:
+    return {**ticket_headers(data), "CSRFPreventionToken": data["CSRFPreventionToken"]}
+
+
+def test_token_hand_off_creates_a_least_privilege_token_and_removes_it(sim, http):
+    data = login(http, sim)
+    created = http.post(
+        api(sim, "/access/users/root@pam/token/registry"),
+        headers=csrf_headers(data),
+        data={"privsep": "1", "comment": "proxmoxer registry"},
+    )
+    assert created.status_code == 200, created.text
+    answer = created.json()["data"]
+    assert answer["full-tokenid"] == "root@pam!registry"
+    assert answer["info"] == {"privsep": "1", "comment": "proxmoxer registry"}
+    token = {"Authorization": f"PVEAPIToken=root@pam!registry={answer['value']}"}
+    try:
+        assert "root@pam!registry" in http.get(f"{sim.url}/_simulator/tokens").json()["tokens"]
+        # A privilege-separated token without an ACL: /version yes, /cluster/status no.
+        assert http.get(api(sim, "/version"), headers=token).status_code == 200
+        assert http.get(api(sim, "/cluster/status"), headers=token).status_code == 403
+        granted = http.put(
+            api(sim, "/access/acl"),
+            headers=csrf_headers(data),
+            data={"path": "/", "roles": "PVEAuditor", "tokens": "root@pam!registry"},
+        )
+        assert (granted.status_code, granted.json()) == (200, {"data": None})
+        assert http.get(api(sim, "/cluster/status"), headers=token).status_code == 200
+        acl = http.get(api(sim, "/access/acl"), headers=ticket_headers(data)).json()["data"]
+        assert {
+            "path": "/",
+            "type": "token",
+            "ugid": "root@pam!registry",
+            "roleid": "PVEAuditor",
+            "propagate": 1,
+        } in acl
+        listed = http.get(api(sim, "/access/users/root@pam/token"), headers=ticket_headers(data))
+        assert {t["tokenid"] for t in listed.json()["data"]} == {"proxmoxer", "registry"}
+    finally:
+        removed = http.delete(
+            api(sim, "/access/users/root@pam/token/registry"), headers=csrf_headers(data)
+        )
+    assert (removed.status_code, removed.json()) == (200, {"data": None})
+    assert http.get(api(sim, "/version"), headers=token).status_code == 401
+    assert http.get(f"{sim.url}/_simulator/tokens").json()["tokens"] == ["root@pam!proxmoxer"]
+
+
+def test_writes_with_a_ticket_need_the_csrf_token(sim, http):
+    data = login(http, sim)
+    response = http.post(
+        api(sim, "/access/users/root@pam/token/nocsrf"), headers=ticket_headers(data)
+    )
+    assert (response.status_code, response.reason) == (
+        401,
+        "Permission denied - invalid csrf token",
+    )
+    assert sim.tokens == ["root@pam!proxmoxer"]
+
+
+def test_an_account_that_may_not_modify_permissions_gets_pves_403(sim, http):
+    sim.set_scenario("auditor")
+    data = login(http, sim)
+    response = http.put(
+        api(sim, "/access/acl"),
+        headers=csrf_headers(data),
+        data={"path": "/", "roles": "PVEAuditor", "tokens": sim.token_id},
+    )
+    assert (response.status_code, response.reason) == (
+        403,
+        "Permission check failed (/, Permissions.Modify)",
+    )
+    vms = http.put(
+        api(sim, "/access/acl"),
+        headers=csrf_headers(data),
+        data={"path": "/vms/100", "roles": "PVEAuditor", "users": sim.username},
+    )
+    assert vms.reason == "Permission check failed (/vms/100, Permissions.Modify|VM.Allocate)"
+
+
+def test_tokens_for_another_user_need_user_modify(sim, http):
+    sim.set_scenario("auditor")
+    data = login(http, sim)
+    other = http.post(api(sim, "/access/users/alice@oidc/token/x1"), headers=csrf_headers(data))
+    own = http.post(api(sim, "/access/users/root@pam/token/mine"), headers=csrf_headers(data))
+    assert (other.status_code, other.reason) == (403, "Permission check failed")
+    assert own.status_code == 200  # 'userid-param', 'self'
+    http.delete(api(sim, "/access/users/root@pam/token/mine"), headers=csrf_headers(data))
+
+
+@pytest.mark.parametrize(
+    ("path", "form", "status", "errors"),
+    [
+        (
+            "/access/users/root@pam/token/x",
+            {},
+            400,
+            {"tokenid": "value does not match the regex pattern"},
+        ),
+        ("/access/users/root@pam/token/proxmoxer", {}, 400, {"tokenid": "Token already exists."}),
+        (
+            "/access/users/root@pam/token/okay",
+            {"privsep": "yes"},
+            400,
+            {"privsep": "type check ('boolean') failed - got 'yes'"},
+        ),
+        (
+            "/access/users/root@pam/token/okay",
+            {"expire": "-5"},
+            400,
+            {"expire": "value must have a minimum value of 0"},
+        ),
+    ],
+)
+def test_token_parameters_are_checked_as_pve_checks_them(sim, http, path, form, status, errors):
+    data = login(http, sim)
+    response = http.post(api(sim, path), headers=csrf_headers(data), data=form)
+    assert (response.status_code, response.reason) == (status, "Parameter verification failed.")
+    assert response.json() == {"data": None, "errors": errors}
+    assert sim.tokens == ["root@pam!proxmoxer"]
+
+
+@pytest.mark.parametrize(
+    ("form", "status", "reason"),
+    [
+        ({"path": "/", "roles": "PVEAuditor"}, 400, "Parameter verification failed."),
+        (
+            {"path": "/", "roles": "Wizard", "users": "root@pam"},
+            500,
+            "ACL update failed: role 'Wizard' does not exist",
+        ),
+        (
+            {"path": "/", "roles": "PVEAuditor", "tokens": "root@pam!ghost"},
+            500,
+            "ACL update failed: no such token 'ghost' for user 'root@pam'",
+        ),
+        (
+            {"path": "/nowhere", "roles": "PVEAuditor", "users": "root@pam"},
+            400,
+            "Parameter verification failed.",
+        ),
+    ],
+)
+def test_acl_updates_are_checked_as_pve_checks_them(sim, http, form, status, reason):
+    data = login(http, sim)
+    response = http.put(api(sim, "/access/acl"), headers=csrf_headers(data), data=form)
+    assert (response.status_code, response.reason) == (status, reason)
+
+
+def test_configured_roles_apply_to_the_account(sim, http):
+    sim.configure(roles="PVEAuditor")
+    try:
+        data = login(http, sim)
+        status = http.get(api(sim, "/cluster/status"), headers=ticket_headers(data))
+    finally:
+        sim.configure(roles="Administrator")
+    assert status.status_code == 200
+    assert data["clustername"] == "sim"
+    assert "Sys.Modify" not in data["cap"]["nodes"]

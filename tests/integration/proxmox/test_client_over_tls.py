@@ -49,7 +49,7 @@ def test_sequential_client_uses_one_connection(sim):
         ("degraded", "degraded", 3, "8.2.4"),
         ("no-quorum", "unhealthy", 3, "8.2.4"),
         ("standalone-pve7", "healthy", 1, "7.4-13"),
-        ("no-permission", "unknown", 2, "8.2.4"),
+        ("no-permission", "unknown", 3, "8.2.4"),  # /nodes lists every node (PVE/API2/Nodes.pm)
     ],
 )
 def test_each_cluster_state_is_judged_from_real_answers(sim, scenario, status, nodes, version):
