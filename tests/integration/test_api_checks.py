@@ -69,12 +69,12 @@ def test_nodes_answer_what_the_last_check_read(api_client, healthy_pve, cluster_
     assert body["total"] == 3 and body["checked_at"] == refreshed["last_checked_at"]
     offline, online = body["nodes"][0], body["nodes"][1]
     assert offline == {
-        "name": "pve1", "status": "offline", "ip": "10.0.0.1",
+        "name": "pve1", "status": "offline", "ip": "127.0.0.1",
         "ssl_fingerprint": ":".join(["1A"] * 32),
         "cpu": None, "maxcpu": None, "mem": None, "maxmem": None, "uptime": None,
     }  # fmt: skip
     assert online == {
-        "name": "pve2", "status": "online", "ip": "10.0.0.2",
+        "name": "pve2", "status": "online", "ip": "127.0.0.2",
         "ssl_fingerprint": ":".join(["2A"] * 32),
         "cpu": 0.031, "maxcpu": 16, "mem": 8_412_000_256, "maxmem": 67_316_121_600,
         "uptime": 1_209_600,
