@@ -20,7 +20,7 @@ from clusters.wiring import (
     proxmox_client_from_settings,
     unit_of_work_from_settings,
 )
-from tests import postgres
+from tests import postgres, redis_server
 
 LOOPBACK_NAMES = {"localhost", "localhost.localdomain", "ip6-localhost"}
 
@@ -109,6 +109,14 @@ def _postgres_or_skip(request: pytest.FixtureRequest) -> None:
     DATABASE_URL_POSTGRES does not answer, and fail in CI (tests/postgres.py)."""
     if request.node.get_closest_marker("postgres") is not None:
         postgres.require()
+
+
+@pytest.fixture(autouse=True)
+def _redis_or_skip(request: pytest.FixtureRequest) -> None:
+    """Tests marked ``redis`` skip, with the reason, when the Redis server of
+    REDIS_URL_TESTS does not answer, and fail in CI (tests/redis_server.py)."""
+    if request.node.get_closest_marker("redis") is not None:
+        redis_server.require()
 
 
 def with_role(user: Any, role: str) -> Any:
