@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import itertools
 import json
+import shutil
+import subprocess
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -32,7 +34,13 @@ from pve_simulator.fleet import VirtualClusters
 from pve_simulator.server import PveSimulator, RecordedRequest
 from tests import postgres, redis_server
 from tests.e2e.conftest import Registry, Secrets
-from tests.e2e.servers import CeleryWorker, prepare_database, runserver, service_environment
+from tests.e2e.servers import (
+    CeleryWorker,
+    free_port,
+    prepare_database,
+    runserver,
+    service_environment,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -319,3 +327,79 @@ def register_fleet(
     finally:
         server.stop()
     assert [answer.status_code for answer in answers] == [201] * len(fleet.clusters)
+
+
+# -- Redis going away ----------------------------------------------------------------------------
+
+
+def redis_server_on(port: int, log_path: Path) -> subprocess.Popen[bytes]:
+    process = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+         "--appendonly", "no"],
+        stdout=log_path.open("ab"),
+        stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    wait_until(
+        lambda: redis_server.unavailable_reason(f"redis://127.0.0.1:{port}/0") is None,
+        timeout=10,
+        what="redis-server to answer",
+    )
+    return process
+
+
+@pytest.mark.skipif(shutil.which("redis-server") is None, reason="no redis-server to start")
+def test_without_redis_the_api_serves_and_a_worker_waits_then_checks_when_it_comes(
+    tmp_path: Path, simulator: PveSimulator, secrets: Secrets
+) -> None:
+    port = free_port()
+    env = service_environment(
+        f"sqlite:///{tmp_path / 'db.sqlite3'}",
+        CLUSTER_REPOSITORY="django",
+        PROXMOXER_MONITOR="celery",
+        CELERY_BROKER_URL=f"redis://127.0.0.1:{port}/0",  # nothing listens there yet
+        PROXMOXER_CHECK_INTERVAL="2",
+        PROXMOX_CONNECT_TIMEOUT="1",
+        PROXMOX_READ_TIMEOUT="2",
+    )
+    token = prepare_database(env)
+    secrets.add(token)
+    server = runserver(env, tmp_path / "service.log")
+    worker = CeleryWorker(env, tmp_path / "worker.log", "waiting").start()
+    broker: subprocess.Popen[bytes] | None = None
+    try:
+        registry = Registry(server, token, secrets)
+        created = registry.register(
+            name="waits-for-redis",
+            api_endpoint=simulator.url,
+            fingerprint=simulator.fingerprint,
+            token_id=simulator.token_id,
+            token_secret=simulator.token_secret,
+        )
+        assert created.status_code == 201, created.text
+        assert registry.call("GET", "/api/v1/clusters").status_code == 200
+        simulator.clear_requests()
+        time.sleep(6)  # three intervals: the worker is up, the broker is not
+        assert simulator.requests == [], "checked without a broker to be told by"
+        assert worker.process is not None and worker.process.poll() is None
+
+        broker = redis_server_on(port, tmp_path / "redis.log")
+        wait_until(
+            lambda: len(check_starts(simulator.requests)) >= 2,
+            timeout=60,
+            what="the worker to reconnect and check",
+        )
+        broker.terminate()
+        broker.wait(timeout=10)
+        broker = redis_server_on(port, tmp_path / "redis.log")  # Redis restarted
+        simulator.clear_requests()
+        wait_until(
+            lambda: len(check_starts(simulator.requests)) >= 2,
+            timeout=60,
+            what="the worker to reconnect after Redis restarted",
+        )
+    finally:
+        worker.stop()
+        server.stop()
+        if broker is not None:
+            broker.terminate()
+            broker.wait(timeout=10)
