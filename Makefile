@@ -6,9 +6,9 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 PORT   ?= 8000
 HOST   ?= 127.0.0.1
-# make serve: gunicorn worker processes, and threads in each (requests to
-# Proxmox can take seconds; threads keep one slow registration from holding
-# a whole worker).
+# make serve: gunicorn worker processes, and threads in each that run the
+# application (requests to Proxmox can take seconds; threads keep one slow
+# registration from holding a whole worker).
 WORKERS ?= 4
 THREADS ?= 4
 
@@ -17,7 +17,8 @@ THREADS ?= 4
 
 help:
 	@echo "make run     install, migrate, create the admin account, serve on http://$(HOST):$(PORT)"
-	@echo "make test    install test tools, lint, run the whole test suite"
+	@echo "make test    install test tools, lint, run the whole test suite (the schema fuzz run too;"
+	@echo "             a quick run without it: .venv/bin/python -m pytest -m 'not fuzz')"
 	@echo "make bench   run the benchmarks in benchmarks/"
 	@echo "make serve   production-style: migrate, collectstatic, gunicorn with WORKERS=$(WORKERS) processes,"
 	@echo "             DJANGO_DEBUG=0, CLUSTER_REPOSITORY=django, DATABASE_URL (docs/operations.md)"
@@ -52,15 +53,20 @@ run: venv
 # reverse proxy: DJANGO_DEBUG=0, the database backend, gunicorn. Needs
 # DJANGO_SECRET_KEY and PROXMOXER_CREDENTIALS_KEYS, and DATABASE_URL
 # (PostgreSQL to share the registry between hosts); docs/operations.md, "make serve".
+# gunicorn's asyncio worker holds the connections and proxmoxer_site/serving.py
+# reads each request whole before one of THREADS threads runs the app: a
+# client that trickles or stalls its body holds no thread (docs/security.md).
 # gunicorn's control socket is off: its one path per user would be taken
 # over by a second instance on the same host.
 serve: export DJANGO_DEBUG = 0
 serve: export CLUSTER_REPOSITORY = django
+serve: export PROXMOXER_SERVE_THREADS = $(THREADS)
 serve: venv
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py collectstatic --noinput --verbosity 0
-	exec $(BIN)/gunicorn proxmoxer_site.wsgi --bind $(HOST):$(PORT) \
-		--workers $(WORKERS) --threads $(THREADS) --timeout 60 --no-control-socket
+	exec $(BIN)/gunicorn 'proxmoxer_site.serving:application_from_settings()' \
+		--worker-class asgi --bind $(HOST):$(PORT) --workers $(WORKERS) \
+		--timeout 60 --no-control-socket
 
 # The background checks beside `make serve` (PROXMOXER_MONITOR=celery): a
 # Celery worker with beat, on Redis (CELERY_BROKER_URL). Several, on several

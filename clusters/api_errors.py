@@ -3,17 +3,29 @@
 
 ``exception_handler`` (set as DRF's EXCEPTION_HANDLER) lets DRF's default
 handler do its work first (status, ``WWW-Authenticate``, ``Retry-After``,
-transaction rollback), maps the domain's errors to their status, and turns
-anything unexpected into a 500 without a stack trace.
+transaction rollback), maps the domain's errors to their status, turns what
+a request's shape can make Django raise into a 4xx, a database that cannot
+be reached or answers too slowly into a 503 with ``Retry-After``, and
+anything unexpected into a 500 without a stack trace. ``server_error``
+answers the same for errors outside DRF's views (Django's handler500).
 """
 
 from __future__ import annotations
 
 import logging
+import sys
 from http import HTTPStatus
 from typing import Any
 
-from django.http import JsonResponse
+import redis
+from django.core.exceptions import (
+    BadRequest,
+    PermissionDenied,
+    RequestDataTooBig,
+    SuspiciousOperation,
+)
+from django.db import InterfaceError, OperationalError
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
@@ -34,7 +46,9 @@ ERRORS: dict[int, tuple[str, str]] = {
     404: ("NotFound", "Not found"),
     405: ("MethodNotAllowed", "Method not allowed"),
     406: ("NotAcceptable", "Not acceptable"),
+    408: ("RequestTimeout", "The request body did not arrive in time"),
     409: ("Conflict", "Conflict"),
+    411: ("LengthRequired", "A request body needs a Content-Length"),
     412: ("PreconditionFailed", "Precondition failed"),
     413: ("PayloadTooLarge", "Request body too large"),
     415: ("UnsupportedMediaType", "Unsupported media type"),
@@ -48,15 +62,34 @@ ERRORS: dict[int, tuple[str, str]] = {
 }
 INTERNAL_ERROR_MESSAGE = ERRORS[500][1]
 
+# How long a client should wait before trying again when the database is
+# unreachable or too slow: about one connect timeout.
+DATABASE_RETRY_AFTER_SECONDS = 5
+DATABASE_UNAVAILABLE_MESSAGE = (
+    "The database is unreachable or too slow; the service recovers by itself when it answers again"
+)
+# What the database driver raises when it cannot connect, lost the
+# connection, or cancelled a statement at the statement timeout.
+DATABASE_UNAVAILABLE_ERRORS = (OperationalError, InterfaceError)
+# What the shared cache of the throttles (CACHE_URL) raises when it does not answer.
+CACHE_UNAVAILABLE_ERRORS = (redis.ConnectionError, redis.TimeoutError)
+CACHE_UNAVAILABLE_MESSAGE = (
+    "The shared cache (CACHE_URL) is unreachable; the service recovers by itself when it "
+    "answers again"
+)
+
 # Most specific first: the first class an error is an instance of wins.
 _DOMAIN_STATUS: list[tuple[type[domain.ClusterError], int]] = [
     (domain.ValidationFailed, 400),
     (domain.InvalidClusterId, 400),
+    (domain.NetworkPolicyRefused, 400),
     (domain.Forbidden, 403),
+    (domain.TokenHandOffRefused, 403),
     (domain.ClusterNotFound, 404),
     (domain.ClusterNameTaken, 409),
     (domain.StaleCluster, 409),
     (domain.CheckOvertaken, 409),
+    (domain.PreconditionFailed, 412),
     (domain.ProxmoxAuthenticationFailed, 401),
     (domain.ProxmoxError, 502),
 ]
@@ -84,10 +117,49 @@ def envelope_response(status_code: int, message: str, details: Any = None) -> Js
     return JsonResponse(envelope(status_code, message, details), status=status_code)
 
 
+def database_unavailable_response(error: BaseException) -> JsonResponse:
+    """503 + Retry-After, for the places outside DRF views."""
+    _log_database_unavailable(error)
+    response = envelope_response(503, DATABASE_UNAVAILABLE_MESSAGE, _retry_details())
+    response["Retry-After"] = str(DATABASE_RETRY_AFTER_SECONDS)
+    return response
+
+
+def _retry_details() -> dict[str, int]:
+    return {"retry_after": DATABASE_RETRY_AFTER_SECONDS}
+
+
+def _log_database_unavailable(error: BaseException) -> None:
+    # The driver's first line says what failed (refused, timed out,
+    # cancelled) and names host and port, never a password.
+    lines = str(error).strip().splitlines()
+    logger.error(
+        "Database unavailable, error=%s: %s", type(error).__name__, lines[0] if lines else "?"
+    )
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    """Django's handler500: an unreachable database is 503 here too (a
+    session saved after the view, a login form); anything else is the
+    envelope's 500 (the middleware re-wraps it outside /api/ as well)."""
+    error = sys.exc_info()[1]
+    if isinstance(error, DATABASE_UNAVAILABLE_ERRORS):
+        return database_unavailable_response(error)
+    return envelope_response(500, INTERNAL_ERROR_MESSAGE)
+
+
 class PayloadTooLarge(exceptions.APIException):
     status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
     default_detail = ERRORS[413][1]
     default_code = "payload_too_large"
+
+
+class RequestRefused(exceptions.APIException):
+    """A request whose shape Django refuses (too many fields, ...)."""
+
+    status_code = status.HTTP_400_BAD_REQUEST
+    default_detail = ERRORS[400][1]
+    default_code = "bad_request"
 
 
 class InvalidInput(exceptions.ValidationError):
@@ -128,7 +200,41 @@ def _domain_details(exc: domain.ClusterError) -> Any:
     return exc.details
 
 
+def _as_api_exception(exc: Exception) -> Exception:
+    """What Django (or the interpreter) raises about a request's shape, as
+    the DRF exception that answers it; anything else unchanged."""
+    if isinstance(exc, Http404):
+        return exceptions.NotFound()
+    if isinstance(exc, PermissionDenied):
+        return exceptions.PermissionDenied()
+    if isinstance(exc, RequestDataTooBig):
+        return PayloadTooLarge()
+    if isinstance(exc, (SuspiciousOperation, BadRequest)):
+        # TooManyFieldsSent (query string or form), TooManyFilesSent...:
+        # Django's own messages name the limit and quote nothing.
+        return RequestRefused(str(exc) or ERRORS[400][1])
+    if isinstance(exc, RecursionError):
+        return exceptions.ParseError("the request body is nested too deeply")
+    return exc
+
+
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
+    if isinstance(exc, DATABASE_UNAVAILABLE_ERRORS):
+        set_rollback()
+        _log_database_unavailable(exc)
+        return Response(
+            envelope(503, DATABASE_UNAVAILABLE_MESSAGE, _retry_details()),
+            status=503,
+            headers={"Retry-After": str(DATABASE_RETRY_AFTER_SECONDS)},
+        )
+    if isinstance(exc, CACHE_UNAVAILABLE_ERRORS):
+        logger.error("Cache unavailable, error=%s", type(exc).__name__)
+        return Response(
+            envelope(503, CACHE_UNAVAILABLE_MESSAGE, _retry_details()),
+            status=503,
+            headers={"Retry-After": str(DATABASE_RETRY_AFTER_SECONDS)},
+        )
+    exc = _as_api_exception(exc)
     if isinstance(exc, domain.ClusterError):
         # A domain error ends the request as DRF's own errors do: a
         # transaction the request opened (ATOMIC_REQUESTS) is rolled back.

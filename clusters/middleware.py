@@ -1,5 +1,6 @@
 """Request-level concerns of the API: one access line per request, a bound on
-request bodies, and the JSON envelope for errors Django answers itself."""
+request bodies (and a length for each), and the JSON envelope for errors
+Django answers itself."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ from collections.abc import Callable
 from urllib.parse import quote
 
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse
+from django.db import DatabaseError
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from rest_framework.response import Response
 
 from clusters.api_errors import default_message, envelope_response
@@ -33,23 +35,33 @@ class AccessLogMiddleware:
         started = time.perf_counter()
         response = self.get_response(request)
         elapsed_ms = (time.perf_counter() - started) * 1000
-        user = getattr(request, "user", None)
-        username = user.get_username() if user is not None and user.is_authenticated else "-"
         access_logger.info(
             "%s %s %s %.1fms user=%s",
             request.method,
             _loggable_path(request),
             response.status_code,
             elapsed_ms,
-            username,
+            _username(request),
         )
         return response
+
+
+def _username(request: HttpRequest) -> str:
+    user = getattr(request, "user", None)
+    try:
+        return user.get_username() if user is not None and user.is_authenticated else "-"
+    except DatabaseError:
+        # The session's user could not be read (the database is down): the
+        # answer is already a 503; the access line must still be written.
+        return "?"
 
 
 class ApiErrorEnvelopeMiddleware:
     """Keeps every error under /api/ in the envelope, also those that never
     reach a DRF view: oversized bodies (refused before anything reads them),
-    Django's own 400/404/500 pages, CSRF and host-header failures."""
+    bodies without a length, Django's own 400/404/500 pages, CSRF and
+    host-header failures, and a DRF error a view rendered in a format other
+    than JSON (the schema view's YAML)."""
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
@@ -63,15 +75,26 @@ class ApiErrorEnvelopeMiddleware:
             return envelope_response(400, "Content-Length must be a number")
         if int(declared) > limit:
             return envelope_response(413, f"Request body too large: the limit is {limit} bytes")
+        if "HTTP_TRANSFER_ENCODING" in request.META and "CONTENT_LENGTH" not in request.META:
+            # A WSGI server hands Django a chunked body without a length,
+            # which Django then reads as empty; a body is read whole or not
+            # at all. (make serve's front end reads chunked bodies and gives
+            # them a length: proxmoxer_site/serving.py.)
+            return envelope_response(
+                411, "Send the request body with a Content-Length (chunked bodies are not read)"
+            )
 
         response = self.get_response(request)
-        if (
-            response.status_code >= 400
-            and not isinstance(response, Response)  # DRF's are enveloped already
-            and "json" not in response.get("Content-Type", "")
-        ):
+        content_type = response.get("Content-Type", "")
+        if response.status_code >= 400 and "json" not in content_type:
             status = response.status_code
-            replacement = envelope_response(status, default_message(status))
+            if isinstance(response, Response):
+                if "html" in content_type:  # the browsable API's error page
+                    return response
+                # DRF's errors are enveloped already, only not as JSON.
+                replacement: JsonResponse = JsonResponse(response.data, status=status)
+            else:
+                replacement = envelope_response(status, default_message(status))
             for header in ("Allow", "Retry-After", "WWW-Authenticate"):
                 if header in response:
                     replacement[header] = response[header]

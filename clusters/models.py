@@ -79,6 +79,9 @@ class ClusterRecord(models.Model):
         max_length=PRINCIPAL_MAX_LENGTH, help_text="user@realm, or the token id user@realm!name"
     )
     secret_token = models.TextField(help_text="The password or token secret, Fernet-encrypted")
+    # The registry made this API token on the cluster (the token hand-off)
+    # and deletes it there when it stops using it.
+    token_created_by_registry = models.BooleanField(default=False)
     verify_tls = models.BooleanField()
     fingerprint = models.CharField(max_length=FINGERPRINT_LENGTH, null=True, blank=True)
     status = models.CharField(
@@ -91,6 +94,8 @@ class ClusterRecord(models.Model):
     updated_at = models.DateTimeField()
     last_checked_at = models.DateTimeField(null=True, blank=True)
     last_error = models.TextField(null=True, blank=True)
+    # What an operator may act on about last_error, e.g. {"fingerprint": …}.
+    last_error_details = models.JSONField(null=True, blank=True)
     # The configuration's version: every conditional write names it in its
     # WHERE clause (docs/architecture.md, "Versioned writes").
     version = models.PositiveIntegerField(default=1)
@@ -143,6 +148,7 @@ class ClusterRecord(models.Model):
             auth_method=credentials.auth_method.value,
             principal=credentials.principal,
             secret_token=_secret_token(credentials.secret, cipher) if with_secret else "",
+            token_created_by_registry=getattr(credentials, "created_by_registry", False),
             verify_tls=cluster.verify_tls,
             fingerprint=cluster.fingerprint,
             status=cluster.status.value,
@@ -152,6 +158,9 @@ class ClusterRecord(models.Model):
             updated_at=cluster.updated_at,
             last_checked_at=cluster.last_checked_at,
             last_error=cluster.last_error,
+            last_error_details=(
+                dict(cluster.last_error_details) if cluster.last_error_details is not None else None
+            ),
             version=cluster.version,
             cluster_name=cluster.cluster_name,
             nodes_online=cluster.nodes_online,
@@ -162,7 +171,9 @@ class ClusterRecord(models.Model):
         secret = StoredSecret(self.secret_token, cipher, owner=f"cluster {self.id}")
         credentials: Credentials
         if self.auth_method == AuthMethod.TOKEN:
-            credentials = TokenCredentials(self.principal, secret)
+            credentials = TokenCredentials(
+                self.principal, secret, created_by_registry=self.token_created_by_registry
+            )
         else:
             credentials = PasswordCredentials(self.principal, secret)
         return Cluster(
@@ -179,6 +190,7 @@ class ClusterRecord(models.Model):
             updated_at=self.updated_at,
             last_checked_at=self.last_checked_at,
             last_error=self.last_error,
+            last_error_details=self.last_error_details,
             version=self.version,
             cluster_name=self.cluster_name,
             nodes_online=self.nodes_online,

@@ -8,14 +8,19 @@ Secrets are write-only: no output serializer has a field for them.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
+from drf_spectacular.utils import extend_schema_serializer
 from rest_framework import serializers
+from rest_framework.fields import empty
 
 from clusters import domain
 from clusters.api_errors import InvalidInput
 
 _EMPTY_CODES = {"required", "blank", "null"}
+# What a browser's form adds beside the fields (Django's CSRF token).
+_FORM_EXTRAS = frozenset({"csrfmiddlewaretoken"})
 
 
 class InputSerializer(serializers.Serializer):
@@ -34,6 +39,16 @@ class InputSerializer(serializers.Serializer):
         else:
             message = f"{label}: {first}"
         raise InvalidInput(message, self.errors)
+
+
+_ENDPOINT_HELP = (
+    "https://host[:port][/prefix]; a bare host gets https:// and port 8006, "
+    "https:// without a port means 443"
+)
+_CREATE_TOKEN_HELP = (
+    "With username and password: create a read-only (PVEAuditor) API token on the cluster "
+    "and keep only the token, never the password"
+)
 
 
 def _secret_field(label: str, help_text: str) -> serializers.CharField:
@@ -61,12 +76,27 @@ def _optional_text(label: str, help_text: str, max_length: int) -> serializers.C
     )
 
 
+class FormBooleanField(serializers.BooleanField):
+    """A boolean whose absence means "not given" for every client, form
+    posts included (DRF reads an absent form field as ``False``, the way an
+    unticked checkbox is absent). The browsable form's checkbox sends
+    ``false`` from a hidden input placed before it, so an unticked box is
+    still told apart from a client that never sent the field
+    (clusters/templates/clusters/fields/checkbox.html)."""
+
+    default_empty_html = empty
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("style", {"template": "clusters/fields/checkbox.html"})
+        super().__init__(**kwargs)
+
+
 class RegisterClusterSerializer(InputSerializer):
     name = serializers.CharField(label="Cluster name", max_length=domain.NAME_MAX_LENGTH)
     api_endpoint = serializers.CharField(
         label="API endpoint",
         max_length=domain.ENDPOINT_MAX_LENGTH,
-        help_text="https://host[:port]; a bare host gets https:// and port 8006",
+        help_text=_ENDPOINT_HELP,
     )
     username = _optional_text("Username", "user@realm, e.g. root@pam (with password)", 255)
     password = _secret_field("Password", "Password of username; never returned or logged")
@@ -74,9 +104,9 @@ class RegisterClusterSerializer(InputSerializer):
         "API token id", "user@realm!name, e.g. root@pam!proxmoxer (instead of a password)", 255
     )
     token_secret = _secret_field("API token secret", "The token's secret; never returned or logged")
-    # Not default=True: DRF would then read an unticked HTML checkbox as True.
-    # Absent from JSON, RegistrationRequest's own default (True) applies.
-    verify_tls = serializers.BooleanField(
+    # Absent, from JSON or a form, RegistrationRequest's own default (True)
+    # applies; the browser's unticked box sends false (FormBooleanField).
+    verify_tls = FormBooleanField(
         label="Verify TLS certificate",
         required=False,
         initial=True,
@@ -87,10 +117,90 @@ class RegisterClusterSerializer(InputSerializer):
         "SHA-256 fingerprint of the node certificate to pin (AB:CD:…, 64 hex digits)",
         128,
     )
+    create_token = serializers.BooleanField(
+        label="Hand off to an API token",
+        required=False,
+        help_text=_CREATE_TOKEN_HELP,
+    )
 
     def to_request(self) -> domain.RegistrationRequest:
         data = self.validated_or_raise()
         return domain.RegistrationRequest(**data)
+
+
+class EditClusterSerializer(InputSerializer):
+    """A PATCH: any of the editable fields; anything else is refused by name,
+    so that a typo cannot look like success. Used with ``partial=True``: a
+    field that is absent is left as it is."""
+
+    name = serializers.CharField(
+        label="Cluster name", required=False, max_length=domain.NAME_MAX_LENGTH
+    )
+    api_endpoint = serializers.CharField(
+        label="API endpoint",
+        required=False,
+        max_length=domain.ENDPOINT_MAX_LENGTH,
+        help_text=_ENDPOINT_HELP,
+    )
+    username = _optional_text("Username", "user@realm, with password to change them", 255)
+    password = _secret_field("Password", "Blank keeps the stored credentials")
+    token_id = _optional_text("API token id", "user@realm!name, with token_secret", 255)
+    token_secret = _secret_field("API token secret", "Blank keeps the stored credentials")
+    verify_tls = FormBooleanField(
+        label="Verify TLS certificate",
+        required=False,
+        help_text="Check the certificate against trusted CAs (a pinned fingerprint replaces this)",
+    )
+    fingerprint = _optional_text(
+        "Certificate fingerprint",
+        "SHA-256 fingerprint to pin (AB:CD:…); empty or null removes the pin",
+        128,
+    )
+    create_token = serializers.BooleanField(
+        label="Hand off to an API token", required=False, help_text=_CREATE_TOKEN_HELP
+    )
+
+    def to_request(self) -> domain.EditRequest:
+        self._refuse_unknown_fields()
+        data = self.validated_or_raise()
+        return domain.EditRequest(**data)
+
+    def _refuse_unknown_fields(self) -> None:
+        given = self.initial_data if isinstance(self.initial_data, Mapping) else {}
+        unknown = sorted(set(given) - set(self.fields) - _FORM_EXTRAS)
+        if unknown:
+            names = ", ".join(unknown)
+            raise InvalidInput(
+                f"Unknown field{'s' if len(unknown) > 1 else ''}: {names}; a PATCH may change "
+                f"{', '.join(domain.EDITABLE_FIELDS)}",
+                {name: ["Unknown field."] for name in unknown},
+            )
+
+    @staticmethod
+    def current_values(cluster: domain.Cluster) -> dict[str, Any]:
+        """The cluster as the edit form shows it: secrets left blank."""
+        return {
+            "name": cluster.name,
+            "api_endpoint": cluster.api_endpoint,
+            "username": cluster.username,
+            "token_id": cluster.token_id,
+            "verify_tls": cluster.verify_tls,
+            "fingerprint": cluster.fingerprint,
+            "create_token": False,
+        }
+
+
+class DeregisterSerializer(InputSerializer):
+    """An optional DELETE body: the password of the user owning an API token
+    the registry made, so that the token can be deleted on the cluster (PVE
+    does not let a token delete itself)."""
+
+    username = _optional_text("Username", "The user owning the registry's API token", 255)
+    password = _secret_field("Password", "Used once to delete the token; never stored")
+
+    def to_credentials(self) -> domain.PasswordCredentials | None:
+        data = self.validated_or_raise()
+        return domain.token_owner(data.get("username"), data.get("password"))
 
 
 class ClusterSerializer(serializers.Serializer):
@@ -111,6 +221,10 @@ class ClusterSerializer(serializers.Serializer):
     updated_at = serializers.DateTimeField()
     last_checked_at = serializers.DateTimeField(allow_null=True)
     last_error = serializers.CharField(allow_null=True)
+    last_error_details = serializers.JSONField(
+        allow_null=True,
+        help_text='What to act on about last_error, e.g. {"fingerprint": …} to pin',
+    )
     version = serializers.IntegerField(
         help_text="1 at registration, +1 on every change of the configuration"
     )
@@ -125,6 +239,9 @@ class ClusterSerializer(serializers.Serializer):
     )
 
 
+# One object, not a list of them: drf-spectacular would otherwise describe
+# what a ViewSet's list action returns as an array.
+@extend_schema_serializer(many=False)
 class ClusterListSerializer(serializers.Serializer):
     clusters = ClusterSerializer(many=True)
     total = serializers.IntegerField()

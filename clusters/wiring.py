@@ -20,7 +20,7 @@ from django.core.exceptions import ImproperlyConfigured
 from clusters.bootstrap import Services, bootstrap
 from clusters.domain import CheckSchedule
 from clusters.encryption import CredentialCipher
-from clusters.proxmox import ProxmoxClient
+from clusters.proxmox import NetworkPolicy, ProxmoxClient
 from clusters.services import UnitOfWorkFactory
 
 REPOSITORY_BACKENDS = ("memory", "django")
@@ -45,11 +45,19 @@ def unit_of_work_from_settings(backend: str | None = None) -> UnitOfWorkFactory:
     )
 
 
+def network_policy_from_settings() -> NetworkPolicy:
+    return NetworkPolicy(
+        denied=settings.PROXMOXER_DENIED_NETWORKS,
+        allowed=settings.PROXMOXER_ALLOWED_NETWORKS or None,
+    )
+
+
 def proxmox_client_from_settings() -> ProxmoxClient:
     return ProxmoxClient(
         connect_timeout=settings.PROXMOX_CONNECT_TIMEOUT,
         read_timeout=settings.PROXMOX_READ_TIMEOUT,
         ca_bundle=settings.PROXMOX_CA_BUNDLE or None,
+        network_policy=network_policy_from_settings(),
     )
 
 

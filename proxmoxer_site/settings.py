@@ -18,6 +18,7 @@ import environ
 from django.core.exceptions import ImproperlyConfigured
 
 from clusters.encryption import GENERATE_KEY_COMMAND, parse_keys
+from clusters.proxmox.network_policy import DEFAULT_DENIED_NETWORKS, parse_networks
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -92,7 +93,31 @@ TEMPLATES = [
     },
 ]
 
-DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
+# An unreachable database must not hold a request for the whole outage, nor
+# a blocked statement for ever: both end in a 503 with Retry-After
+# (clusters/api_errors.py). DATABASE_URL's own ?connect_timeout= or
+# ?options=-c statement_timeout=... win.
+DATABASE_CONNECT_TIMEOUT = env.int("DATABASE_CONNECT_TIMEOUT", default=5)
+DATABASE_STATEMENT_TIMEOUT = env.float("DATABASE_STATEMENT_TIMEOUT", default=10.0)
+
+
+def with_timeouts(config: dict) -> dict:
+    """``config`` (a DATABASES entry) with the connect and statement
+    timeouts, on PostgreSQL; SQLite has no connection to wait for and its
+    own lock timeout."""
+    if config["ENGINE"] == "django.db.backends.postgresql":
+        options = config.setdefault("OPTIONS", {})
+        options.setdefault("connect_timeout", DATABASE_CONNECT_TIMEOUT)
+        startup = str(options.get("options", ""))
+        if "statement_timeout" not in startup:
+            milliseconds = max(1, round(DATABASE_STATEMENT_TIMEOUT * 1000))
+            options["options"] = f"{startup} -c statement_timeout={milliseconds}".strip()
+    return config
+
+
+DATABASES = {
+    "default": with_timeouts(env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}"))
+}
 # One connection per worker thread, kept across requests: opening a PostgreSQL
 # connection costs more than a whole list request. DATABASE_URL's
 # ?conn_max_age= overrides; the health check replaces a connection the server
@@ -122,6 +147,35 @@ STORAGES = {
 WHITENOISE_USE_FINDERS = DEBUG
 
 LOGIN_REDIRECT_URL = "/api/v1/"
+
+# The cache holds the API throttles' counts. Without CACHE_URL it is this
+# process's memory, so each worker process counts alone; with
+# CACHE_URL=redis://host:6379/N every process shares one count (Django's
+# own Redis backend on the redis package; docs/operations.md).
+CACHE_URL = env.str("CACHE_URL", default="")
+REDIS_CACHE_BACKEND = "django.core.cache.backends.redis.RedisCache"
+
+
+def cache_from_url(url: str) -> dict:
+    """A CACHES entry from a cache URL, Redis ones on Django's own backend."""
+    config = environ.Env.cache_url_config(url)
+    if url.startswith(("redis://", "rediss://")):
+        config["BACKEND"] = REDIS_CACHE_BACKEND
+    # django-environ lower-cases the keys it reads from the query string for
+    # Django's Redis backend, its top-level ones (key_prefix, timeout) too.
+    for key in ("key_prefix", "timeout", "version"):
+        if key in config:
+            config[key.upper()] = config.pop(key)
+    if config["BACKEND"] == REDIS_CACHE_BACKEND:
+        # A cache that does not answer costs a request two seconds, not a hang.
+        options = config.setdefault("OPTIONS", {})
+        options.setdefault("socket_connect_timeout", 2)
+        options.setdefault("socket_timeout", 2)
+    return config
+
+
+if CACHE_URL:
+    CACHES = {"default": cache_from_url(CACHE_URL)}
 
 # -- the registry ------------------------------------------------------------
 
@@ -177,6 +231,18 @@ CELERY_BROKER_CONNECTION_MAX_RETRIES = None  # a worker waits for Redis as long 
 CELERY_BEAT_SCHEDULER = "celery.beat:Scheduler"
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False  # the log format below, not Celery's
 CELERY_WORKER_REDIRECT_STDOUTS = False
+# Where the Proxmox client may connect (docs/security.md, "Outbound
+# requests"): checked on every address a connection goes to. Denied wins;
+# no allowed list allows everything not denied.
+PROXMOXER_DENIED_NETWORKS = env.list(
+    "PROXMOXER_DENIED_NETWORKS", default=list(DEFAULT_DENIED_NETWORKS)
+)
+PROXMOXER_ALLOWED_NETWORKS = env.list("PROXMOXER_ALLOWED_NETWORKS", default=[])
+for _name in ("PROXMOXER_DENIED_NETWORKS", "PROXMOXER_ALLOWED_NETWORKS"):
+    try:
+        parse_networks(globals()[_name])
+    except ValueError as error:
+        raise ImproperlyConfigured(f"{_name}: {error}") from None
 
 # Fernet keys for the secrets the database backend stores, newest first
 # (docs/operations.md, "Keys and rotation").
@@ -204,6 +270,12 @@ else:
 API_MAX_BODY_BYTES = env.int("API_MAX_BODY_BYTES", default=64 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = API_MAX_BODY_BYTES
 
+# make serve's front end (proxmoxer_site/serving.py): threads per process
+# that run the application, and how long a request body may take to arrive
+# before it is answered 408 (a stalled client costs no thread meanwhile).
+SERVE_THREADS = env.int("PROXMOXER_SERVE_THREADS", default=4)
+REQUEST_BODY_TIMEOUT = env.float("PROXMOXER_REQUEST_BODY_TIMEOUT", default=10.0)
+
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         # Token first: unauthenticated calls then get 401 + WWW-Authenticate.
@@ -213,15 +285,16 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": [
         "rest_framework.renderers.JSONRenderer",
-        "rest_framework.renderers.BrowsableAPIRenderer",
+        "clusters.browsable.BrowsableAPIRenderer",
     ],
     "DEFAULT_PARSER_CLASSES": [
-        "rest_framework.parsers.JSONParser",
+        "clusters.request_shapes.BoundedJSONParser",
         "rest_framework.parsers.FormParser",
         "rest_framework.parsers.MultiPartParser",
     ],
     "DEFAULT_THROTTLE_CLASSES": ["rest_framework.throttling.UserRateThrottle"],
     "DEFAULT_THROTTLE_RATES": {"user": env.str("API_THROTTLE_RATE", default="600/minute")},
+    "DEFAULT_CONTENT_NEGOTIATION_CLASS": "clusters.request_shapes.ContentNegotiation",
     "EXCEPTION_HANDLER": "clusters.api_errors.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "TEST_REQUEST_DEFAULT_FORMAT": "json",
@@ -242,7 +315,7 @@ SPECTACULAR_SETTINGS = {
 # X-Forwarded-Proto; plain-HTTP probes of /health are let through.
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_SSL_REDIRECT = env.bool("DJANGO_SECURE_SSL_REDIRECT", default=not DEBUG)
-SECURE_REDIRECT_EXEMPT = [r"^health/?$"]
+SECURE_REDIRECT_EXEMPT = [r"^health(/ready)?/?$"]
 SECURE_HSTS_SECONDS = env.int("DJANGO_HSTS_SECONDS", default=0 if DEBUG else 31_536_000)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("DJANGO_HSTS_INCLUDE_SUBDOMAINS", default=not DEBUG)
 SECURE_HSTS_PRELOAD = env.bool("DJANGO_HSTS_PRELOAD", default=not DEBUG)

@@ -1,17 +1,22 @@
 """Top-level routes: the API under /api/v1/ (with its OpenAPI schema and
-Swagger UI), /health, login for the browsable API, the admin; anything else
+Swagger UI), /health and /health/ready, login for the browsable API, the admin; anything else
 under /api/ is a JSON 404."""
 
 from django.contrib import admin
 from django.urls import include, path, re_path
+from drf_spectacular.utils import extend_schema, extend_schema_view
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from clusters.urls import router
-from clusters.views import api_not_found, health
+from clusters.views import api_not_found, health, health_ready
+
+# The schema describes the API, not itself.
+SchemaView = extend_schema_view(get=extend_schema(exclude=True))(SpectacularAPIView)
 
 urlpatterns = [
     re_path(r"^health/?$", health, name="health"),
-    re_path(r"^api/v1/schema/?$", SpectacularAPIView.as_view(), name="schema"),
+    re_path(r"^health/ready/?$", health_ready, name="health-ready"),
+    re_path(r"^api/v1/schema/?$", SchemaView.as_view(), name="schema"),
     re_path(r"^api/v1/docs/?$", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     path("api/v1/", include("clusters.urls")),
     re_path(r"^api/v1$", router.get_api_root_view(api_urls=router.urls)),
@@ -19,3 +24,5 @@ urlpatterns = [
     re_path(r"^api/", api_not_found),
     path("admin/", admin.site.urls),
 ]
+
+handler500 = "clusters.api_errors.server_error"

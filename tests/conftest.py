@@ -1,15 +1,21 @@
 """Fixtures shared by every tier.
 
 The network guard makes "tests talk only to loopback" a rule that fails a
-test, rather than a convention: a stray lookup of pve.example.com raises.
+test, rather than a convention: a stray look-up of pve.example.com raises,
+and so does a connection to any address outside 127.0.0.0/8 and ::1 (the
+fuzz run also forbids name look-ups altogether).
 """
 
 from __future__ import annotations
 
+import base64
 import ipaddress
+import json
+import re
 import socket
 from collections.abc import Callable, Iterator
 from typing import Any
+from urllib.parse import quote, quote_plus
 
 import pytest
 
@@ -39,16 +45,75 @@ def _is_loopback(host: object) -> bool:
         return False
 
 
+class LoopbackGuard:
+    """What the suite's processes may reach: name look-ups only of loopback
+    names (none at all when ``names_allowed`` is off, as during the fuzz
+    run), and connections only to loopback addresses. A breach raises
+    OSError in the code that tried, which the code under test then reports
+    like any other network failure; ``breaches`` lists them for the test."""
+
+    def __init__(self) -> None:
+        self.names_allowed = True
+        self.breaches: list[str] = []
+
+    def refuse(self, what: str) -> OSError:
+        self.breaches.append(what)
+        return OSError(f"tests may only reach loopback, not {what}")
+
+    def check_lookup(self, host: object) -> None:
+        if host is None:
+            return
+        if not self.names_allowed and not _is_address(host):
+            raise self.refuse(f"a name look-up of {host!r}")
+        if not _is_loopback(host):
+            raise self.refuse(repr(host))
+
+    def check_connect(self, sock: socket.socket, address: object) -> None:
+        if sock.family not in (socket.AF_INET, socket.AF_INET6):
+            return  # Unix sockets are local
+        host = address[0] if isinstance(address, tuple) and address else address
+        if not _is_address(host) or not _is_loopback(host):
+            raise self.refuse(f"a connection to {host!r}")
+
+
+def _is_address(host: object) -> bool:
+    if isinstance(host, bytes):
+        host = host.decode()
+    try:
+        ipaddress.ip_address(str(host).strip("[]").split("%")[0])
+    except ValueError:
+        return False
+    return True
+
+
 @pytest.fixture(autouse=True)
-def _loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
+def loopback_guard(monkeypatch: pytest.MonkeyPatch) -> LoopbackGuard:
+    guard = LoopbackGuard()
     real_getaddrinfo = socket.getaddrinfo
+    real_connect = socket.socket.connect
+    real_connect_ex = socket.socket.connect_ex
 
     def guarded_getaddrinfo(host, *args, **kwargs):  # type: ignore[no-untyped-def]
-        if host is not None and not _is_loopback(host):
-            raise OSError(f"tests may only reach loopback, not {host!r}")
+        guard.check_lookup(host)
         return real_getaddrinfo(host, *args, **kwargs)
 
+    def refused_lookup(host, *args, **kwargs):  # type: ignore[no-untyped-def]
+        raise guard.refuse(f"a look-up of {host!r} outside getaddrinfo")
+
+    def guarded_connect(sock, address):  # type: ignore[no-untyped-def]
+        guard.check_connect(sock, address)
+        return real_connect(sock, address)
+
+    def guarded_connect_ex(sock, address):  # type: ignore[no-untyped-def]
+        guard.check_connect(sock, address)
+        return real_connect_ex(sock, address)
+
     monkeypatch.setattr(socket, "getaddrinfo", guarded_getaddrinfo)
+    for lookup in ("gethostbyname", "gethostbyname_ex", "gethostbyaddr", "getnameinfo"):
+        monkeypatch.setattr(socket, lookup, refused_lookup)
+    monkeypatch.setattr(socket.socket, "connect", guarded_connect)
+    monkeypatch.setattr(socket.socket, "connect_ex", guarded_connect_ex)
+    return guard
 
 
 @pytest.fixture
@@ -111,6 +176,29 @@ def _postgres_or_skip(request: pytest.FixtureRequest) -> None:
         postgres.require()
 
 
+def secret_encodings(secret: str) -> dict[str, str]:
+    """``secret`` as a server or a log might spell it: plain, URL- and
+    form-encoded, JSON-escaped, base64 (the part of the encoding that does
+    not depend on padding). Written out here rather than taken from the
+    product's redaction, so the suite checks it instead of agreeing with it."""
+    as_json = json.dumps(secret)[1:-1]
+    data = secret.encode(errors="surrogatepass")  # the suite tries lone surrogates too
+    base64_core = base64.b64encode(data).decode()[: len(data) * 8 // 6]
+    forms = {
+        "plain": secret,
+        "URL-encoded": quote(data, safe=""),
+        "URL-encoded (lower-case hex)": re.sub(
+            "%[0-9A-F]{2}", lambda match: match.group(0).lower(), quote(data, safe="")
+        ),
+        "form-encoded": quote_plus(data),
+        "JSON-escaped": as_json,
+        "JSON-escaped (every character)": "".join(f"\\u{ord(char):04x}" for char in secret),
+        "base64": base64_core,
+        "URL-safe base64": base64_core.replace("+", "-").replace("/", "_"),
+    }
+    return {kind: form for kind, form in forms.items() if len(form) >= 4}
+
+
 @pytest.fixture(autouse=True)
 def _redis_or_skip(request: pytest.FixtureRequest) -> None:
     """Tests marked ``redis`` skip, with the reason, when the Redis server of
@@ -132,7 +220,9 @@ def with_role(user: Any, role: str) -> Any:
 
 
 def assert_secret_absent(secret: str, text: str | bytes, where: str) -> None:
-    """Fails without printing the secret or the text that holds it."""
+    """Fails, without printing the secret or the text that holds it, when
+    ``text`` holds ``secret`` in any of its encodings."""
     haystack = text.decode(errors="replace") if isinstance(text, bytes) else text
-    if secret in haystack:
-        pytest.fail(f"a secret appeared in {where}", pytrace=False)
+    for kind, form in secret_encodings(secret).items():
+        if form in haystack:
+            pytest.fail(f"a secret appeared in {where} ({kind})", pytrace=False)

@@ -12,7 +12,10 @@ from clusters.domain import (
     ConnectionTarget,
     Credentials,
     NodeEntry,
+    PasswordCredentials,
     ProxmoxReport,
+    Secret,
+    TokenCredentials,
 )
 
 HEALTHY_REPORT = ProxmoxReport(
@@ -48,13 +51,24 @@ DEGRADED_REPORT = ProxmoxReport(
 @dataclass
 class FakeProxmox:
     """Answers ``inspect`` and ``check`` with a report, or raises an error;
-    records calls (``calls`` both, ``checks`` the checks alone)."""
+    records calls (``calls`` both, ``checks`` the checks alone).
+
+    Plays a cluster's API tokens too: ``issue_token`` makes one (kept in
+    ``tokens`` until ``delete_token``), unless ``issue_error`` says Proxmox
+    refuses; ``errors_for`` fails ``inspect`` for one principal only (a
+    token that does not work, say).
+    """
 
     report: ProxmoxReport = HEALTHY_REPORT
     error: Exception | None = None
     before_answer: Callable[[], None] | None = None
     calls: list[tuple[ConnectionTarget, Credentials]] = field(default_factory=list)
     checks: list[tuple[ConnectionTarget, Credentials]] = field(default_factory=list)
+    errors_for: dict[str, Exception] = field(default_factory=dict)
+    issue_error: Exception | None = None
+    delete_error: Exception | None = None
+    tokens: dict[str, TokenCredentials] = field(default_factory=dict)
+    token_calls: list[tuple[str, str, str]] = field(default_factory=list)  # (call, as, token)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def inspect(self, target: ConnectionTarget, credentials: Credentials) -> ProxmoxReport:
@@ -64,12 +78,37 @@ class FakeProxmox:
             self.before_answer()
         if self.error is not None:
             raise self.error
+        if credentials.principal in self.errors_for:
+            raise self.errors_for[credentials.principal]
         return self.report
 
     def check(self, target: ConnectionTarget, credentials: Credentials) -> ProxmoxReport:
         with self._lock:
             self.checks.append((target, credentials))
         return self.inspect(target, credentials)
+
+    def issue_token(
+        self, target: ConnectionTarget, credentials: PasswordCredentials, *, name: str, comment: str
+    ) -> TokenCredentials:
+        token_id = f"{credentials.username}!{name}"
+        with self._lock:
+            self.token_calls.append(("issue", credentials.principal, token_id))
+        if self.error is not None:
+            raise self.error
+        if self.issue_error is not None:
+            raise self.issue_error
+        token = TokenCredentials(token_id, Secret(f"secret-of-{name}"), created_by_registry=True)
+        self.tokens[token_id] = token
+        return token
+
+    def delete_token(
+        self, target: ConnectionTarget, credentials: Credentials, token_id: str
+    ) -> None:
+        with self._lock:
+            self.token_calls.append(("delete", credentials.principal, token_id))
+        if self.delete_error is not None:
+            raise self.delete_error
+        self.tokens.pop(token_id, None)
 
 
 class FakeClock:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from typing import Any
+from urllib.parse import parse_qs, unquote
 
 import requests
 import requests_mock
@@ -13,6 +14,7 @@ ENDPOINT = "https://pve.example.com:8006"
 API = f"{ENDPOINT}/api2/json"
 TICKET = "PVE:root@pam:6745A1B2::K3Ho1r9Ykx2f3Q0hVh4bV5w5m3bM0qCq2cX8q+vHfC2Q3Yx8zQ1s=="
 CSRF_TOKEN = "6745A1B2:Qm9vc3RlZEJ5UHJveG1veGVyVGVzdHM"
+TOKEN_VALUE = "0d8e3c52-7a1f-4b9e-9c62-5e2f1a7b3c4d"  # what PVE shows once, on creation
 
 
 def node(name: str, nodeid: int, *, online: bool = True, local: bool = False) -> dict[str, Any]:
@@ -190,3 +192,82 @@ def api_calls(m: requests_mock.Mocker) -> list:
         for call in m.request_history
         if not (call.method == "GET" and call.path == "/api2/json/access/ticket")
     ]
+
+
+# -- API tokens and ACLs (pve-access-control src/PVE/API2/User.pm, ACL.pm) -----------------------
+
+TOKEN_PATH_RE = re.compile(r"/access/users/(?P<userid>[^/]+)/token/(?P<name>[^/]+)$")
+
+
+def _token_path(endpoint: str) -> re.Pattern[str]:
+    return re.compile(re.escape(f"{endpoint}/api2/json") + TOKEN_PATH_RE.pattern)
+
+
+def token_created(
+    m: requests_mock.Mocker, *, endpoint: str = ENDPOINT, value: str = TOKEN_VALUE
+) -> None:
+    """``POST …/token/{tokenid}``: the new token's id and its value, shown
+    this once (``generate_token``)."""
+
+    def answer(request: Any, context: Any) -> dict[str, Any]:
+        match = TOKEN_PATH_RE.search(unquote(request.path))
+        assert match is not None
+        comment = parse_qs(request.text or "").get("comment", [""])[0]
+        info = {"privsep": parse_qs(request.text or "").get("privsep", ["1"])[0]}
+        if comment:
+            info["comment"] = comment
+        full = f"{match['userid']}!{match['name']}"
+        return {"data": {"full-tokenid": full, "info": info, "value": value}}
+
+    m.post(_token_path(endpoint), json=answer)
+
+
+def token_refused(
+    m: requests_mock.Mocker, method: str = "POST", *, endpoint: str = ENDPOINT
+) -> None:
+    """Neither the token's user nor ``User.Modify`` on its groups: PVE's
+    ``raise_perm_exc()`` without a path."""
+    m.register_uri(
+        method,
+        _token_path(endpoint),
+        status_code=403,
+        reason="Permission check failed",
+        json={"data": None},
+    )
+
+
+def token_exists(m: requests_mock.Mocker, *, endpoint: str = ENDPOINT) -> None:
+    m.post(
+        _token_path(endpoint),
+        status_code=400,
+        reason="Parameter verification failed.",
+        json={"data": None, "errors": {"tokenid": "Token already exists."}},
+    )
+
+
+def token_deleted(m: requests_mock.Mocker, *, endpoint: str = ENDPOINT) -> None:
+    m.delete(_token_path(endpoint), json={"data": None})
+
+
+def acl_granted(m: requests_mock.Mocker, *, endpoint: str = ENDPOINT) -> None:
+    """``PUT /access/acl`` (``update_acl``): nothing to return."""
+    m.put(f"{endpoint}/api2/json/access/acl", json={"data": None})
+
+
+def acl_refused(m: requests_mock.Mocker, *, endpoint: str = ENDPOINT) -> None:
+    """No ``Permissions.Modify`` on ``/`` (RPCEnvironment ``check_perm_modify``)."""
+    m.put(
+        f"{endpoint}/api2/json/access/acl",
+        status_code=403,
+        reason="Permission check failed (/, Permissions.Modify)",
+        json={"data": None},
+    )
+
+
+def token_hand_off(m: requests_mock.Mocker, *, endpoint: str = ENDPOINT) -> None:
+    """A cluster where root@pam may hand off: login, token, ACL, delete,
+    and the reads the new token is verified with."""
+    healthy_cluster(m, endpoint=endpoint)
+    token_created(m, endpoint=endpoint)
+    acl_granted(m, endpoint=endpoint)
+    token_deleted(m, endpoint=endpoint)

@@ -50,7 +50,6 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":  # noqa: F405
 POSTGRES_REQUIRED = postgres.REQUIRED
 POSTGRES_UNAVAILABLE = postgres.unavailable_reason()
 if POSTGRES_UNAVAILABLE is None:
-    DATABASES[postgres.ALIAS] = {  # noqa: F405
-        **postgres.settings_dict(),
-        "TEST": {"NAME": f"test_proxmoxer_{os.getpid()}"},
-    }
+    DATABASES[postgres.ALIAS] = with_timeouts(  # noqa: F405
+        {**postgres.settings_dict(), "TEST": {"NAME": f"test_proxmoxer_{os.getpid()}"}}
+    )

@@ -16,6 +16,7 @@ beside the cluster, not in it.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from datetime import datetime
 from enum import StrEnum
@@ -64,6 +65,9 @@ class Cluster:
     last_checked_at: datetime | None = None
     last_error: str | None = None
     version: int = 1
+    # What an operator may act on about ``last_error``, e.g. the certificate
+    # fingerprint a node presents now: {"fingerprint": "AB:…"} to pin.
+    last_error_details: Mapping[str, Any] | None = None
     cluster_name: str | None = None
     nodes_online: int = 0
     next_check_at: datetime | None = None
@@ -126,6 +130,7 @@ OBSERVATION_FIELDS = frozenset(
         "cluster_name",
         "last_checked_at",
         "last_error",
+        "last_error_details",
         "updated_at",
     }
 )

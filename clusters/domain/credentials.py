@@ -71,16 +71,32 @@ class PasswordCredentials:
 
 @dataclass(frozen=True, slots=True)
 class TokenCredentials:
-    """A PVE API token (``user@realm!name``) and its secret; no ticket needed."""
+    """A PVE API token (``user@realm!name``) and its secret; no ticket needed.
+
+    ``created_by_registry``: the registry made this token on the cluster
+    (docs/api.md, "Token hand-off") and deletes it there when it is no longer
+    used; a token an operator brought is never touched.
+    """
 
     token_id: str
     secret: Secret
+    created_by_registry: bool = False
 
     auth_method = AuthMethod.TOKEN
 
     @property
     def principal(self) -> str:
         return self.token_id
+
+    @property
+    def user(self) -> str:
+        """The PVE user owning the token: ``root@pam`` of ``root@pam!name``."""
+        return self.token_id.split("!", 1)[0]
+
+    @property
+    def name(self) -> str:
+        """The token's own name: ``name`` of ``root@pam!name``."""
+        return self.token_id.split("!", 1)[1]
 
 
 Credentials = PasswordCredentials | TokenCredentials

@@ -79,12 +79,48 @@ class CheckOvertaken(ClusterError):
         self.cluster_id = cluster_id
 
 
+class PreconditionFailed(ClusterError):
+    """The caller's ``If-Match`` names a version of the configuration that is
+    no longer the stored one; nothing was changed."""
+
+    def __init__(self, cluster_id: uuid.UUID, expected_version: int, current_version: int) -> None:
+        super().__init__(
+            f"Cluster {cluster_id} is at version {current_version}, not {expected_version}: "
+            "it was changed since you read it; read it again and retry",
+            details={"version": current_version},
+        )
+        self.cluster_id = cluster_id
+        self.expected_version = expected_version
+        self.current_version = current_version
+
+
+class TokenHandOffRefused(ClusterError):
+    """Proxmox refused to create or grant the API token the registry hands
+    itself off to (the account lacks ``User.Modify``/``Permissions.Modify``);
+    the API layer answers 403 with Proxmox's reason."""
+
+
+class NetworkPolicyRefused(ClusterError):
+    """The network policy forbids connecting to the address a target is at
+    (docs/product-contract.md §13): nothing was sent to it. The API layer
+    answers 400, naming the rule."""
+
+    def __init__(self, message: str, *, address: str, rule: str) -> None:
+        super().__init__(message, details={"address": address, "rule": rule})
+        self.address = address
+        self.rule = rule
+
+
 class ProxmoxError(ClusterError):
     """Talking to the cluster's API failed; the API layer answers 502."""
 
 
 class ProxmoxUnreachable(ProxmoxError):
     """Refused, unresolvable, reset or timed out."""
+
+
+class ProxmoxNoAnswer(ProxmoxUnreachable):
+    """Nothing accepted the connection: refused, or timed out connecting."""
 
 
 class ProxmoxTLSError(ProxmoxError):
@@ -105,4 +141,14 @@ class ProxmoxSecondFactorRequired(ProxmoxAuthenticationFailed):
 
 
 class ProxmoxPermissionDenied(ProxmoxError):
-    """Authenticated, but the account may not read this path (403)."""
+    """Authenticated, but the account may not read this path (403).
+
+    ``reason`` is Proxmox's own, cleaned (e.g. "Permission check failed
+    (/, Permissions.Modify)"), or "" when it gave none.
+    """
+
+    def __init__(
+        self, message: str, *, reason: str = "", details: Mapping[str, Any] | None = None
+    ) -> None:
+        super().__init__(message, details=details)
+        self.reason = reason

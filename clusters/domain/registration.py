@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from clusters.domain.cluster import ConnectionTarget
 from clusters.domain.credentials import (
@@ -13,7 +14,7 @@ from clusters.domain.credentials import (
     Secret,
     TokenCredentials,
 )
-from clusters.domain.endpoint import normalise_endpoint
+from clusters.domain.endpoint import Endpoint, parse_endpoint
 from clusters.domain.errors import ValidationFailed
 from clusters.domain.fields import (
     FieldInvalid,
@@ -24,6 +25,8 @@ from clusters.domain.fields import (
     normalise_username,
 )
 
+T = TypeVar("T")
+
 
 @dataclass(frozen=True)
 class Registration:
@@ -32,6 +35,8 @@ class Registration:
     name: str
     target: ConnectionTarget
     credentials: Credentials
+    create_token: bool = False
+    endpoint: Endpoint | None = None  # as parsed: for the hint when nothing answers
 
 
 @dataclass(frozen=True)
@@ -46,22 +51,33 @@ class RegistrationRequest:
     token_secret: str | None = field(default=None, repr=False)
     verify_tls: bool = True
     fingerprint: str | None = None
+    create_token: bool = False
 
     def validate(self) -> Registration:
         """Apply every field rule; raise ValidationFailed listing all that fail."""
         errors = FieldErrors()
         name = errors.check("name", normalise_name, self.name or "")
-        endpoint = errors.check("api_endpoint", normalise_endpoint, self.api_endpoint or "")
+        endpoint = errors.check("api_endpoint", parse_endpoint, self.api_endpoint or "")
         fingerprint = (
             errors.check("fingerprint", normalise_fingerprint, self.fingerprint)
             if self.fingerprint
             else None
         )
         credentials = self._credentials(errors)
+        if self.create_token and not isinstance(credentials, PasswordCredentials):
+            errors.add(
+                "create_token",
+                "create_token needs username and password: the token is created with them, "
+                "and only the token is kept",
+            )
         errors.raise_if_any()
         assert name and endpoint and credentials  # guaranteed once no rule failed
         return Registration(
-            name, ConnectionTarget(endpoint, self.verify_tls, fingerprint), credentials
+            name,
+            ConnectionTarget(endpoint.url, self.verify_tls, fingerprint),
+            credentials,
+            create_token=self.create_token,
+            endpoint=endpoint,
         )
 
     def _credentials(self, errors: FieldErrors) -> Credentials | None:
@@ -105,7 +121,7 @@ class FieldErrors:
     def add(self, field_name: str, message: str) -> None:
         self._errors.setdefault(field_name, []).append(message)
 
-    def check(self, field_name: str, rule: Callable[[str], str], value: str) -> str | None:
+    def check(self, field_name: str, rule: Callable[[str], T], value: str) -> T | None:
         try:
             return rule(value)
         except FieldInvalid as error:

@@ -60,7 +60,11 @@ class ClusterRepository(ABC):
 
     @abstractmethod
     def update(self, cluster: Cluster) -> None:
-        """Store a new version of a cluster's configuration.
+        """Store a new version of a cluster's configuration
+        (``CONFIGURATION_FIELDS``, ``version`` and ``updated_at``), leaving
+        what checks observed as it is stored: an edit never undoes a check's
+        findings recorded meanwhile (findings of its own go through
+        ``record_check`` in the same unit of work).
 
         Conditional: the stored cluster must still be at ``cluster.version - 1``,
         the version the change was based on; otherwise StaleCluster, and

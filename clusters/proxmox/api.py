@@ -12,21 +12,22 @@ A call returns domain objects, or raises the domain's Proxmox errors (the
 transport's, or ``ProxmoxBadResponse`` when the answer lacks what the call
 promises).
 
-A further remote call is one more method of a few lines, for example
-granting a role to an API token (``PUT /access/acl``; a non-GET, so the
-session adds the CSRF token of a ticket login)::
+A further remote call is one more method of a few lines, as
+``grant_token_role`` shows (``PUT /access/acl``; a non-GET, so the session
+adds the CSRF token of a ticket login).
 
-    def set_acl(self, path: str, role: str, token_id: str) -> None:
-        self.call("PUT", "/access/acl", form={"path": path, "roles": role, "tokens": token_id})
-
-Response shapes: docs/product-contract.md §5.
+Response shapes: docs/product-contract.md §5; the token and ACL calls are
+pve-access-control's ``src/PVE/API2/User.pm`` (``generate_token``,
+``remove_token``) and ``src/PVE/API2/ACL.pm`` (``update_acl``).
 """
 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import quote
 
 from clusters.domain import (
     ClusterStatusEntry,
@@ -36,11 +37,16 @@ from clusters.domain import (
     ProxmoxBadResponse,
     ProxmoxSecondFactorRequired,
     Secret,
+    TokenCredentials,
 )
 from clusters.proxmox.tickets import Ticket
 from clusters.proxmox.transport import Connection
 
 TICKET_PATH = "/access/ticket"
+# PVE's versions: 8.2.4, 7.4-13, 9.1.2. Anything else did not come from PVE,
+# and is neither stored nor shown (it once carried a database URL).
+_VERSION_RE = re.compile(r"[0-9]+\.[0-9]+(?:[.-][0-9]+)*")
+_VERSION_MAX_LENGTH = 32
 _NAME_MAX_LENGTH = 255  # node and cluster names: PVE's are far shorter
 _ADDRESS_MAX_LENGTH = 64  # an IPv6 address with a zone
 _FINGERPRINT_MAX_LENGTH = 95  # 32 hex pairs and 31 colons
@@ -68,6 +74,8 @@ class PveSession:
         self._headers = dict(headers)
         self._csrf_token = csrf_token
         self.ticket = ticket
+        # Whatever the cluster echoes is cleaned of these too.
+        connection.redactor.add(ticket.value.reveal() if ticket is not None else None, csrf_token)
 
     @classmethod
     def login(cls, connection: Connection, credentials: Credentials) -> PveSession:
@@ -132,11 +140,16 @@ class PveSession:
         """``GET /version``: the PVE version string (``8.2.4``, ``7.4-13``)."""
         data = self.call("GET", "/version")
         version = data.get("version") if isinstance(data, dict) else None
-        if not isinstance(version, str) or not version:
+        if (
+            not isinstance(version, str)
+            or len(version) > _VERSION_MAX_LENGTH
+            or not _VERSION_RE.fullmatch(version)
+        ):
             raise ProxmoxBadResponse(
-                f"{self.connection.target.api_endpoint} answered /version without a version"
+                f"{self.connection.target.api_endpoint} answered /version without a Proxmox VE "
+                "version string: not a Proxmox VE API"
             )
-        return version[:64]
+        return version
 
     def cluster_status(self) -> list[ClusterStatusEntry]:
         """``GET /cluster/status`` (needs Sys.Audit on ``/``): the cluster
@@ -169,6 +182,41 @@ class PveSession:
             for item in self._list("/nodes")
         ]
 
+    def create_token(self, userid: str, name: str, *, comment: str) -> TokenCredentials:
+        """``POST /access/users/{userid}/token/{name}`` with ``privsep=1``: a
+        privilege-separated token of ``userid``, which may do only what its
+        own ACL entries grant (and its user may). PVE shows the secret
+        (``value``) this once. Allowed to the user itself, or to whoever has
+        ``User.Modify`` on the user's groups."""
+        path = _token_path(userid, name)
+        data = self.call("POST", path, form={"privsep": "1", "comment": comment})
+        token_id = f"{userid}!{name}"
+        value = data.get("value") if isinstance(data, dict) else None
+        if not isinstance(value, str) or not value or data.get("full-tokenid") != token_id:
+            raise ProxmoxBadResponse(
+                f"{self.connection.target.api_endpoint} answered {path} without the new "
+                "token's id and value"
+            )
+        return TokenCredentials(token_id, Secret(value), created_by_registry=True)
+
+    def grant_token_role(self, token_id: str, role: str, path: str = "/") -> None:
+        """``PUT /access/acl``: ``role`` for the API token ``token_id`` on
+        ``path`` and below (``propagate=1``). Needs ``Permissions.Modify`` on
+        ``path``; PVE answers ``403 Permission check failed (/,
+        Permissions.Modify)`` otherwise."""
+        self.call(
+            "PUT",
+            "/access/acl",
+            form={"path": path, "roles": role, "tokens": token_id, "propagate": "1"},
+        )
+
+    def delete_token(self, token_id: str) -> None:
+        """``DELETE /access/users/{userid}/token/{name}``. The same rule as
+        creating one: a token is never its own user, so a privilege-separated
+        token cannot delete itself."""
+        userid, name = token_id.split("!", 1)
+        self.call("DELETE", _token_path(userid, name))
+
     def _list(self, path: str) -> list[dict[str, Any]]:
         data = self.call("GET", path)
         if not isinstance(data, list) or not all(isinstance(item, dict) for item in data):
@@ -196,3 +244,9 @@ def _number(value: Any) -> float | None:
 def _whole(value: Any) -> int | None:
     number = _number(value)
     return int(number) if number is not None else None
+
+
+def _token_path(userid: str, name: str) -> str:
+    # PVE unescapes the path before routing (pve-http-server, AnyEvent.pm):
+    # a user id may hold characters a URL path cannot, like '#' or '?'.
+    return f"/access/users/{quote(userid, safe='@')}/token/{quote(name, safe='')}"

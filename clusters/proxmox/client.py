@@ -18,15 +18,21 @@ Two calls, one per purpose:
 
 Without ``Sys.Audit`` on ``/`` the cluster status is refused (403); the
 nodes are read anyway, and a refused node list counts as empty.
+
+``issue_token`` and ``delete_token`` are the token hand-off
+(docs/api.md, "Token hand-off"): a least-privilege API token made with the
+operator's password, so that the password need not be kept.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import Any, TypeVar
 
 from clusters.domain import (
+    ClusterError,
     ClusterStatusEntry,
     ConnectionTarget,
     Credentials,
@@ -35,8 +41,11 @@ from clusters.domain import (
     ProxmoxAuthenticationFailed,
     ProxmoxPermissionDenied,
     ProxmoxReport,
+    TokenCredentials,
+    TokenHandOffRefused,
 )
 from clusters.proxmox.api import PveSession, open_early
+from clusters.proxmox.network_policy import NetworkPolicy
 from clusters.proxmox.tickets import TicketCache
 from clusters.proxmox.tls import FingerprintFetcher, fetch_server_fingerprint
 from clusters.proxmox.transport import (
@@ -47,6 +56,10 @@ from clusters.proxmox.transport import (
 )
 
 _Read = TypeVar("_Read")
+
+# PVE's built-in read-only role: Sys.Audit, VM.Audit, Datastore.Audit, … —
+# everything a check reads, nothing it could change.
+TOKEN_ROLE = "PVEAuditor"
 
 
 class ProxmoxClient:
@@ -64,16 +77,24 @@ class ProxmoxClient:
         read_timeout: float = 10.0,
         ca_bundle: str | None = None,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
-        fingerprint_fetcher: FingerprintFetcher = fetch_server_fingerprint,
+        network_policy: NetworkPolicy | None = None,
+        fingerprint_fetcher: FingerprintFetcher | None = None,
         parallel: bool = True,
         tickets: TicketCache | None = None,
     ) -> None:
+        """``network_policy`` decides where connections may go (default:
+        the product's default denied networks, everything else allowed);
+        ``fingerprint_fetcher`` reads the certificate of a server whose
+        handshake failed (default: over a connection under that policy)."""
+        policy = network_policy or NetworkPolicy()
         self._transport = Transport(
             connect_timeout=connect_timeout,
             read_timeout=read_timeout,
             ca_bundle=ca_bundle,
             max_response_bytes=max_response_bytes,
-            fingerprint_fetcher=fingerprint_fetcher,
+            fingerprint_fetcher=fingerprint_fetcher
+            or functools.partial(fetch_server_fingerprint, network_policy=policy),
+            network_policy=policy,
         )
         self._tickets = tickets if tickets is not None else TicketCache()
         # A read beside the login holds its worker through the login it waits
@@ -137,6 +158,51 @@ class ProxmoxClient:
             cluster_status, nodes = status_read.result(), nodes_read.result()
         self._keep_ticket(target, credentials, session)
         return ProxmoxReport(version=version, cluster_status=cluster_status, nodes=nodes)
+
+    def issue_token(
+        self, target: ConnectionTarget, credentials: PasswordCredentials, *, name: str, comment: str
+    ) -> TokenCredentials:
+        """Log in with the password, create the privilege-separated token
+        ``<user>!<name>`` and grant it ``PVEAuditor`` on ``/``.
+
+        Raises TokenHandOffRefused with Proxmox's reason when the account may
+        not do either. A token created before a later step failed is deleted
+        again before the error is raised, so nothing is left on the cluster
+        (the message says so when even that fails).
+        """
+        with self._transport.connect(target, credentials) as connection:
+            session = PveSession.login(connection, credentials)
+            try:
+                token = session.create_token(credentials.username, name, comment=comment)
+            except ProxmoxPermissionDenied as error:
+                raise _refused(f"create an API token for {credentials.username}", error) from None
+            try:
+                session.grant_token_role(token.token_id, TOKEN_ROLE)
+            except ClusterError as error:
+                failure: ClusterError = (
+                    _refused(f"grant {TOKEN_ROLE} on / to {token.token_id}", error)
+                    if isinstance(error, ProxmoxPermissionDenied)
+                    else error
+                )
+                try:
+                    session.delete_token(token.token_id)
+                except ClusterError:
+                    failure.message += (
+                        f"; the token {token.token_id} it had created could not be deleted "
+                        "again: delete it on the cluster"
+                    )
+                    failure.args = (failure.message,)
+                raise failure from None
+        return token
+
+    def delete_token(
+        self, target: ConnectionTarget, credentials: Credentials, token_id: str
+    ) -> None:
+        """Delete the API token ``token_id``, logged in with ``credentials``
+        (its user's password; a privilege-separated token may not delete
+        itself, PVE refuses that with 403)."""
+        with self._transport.connect(target, credentials) as connection:
+            PveSession.login(connection, credentials).delete_token(token_id)
 
     def _inspect_sequentially(
         self, target: ConnectionTarget, credentials: Credentials
@@ -231,3 +297,13 @@ def _nodes(session: PveSession) -> list[NodeEntry]:
         return session.nodes()
     except ProxmoxPermissionDenied:
         return []
+
+
+def _refused(doing: str, error: ProxmoxPermissionDenied) -> TokenHandOffRefused:
+    reason = error.reason or "permission check failed"
+    return TokenHandOffRefused(
+        f"Proxmox refused to {doing}: {reason}. The token hand-off needs an account that may "
+        "create API tokens (its own, or others' with User.Modify) and holds "
+        "Permissions.Modify on /; register without create_token, or with such an account",
+        details={"proxmox_reason": reason} if error.reason else None,
+    )

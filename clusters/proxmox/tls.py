@@ -14,7 +14,8 @@ Each measure for a reason:
   Datacenter Manager do (PVE signs its certificates with a CA of its own).
 - a refused certificate is reported with the fingerprint the server
   presents, fetched without trusting it, so the operator can compare it with
-  the node's and pin it.
+  the node's and pin it; that fetch connects under the same network policy
+  as every call.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import hashlib
 import os
 import ssl
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -33,19 +34,29 @@ from requests.utils import DEFAULT_CA_BUNDLE_PATH
 from urllib3.util.ssl_ import create_urllib3_context
 
 from clusters.domain import ConnectionTarget, ProxmoxTLSError, normalise_fingerprint
+from clusters.proxmox.network_policy import NetworkPolicy
 
 FingerprintFetcher = Callable[[str, int, float], "str | None"]
 
 
-def fetch_server_fingerprint(host: str, port: int, timeout: float) -> str | None:
+def fetch_server_fingerprint(
+    host: str, port: int, timeout: float, *, network_policy: NetworkPolicy
+) -> str | None:
     """The SHA-256 fingerprint (``AB:CD:…``) of the certificate a server
-    presents, without trusting it; None when it cannot be had."""
+    presents, without trusting it; None when it cannot be had. It connects
+    as every other call does, to an address ``network_policy`` checked, and
+    names ``host`` in the handshake (SNI)."""
     try:
-        pem = ssl.get_server_certificate((host, port), timeout=timeout)
-    except (OSError, ValueError):
+        with (
+            network_policy.connect(host, port, timeout) as sock,
+            _unverified_context().wrap_socket(sock, server_hostname=host) as tls,
+        ):
+            der = tls.getpeercert(binary_form=True)
+    except (OSError, ValueError):  # ssl.SSLError is an OSError
         return None
-    digest = hashlib.sha256(ssl.PEM_cert_to_DER_cert(pem)).hexdigest()
-    return normalise_fingerprint(digest)
+    if not der:
+        return None
+    return normalise_fingerprint(hashlib.sha256(der).hexdigest())
 
 
 class CertificateTrust:
@@ -73,9 +84,10 @@ class CertificateTrust:
         context the adapter uses."""
         return target.verify_tls and not target.fingerprint
 
-    def adapter(self, target: ConnectionTarget) -> HTTPAdapter:
-        """What a requests session to ``target`` mounts for ``https://``."""
-        return _TrustAdapter(self._context(target), target.fingerprint)
+    def adapter(self, target: ConnectionTarget, pool_classes: Mapping[str, Any]) -> HTTPAdapter:
+        """What a requests session to ``target`` mounts for ``https://``;
+        its connections are made by ``pool_classes`` (the network policy's)."""
+        return _TrustAdapter(self._context(target), target.fingerprint, pool_classes)
 
     def _context(self, target: ConnectionTarget) -> ssl.SSLContext:
         verify = self.verifies(target)
@@ -135,9 +147,15 @@ class _TrustAdapter(HTTPAdapter):
     for a custom SSLContext).
     """
 
-    def __init__(self, context: ssl.SSLContext, fingerprint: str | None = None) -> None:
+    def __init__(
+        self,
+        context: ssl.SSLContext,
+        fingerprint: str | None = None,
+        pool_classes: Mapping[str, Any] | None = None,
+    ) -> None:
         self._context = context
         self._fingerprint = fingerprint
+        self._pool_classes = dict(pool_classes or {})
         verifies = context.verify_mode == ssl.CERT_REQUIRED
         self._cert_reqs = "CERT_REQUIRED" if verifies else "CERT_NONE"
         super().__init__(pool_maxsize=2, max_retries=0)
@@ -153,6 +171,8 @@ class _TrustAdapter(HTTPAdapter):
         # requests stops consulting the hook below.
         kwargs.update(self._tls_settings())
         super().init_poolmanager(*args, **kwargs)
+        if self._pool_classes:
+            self.poolmanager.pool_classes_by_scheme = self._pool_classes
 
     def build_connection_pool_key_attributes(
         self, request: requests.PreparedRequest, verify: Any, cert: Any = None

@@ -17,9 +17,12 @@ Hardening, each for a reason:
 - bounded connect/read timeouts, response size, and time to read a body;
   optionally a deadline for everything done on one connection (a check's
   claim must outlast the check: docs/architecture.md, "Background checks").
-- PVE puts its error message in the HTTP reason phrase; it is quoted only
-  printable, short and with the secret removed, and requests' own messages
-  are never quoted (some carry header values).
+- every socket goes to an address the network policy checked
+  (``network_policy.py``): a refused target gets no packet.
+- nothing a server sends is quoted but a short reason phrase, and that only
+  when it holds no secret of the conversation in any encoding
+  (``redaction.py``): no redirect target, no body, no ``errors`` text.
+  requests' own messages are never quoted (some carry header values).
 """
 
 from __future__ import annotations
@@ -40,16 +43,17 @@ from clusters.domain import (
     Credentials,
     ProxmoxAuthenticationFailed,
     ProxmoxBadResponse,
+    ProxmoxNoAnswer,
     ProxmoxPermissionDenied,
     ProxmoxUnreachable,
-    TokenCredentials,
 )
+from clusters.proxmox.network_policy import NetworkPolicy, pool_classes
+from clusters.proxmox.redaction import Redactor
 from clusters.proxmox.tls import CertificateTrust, FingerprintFetcher
 
 API_ROOT = "/api2/json"
 DEFAULT_MAX_RESPONSE_BYTES = 1 << 20  # a 1,000-node /cluster/status is ~200 KiB
 _READ_CHUNK_BYTES = 64 * 1024
-_REASON_MAX_LENGTH = 200
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,10 +84,13 @@ class Transport:
         ca_bundle: str | None,
         max_response_bytes: int,
         fingerprint_fetcher: FingerprintFetcher,
+        network_policy: NetworkPolicy,
     ) -> None:
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
         self.max_response_bytes = max_response_bytes
+        self.network_policy = network_policy
+        self._pool_classes = pool_classes(network_policy)
         self.trust = CertificateTrust(
             ca_bundle=ca_bundle,
             fingerprint_fetcher=fingerprint_fetcher,
@@ -105,7 +112,10 @@ class Transport:
         gets at most the time left, and none starts after it."""
         session = requests.Session()
         session.trust_env = False
-        session.mount("https://", self.trust.adapter(target))
+        # Only https, and only through the policy's connections: no adapter
+        # is left that would open a socket of its own.
+        session.adapters.clear()
+        session.mount("https://", self.trust.adapter(target, self._pool_classes))
         try:
             yield Connection(self, session, target, credentials, deadline)
         finally:
@@ -129,6 +139,8 @@ class Connection:
         self.target = target
         self.credentials = credentials
         self.deadline = deadline
+        # The layer above adds the ticket and CSRF token of a login.
+        self.redactor = Redactor([credentials.secret.reveal()])
 
     def __repr__(self) -> str:
         return f"Connection({self.target.api_endpoint}, {self.credentials.principal})"
@@ -205,7 +217,7 @@ class Connection:
         except requests.exceptions.SSLError:
             raise transport.trust.failure(self.target) from None
         except requests.exceptions.ConnectTimeout:
-            raise ProxmoxUnreachable(
+            raise ProxmoxNoAnswer(
                 f"Timed out connecting to {endpoint} after {connect_timeout:g} s"
             ) from None
         except requests.exceptions.ReadTimeout:
@@ -213,9 +225,9 @@ class Connection:
                 f"{endpoint} did not answer {path} within {read_timeout:g} s"
             ) from None
         except requests.exceptions.ConnectionError as error:
-            raise ProxmoxUnreachable(
-                f"Could not connect to {endpoint}: {_innermost_reason(error)}"
-            ) from None
+            reason = _innermost_reason(error)
+            failure = ProxmoxNoAnswer if reason == "connection refused" else ProxmoxUnreachable
+            raise failure(f"Could not connect to {endpoint}: {reason}") from None
         except requests.exceptions.RequestException:
             # Never str(error): some requests errors quote header values.
             raise ProxmoxUnreachable(f"The request to {endpoint}{API_ROOT}{path} failed") from None
@@ -255,11 +267,12 @@ class Connection:
         endpoint = self.target.api_endpoint
         credentials = self.credentials
         status = response.status_code
-        reason = _clean_reason(response.reason, credentials)
+        reason = self.redactor.reason(response.reason)
         if 300 <= status < 400:
-            location = _clean_reason(response.headers.get("Location"), credentials)
+            # Where it points is not quoted: whatever sits at a registered
+            # address may put anything there.
             raise ProxmoxBadResponse(
-                f"{endpoint} answered {path} with a redirect ({status}) to {location or '?'}; "
+                f"{endpoint} answered {path} with a redirect ({status}); "
                 "redirects are not followed, register the API's own address"
             )
         if status == 401:
@@ -268,20 +281,23 @@ class Connection:
                 + (f" ({reason})" if reason else "")
             )
         if status == 403:
+            doing = "read" if response.request.method in (None, "GET") else "change"
             raise ProxmoxPermissionDenied(
-                f"{credentials.principal} may not read {path} on {endpoint}"
+                f"{credentials.principal} may not {doing} {path} on {endpoint}"
+                + (f" ({reason})" if reason else ""),
+                reason=reason,
             )
         if status >= 500:
             raise ProxmoxBadResponse(
                 f"{endpoint} answered {path} with {status}" + (f" {reason}" if reason else "")
             )
-        envelope = _parse_json(body)
         if status != 200:
-            errors = envelope.get("errors") if isinstance(envelope, dict) else None
+            # PVE's "errors" object (parameter -> message) is not passed on:
+            # its text is the server's, and the reason phrase says enough.
             raise ProxmoxBadResponse(
-                f"{endpoint} refused {path} with {status}" + (f" {reason}" if reason else ""),
-                details={"proxmox_errors": errors} if isinstance(errors, dict) else None,
+                f"{endpoint} refused {path} with {status}" + (f" {reason}" if reason else "")
             )
+        envelope = _parse_json(body)
         if not isinstance(envelope, dict) or "data" not in envelope:
             raise ProxmoxBadResponse(
                 f"{endpoint} answered {path} with something that is not the Proxmox VE API's "
@@ -295,18 +311,6 @@ def _parse_json(body: bytes) -> Any:
         return json.loads(body)
     except ValueError:
         return None
-
-
-def _clean_reason(reason: str | None, credentials: Credentials) -> str:
-    """PVE puts its error message in the HTTP reason phrase: keep it printable,
-    short, and free of the secret, should a server ever echo it back."""
-    text = "".join(char if char.isprintable() else " " for char in (reason or ""))
-    secret = (
-        credentials.secret if isinstance(credentials, TokenCredentials) else credentials.password
-    )
-    if secret.reveal():
-        text = text.replace(secret.reveal(), "********")
-    return text.strip()[:_REASON_MAX_LENGTH]
 
 
 def _innermost_reason(error: BaseException) -> str:

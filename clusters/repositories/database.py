@@ -61,14 +61,20 @@ from clusters.models import (
 )
 
 _TABLE = ClusterRecord._meta.db_table
-_CLAIM_FIELDS = {"claimed_until", "claim_token"}
-# An edit stores configuration (and what its own check found), never the
-# checkers' schedule or claims.
-_UPDATED_FIELDS = [
-    field.attname
-    for field in ClusterRecord._meta.concrete_fields
-    if not field.primary_key
-    and field.attname not in {"created_at", *SCHEDULING_FIELDS, *_CLAIM_FIELDS}
+# What an edit writes: the configuration's columns (CONFIGURATION_FIELDS),
+# its version and time; what a check recorded meanwhile stays.
+_CONFIGURED_FIELDS = [
+    "name",
+    "name_key",
+    "api_endpoint",
+    "auth_method",
+    "principal",
+    "secret_token",
+    "token_created_by_registry",
+    "verify_tls",
+    "fingerprint",
+    "version",
+    "updated_at",
 ]
 _RECORDED_FIELDS = sorted(OBSERVATION_FIELDS | SCHEDULING_FIELDS)
 _DUE_FIRST = (F("next_check_at").asc(nulls_first=True), "pk")
@@ -149,7 +155,7 @@ class DjangoClusterRepository(ClusterRepository):
 
     def update(self, cluster: Cluster) -> None:
         record = ClusterRecord.from_domain(cluster, self._cipher)
-        values = {field: getattr(record, field) for field in _UPDATED_FIELDS}
+        values = {field: getattr(record, field) for field in _CONFIGURED_FIELDS}
         self._conditional_update(cluster, based_on=cluster.version - 1, values=values)
 
     def record_check(self, cluster: Cluster, *, claim: uuid.UUID | None = None) -> None:

@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 from clusters.domain import (
+    CONFIGURATION_FIELDS,
     NO_NODES,
     OBSERVATION_FIELDS,
     SCHEDULING_FIELDS,
@@ -175,8 +176,12 @@ class InMemoryClusterRepository(ClusterRepository):
     def update(self, cluster: Cluster) -> None:
         self._require_batch()
         previous = self._stored(cluster.id, version=cluster.version - 1)
-        # The schedule is the checkers' to keep, not the editor's copy of it.
-        self._swap(previous, replace(cluster, next_check_at=previous.next_check_at))
+        # The configuration only: what a check recorded meanwhile stays.
+        configured = {field: getattr(cluster, field) for field in CONFIGURATION_FIELDS}
+        self._swap(
+            previous,
+            replace(previous, **configured, version=cluster.version, updated_at=cluster.updated_at),
+        )
 
     def record_check(self, cluster: Cluster, *, claim: uuid.UUID | None = None) -> None:
         self._require_batch()

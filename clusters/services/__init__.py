@@ -1,7 +1,7 @@
 """The service layer: use cases that the REST API, management commands and
 background jobs drive alike (docs/architecture.md, "Layers").
 
-- ``registry.ClusterService`` — register, deregister, list, get.
+- ``registry.ClusterService`` — register, edit, deregister, list, get.
 - ``checks.CheckService`` — check clusters against their API: the
   background engine (``check_due``), bulk and single refreshes, and the
   nodes and status history checks leave behind.

@@ -44,12 +44,14 @@ from clusters.domain import (
     ConnectionTarget,
     Credentials,
     HistoryPage,
+    NetworkPolicyRefused,
     NodeList,
     NodeState,
     Permission,
     ProxmoxAuthenticationFailed,
     ProxmoxError,
     ProxmoxReport,
+    ProxmoxTLSError,
     StaleCluster,
     StatusChange,
     assess_health,
@@ -81,6 +83,13 @@ def _failures_logged(target: ConnectionTarget, *, unless: str | None = None) -> 
     (a background check that finds the same failure as last time)."""
     try:
         yield
+    except NetworkPolicyRefused as error:
+        logger.warning(
+            "Connection refused by the network policy, endpoint=%s, error=%s",
+            target.api_endpoint,
+            error.message,
+        )
+        raise
     except ProxmoxAuthenticationFailed as error:
         if error.message != unless:
             logger.error("Proxmox authentication failed, error=%s", error.message)
@@ -108,13 +117,14 @@ class CheckOutcome:
 
     cluster: Cluster
     result: CheckResult
+    error: str | None = None  # why it failed, when the checker says
 
     @property
     def problem(self) -> str | None:
         """Why the check did not succeed, None when it did: the checker's own
         failure, or what the cluster's API did (unreachable, refused)."""
         if self.result is CheckResult.FAILED:
-            return "the check itself failed; see the log"
+            return self.error or "the check itself failed; see the log"
         return self.cluster.last_error
 
 
@@ -315,6 +325,10 @@ class CheckService:
         except (StaleCluster, ClusterNotFound, CheckOvertaken) as error:
             _log_dropped(cluster, error)
             return CheckOutcome(cluster, CheckResult.DROPPED)
+        except NetworkPolicyRefused as error:
+            # Logged as it happened; nothing is stored, and the claim runs out
+            # before the cluster is tried again (the policy may have changed).
+            return CheckOutcome(cluster, CheckResult.FAILED, error.message)
         except Exception:
             # A bug or the database: the claim runs out and a later check
             # tries again; one cluster's trouble must not stop the others.
@@ -417,14 +431,21 @@ class CheckService:
             ):
                 report = self._proxmox.check(cluster.target, cluster.credentials)
         except ProxmoxError as error:
-            status = ClusterStatus.UNHEALTHY
             failed = cluster.observed(
-                at=started, status=status, nodes_online=0, last_error=error.message
+                at=started,
+                status=ClusterStatus.UNHEALTHY,
+                nodes_online=0,
+                last_error=error.message,
+                last_error_details=actionable_details(error),
             )
             return _Findings(failed, started, None, error.message)
         except ProxmoxAuthenticationFailed as error:
             failed = cluster.observed(
-                at=started, status=ClusterStatus.UNKNOWN, nodes_online=0, last_error=error.message
+                at=started,
+                status=ClusterStatus.UNKNOWN,
+                nodes_online=0,
+                last_error=error.message,
+                last_error_details=None,
             )
             return _Findings(failed, started, None, error.message)
         health = assess_health(report)
@@ -436,6 +457,7 @@ class CheckService:
             cluster_name=health.cluster_name,
             proxmox_version=report.version,
             last_error=None,
+            last_error_details=None,
         )
         return _Findings(checked, started, node_states(report), health.reason)
 
@@ -495,3 +517,14 @@ def _log_dropped(cluster: Cluster, error: Exception) -> None:
     else:
         why = "another check took over"
     logger.info("Cluster check dropped, %s, cluster_id=%s, name=%s", why, cluster.id, cluster.name)
+
+
+def actionable_details(error: ProxmoxError) -> dict[str, str] | None:
+    """What an operator may act on about a failed check: the fingerprint of
+    the certificate a node presents now, to compare and pin
+    (``PATCH {"fingerprint": …}``) when it no longer matches or is no longer
+    trusted."""
+    observed = (error.details or {}).get("fingerprint")
+    if isinstance(error, ProxmoxTLSError) and isinstance(observed, str):
+        return {"fingerprint": observed}
+    return None

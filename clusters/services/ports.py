@@ -9,19 +9,42 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Protocol
 
-from clusters.domain import ConnectionTarget, Credentials, ProxmoxReport, UnitOfWork
+from clusters.domain import (
+    ConnectionTarget,
+    Credentials,
+    PasswordCredentials,
+    ProxmoxReport,
+    TokenCredentials,
+    UnitOfWork,
+)
 
 
 class ProxmoxGateway(Protocol):
     """What the service needs from a Proxmox client (a fake in unit tests)."""
 
     def inspect(self, target: ConnectionTarget, credentials: Credentials) -> ProxmoxReport:
-        """Prove the credentials (a fresh login) and read the cluster."""
+        """Prove the credentials (a fresh login) and read the cluster; the
+        domain's Proxmox errors."""
         ...
 
     def check(self, target: ConnectionTarget, credentials: Credentials) -> ProxmoxReport:
         """Read the cluster again, reusing a login where one is kept; never
         takes longer than the client's check budget."""
+        ...
+
+    def issue_token(
+        self, target: ConnectionTarget, credentials: PasswordCredentials, *, name: str, comment: str
+    ) -> TokenCredentials:
+        """Create a privilege-separated API token ``<user>!<name>`` with the
+        password and grant it read-only access (``PVEAuditor`` on ``/``).
+        TokenHandOffRefused when Proxmox refuses; nothing is left behind."""
+        ...
+
+    def delete_token(
+        self, target: ConnectionTarget, credentials: Credentials, token_id: str
+    ) -> None:
+        """Delete the API token ``token_id`` on the cluster, logged in with
+        ``credentials``."""
         ...
 
 

@@ -107,9 +107,11 @@ def test_an_untrusted_ipv6_endpoint_offers_its_fingerprint(registry, sim, name):
         ("http://127.0.0.1:{port}", "must use https://"),
         ("ftp://127.0.0.1:{port}", "must use https://"),
         ("https://root%40pam:" + URL_PASSWORD + "@127.0.0.1:{port}", "must not embed credentials"),
-        ("https://127.0.0.1:{port}/?node=pve1", "query or a fragment"),
-        ("https://127.0.0.1:{port}/#v1", "query or a fragment"),
-        ("https://127.0.0.1:{port}/pve", "server root"),
+        ("https://127.0.0.1:{port}/?node=pve1", "must not carry a query"),
+        ("https://127.0.0.1:{port}/#summary", "must not carry a fragment"),
+        ("https://127.0.0.1:{port}/api2/json/nodes", "must end where /api2/json begins"),
+        ("https://127.0.0.1:{port}/pve/../admin", "plain prefix"),
+        ("https://[fe80::1%lo]:{port}", "zone id"),
     ],
 )
 def test_dangerous_endpoints_are_400_and_never_contacted(registry, sim, name, typed, says):

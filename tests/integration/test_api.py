@@ -78,10 +78,12 @@ def test_register_answers_201_with_the_cluster_and_its_location(api_client, heal
     assert set(body) == {
         "id", "name", "api_endpoint", "status", "proxmox_version", "node_count",
         "auth_method", "username", "token_id", "verify_tls", "fingerprint",
-        "created_at", "updated_at", "last_checked_at", "last_error", "version",
-        "cluster_name", "nodes_online", "next_check_at",
+        "created_at", "updated_at", "last_checked_at", "last_error", "last_error_details",
+        "version", "cluster_name", "nodes_online", "next_check_at",
     }  # fmt: skip
     assert body["version"] == 1
+    assert body["last_error_details"] is None
+    assert response["ETag"] == '"1"'
     assert (body["cluster_name"], body["nodes_online"]) == ("prod", 3)
     assert body["next_check_at"] > body["last_checked_at"]
 

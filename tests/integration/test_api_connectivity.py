@@ -209,7 +209,7 @@ def test_malformed_fingerprints_are_400(api, m, fingerprint):
         "PVE.Example.COM:8006/",
         "https://pve.example.com:8006/api2/json",
         "https://pve.example.com:8006/api2/json/",
-        " https://pve.example.com ",
+        " https://pve.example.com:8006/#v1:0:18:4::::::: ",
     ],
 )
 def test_endpoints_are_normalised_before_the_first_call(api, m, typed):
@@ -235,7 +235,8 @@ def test_ipv6_literal_endpoints_get_brackets_and_the_default_port(api, m):
         ("https://root:secret@pve.example.com:8006", "credentials"),
         ("https://pve.example.com:8006/?node=pve1", "query"),
         ("https://pve.example.com:8006/#summary", "fragment"),
-        ("https://pve.example.com:8006/pve2/", "server root"),
+        ("https://pve.example.com:8006/api2/json/nodes", "/api2/json begins"),
+        ("https://[fe80::1%eth0]:8006", "zone id"),
         ("https://pve.example.com:99999", "port"),
     ],
 )

@@ -95,6 +95,27 @@ def test_unknown_clusters_and_invalid_input_are_command_errors(service, stdin):
             "--secret-stdin")  # fmt: skip
 
 
+def test_register_can_hand_off_to_a_token_and_remove_delete_it_with_the_owners_password(
+    settings, compose, stdin
+):
+    settings.CLUSTER_REPOSITORY = "django"
+    proxmox = FakeProxmox()
+    service = compose(unit_of_work=InMemoryUnitOfWork.factory(), proxmox=proxmox)
+    stdin(f"{SECRET}\n")
+    run("register", "--name", "prod", "--endpoint", "pve.example.com", "--username",
+        "root@pam", "--secret-stdin", "--create-token")  # fmt: skip
+    cluster = service.clusters.get_cluster_by_name("prod", actor=Actor.command_line())
+    assert cluster.token_id in proxmox.tokens and cluster.credentials.created_by_registry
+
+    stdin(f"{SECRET}\n")
+    output = run("remove", "prod", "--token-owner", "root@pam", "--secret-stdin")
+
+    assert output == f"Removed prod ({cluster.id})\n"
+    assert proxmox.tokens == {}
+    assert proxmox.token_calls[-1] == ("delete", "root@pam", cluster.token_id)
+    assert_secret_absent(SECRET, output, "the command's output")
+
+
 # -- refresh --all: the background checks' engine at a terminal --------------------------------
 
 

@@ -92,7 +92,7 @@ def memory_order(clusters: list[Cluster]) -> list[str]:
     return [c.name for c in sorted(clusters, key=lambda c: (name_key(c.name), c.name, c.id.int))]
 
 
-# -- add and find -------------------------------------------------------------
+# -- add and find -------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("stored", [make_cluster, token_cluster], ids=["password", "token"])
@@ -218,7 +218,7 @@ def test_save_refuses_an_id_already_stored(repository: AutoCommit) -> None:
     assert list(repository.list()) == [cluster]
 
 
-# -- list ----------------------------------------------------------------------
+# -- list ---------------------------------------------------------------------------------------
 
 ORDERING_NAMES = [
     "beta", "Alpha", "alpha-2", "_internal", "Zeta", "zeta2", "Äpfel", "apfel", "Éclair",
@@ -261,7 +261,7 @@ def test_list_follows_every_kind_of_write(repository: AutoCommit) -> None:
     assert listed[2].status is ClusterStatus.DEGRADED
 
 
-# -- update: a new version of the configuration ------------------------------------
+# -- update: a new version of the configuration -------------------------------------------------
 
 LATER = NOW + timedelta(hours=1)
 
@@ -365,7 +365,7 @@ def test_update_frees_the_previous_name(repository: AutoCommit) -> None:
     assert repository.find_by_name("PROD-EU") == newcomer
 
 
-# -- record_check: observations, conditional on the configuration checked --------
+# -- record_check: observations, conditional on the configuration checked -----------------------
 
 
 def _checked(cluster: Cluster) -> Cluster:
@@ -431,7 +431,7 @@ def test_a_check_never_makes_an_editors_version_stale(repository: AutoCommit) ->
     assert (stored.name, stored.version) == ("edited", 2)
 
 
-# -- delete and exists -----------------------------------------------------------
+# -- delete and exists --------------------------------------------------------------------------
 
 
 def test_delete_removes_the_cluster_from_every_lookup(repository: AutoCommit) -> None:
@@ -480,7 +480,7 @@ def test_exists_tells_stored_from_unknown_ids(repository: AutoCommit) -> None:
     assert not repository.exists(uuid.uuid4())
 
 
-# -- concurrency -----------------------------------------------------------------
+# -- concurrency --------------------------------------------------------------------------------
 
 CONTENDERS = 16
 
@@ -602,7 +602,7 @@ def test_concurrent_edits_from_two_processes_let_exactly_one_win(
     assert stored.version == 2
 
 
-# -- the unit of work ---------------------------------------------------------------
+# -- the unit of work ---------------------------------------------------------------------------
 
 
 def test_writes_are_discarded_unless_the_unit_of_work_commits(repository: AutoCommit) -> None:
@@ -667,7 +667,7 @@ def test_writes_outside_a_unit_of_work_are_refused(shared_repository: AutoCommit
     assert list(shared_repository.list()) == [cluster]
 
 
-# -- the audit log -------------------------------------------------------------------
+# -- the audit log ------------------------------------------------------------------------------
 
 
 def _event(number: int, **fields: Any) -> AuditEvent:
@@ -715,3 +715,72 @@ def test_audit_events_are_appended_only_inside_a_unit_of_work(
     with pytest.raises(RuntimeError, match="inside a unit of work"):
         shared_repository.unit_of_work().audit.append(_event(1))
     assert list(shared_repository.unit_of_work().audit.list()) == []
+
+
+# -- editing and trust (docs/product-contract.md §9) --------------------------------------------
+
+
+def test_an_edit_stores_the_configuration_only_and_keeps_a_checks_findings(
+    repository: AutoCommit,
+) -> None:
+    """An editor read the cluster before a check recorded its findings; the
+    edit must not put the findings it read back."""
+    cluster = make_cluster()
+    repository.add(cluster)
+    read_by_editor = repository.find_by_id(cluster.id)
+    repository.record_check(_checked(cluster))
+
+    repository.update(read_by_editor.reconfigured(at=LATER, name="edited", verify_tls=False))
+
+    stored = repository.find_by_id(cluster.id)
+    assert (stored.name, stored.verify_tls, stored.version) == ("edited", False, 2)
+    assert (stored.status, stored.node_count, stored.last_error) == (
+        ClusterStatus.DEGRADED,
+        5,
+        "node pve3 offline",
+    )
+
+
+def test_an_edit_and_the_findings_of_its_proof_are_stored_together(repository: AutoCommit) -> None:
+    cluster = make_cluster()
+    repository.add(cluster)
+    edited = cluster.reconfigured(at=LATER, fingerprint="CD:" * 31 + "CD")
+    with repository.unit_of_work() as uow:
+        uow.clusters.update(edited)
+        uow.clusters.record_check(edited.observed(at=LATER, status=ClusterStatus.UNKNOWN))
+        uow.commit()
+    stored = repository.find_by_id(cluster.id)
+    assert (stored.fingerprint, stored.status, stored.version) == (
+        edited.fingerprint,
+        ClusterStatus.UNKNOWN,
+        2,
+    )
+
+
+def test_the_last_errors_details_are_an_observation(repository: AutoCommit) -> None:
+    cluster = make_cluster()
+    repository.add(cluster)
+    observed = {"fingerprint": "12:" * 31 + "12"}
+    repository.record_check(
+        cluster.observed(
+            at=LATER, status=ClusterStatus.UNHEALTHY, last_error="pin", last_error_details=observed
+        )
+    )
+    assert repository.find_by_id(cluster.id).last_error_details == observed
+    repository.record_check(cluster.observed(at=LATER, last_error=None, last_error_details=None))
+    assert repository.find_by_id(cluster.id).last_error_details is None
+
+
+def test_a_token_the_registry_created_is_remembered_as_such(repository: AutoCommit) -> None:
+    token = token_cluster()
+    created = replace(
+        token,
+        credentials=replace(token.credentials, created_by_registry=True),
+    )
+    repository.add(created)
+    repository.add(make_cluster("brought", credentials=token.credentials))
+    assert repository.find_by_id(created.id).credentials.created_by_registry is True
+    assert repository.find_by_name("brought").credentials.created_by_registry is False
+    edited = created.reconfigured(at=LATER, credentials=token.credentials)
+    repository.update(edited)
+    assert repository.find_by_id(created.id).credentials.created_by_registry is False

@@ -26,6 +26,7 @@ from clusters.domain import (
     normalise_token_id,
     normalise_username,
     parse_cluster_id,
+    parse_endpoint,
 )
 from tests.cluster_samples import make_cluster
 from tests.conftest import assert_secret_absent
@@ -34,22 +35,58 @@ from tests.conftest import assert_secret_absent
 @pytest.mark.parametrize(
     ("raw", "normalised"),
     [
+        # a bare host is PVE itself: port 8006
         ("pve.example.com", "https://pve.example.com:8006"),
         ("pve.example.com:443", "https://pve.example.com:443"),
+        ("  10.0.0.5  ", "https://10.0.0.5:8006"),
+        ("[2001:0db8:0:0::1]", "https://[2001:db8::1]:8006"),
+        ("2001:db8::1", "https://[2001:db8::1]:8006"),
+        ("pve-1.lab.example.com.", "https://pve-1.lab.example.com:8006"),
+        ("pve.example.com/pve", "https://pve.example.com:8006/pve"),
+        # https:// without a port is what it is everywhere else: 443 (a reverse proxy)
+        ("HTTPS://PVE.Example.COM", "https://pve.example.com:443"),
+        ("https://pve.example.com/", "https://pve.example.com:443"),
+        ("https://[2001:db8::1]", "https://[2001:db8::1]:443"),
         ("https://pve.example.com:8006", "https://pve.example.com:8006"),
         ("https://pve.example.com:8006/", "https://pve.example.com:8006"),
         ("https://pve.example.com:8006/api2/json", "https://pve.example.com:8006"),
         ("https://pve.example.com:8006/api2/json/", "https://pve.example.com:8006"),
-        ("HTTPS://PVE.Example.COM", "https://pve.example.com:8006"),
-        ("  10.0.0.5  ", "https://10.0.0.5:8006"),
         ("https://[2001:db8::1]:8006", "https://[2001:db8::1]:8006"),
-        ("[2001:0db8:0:0::1]", "https://[2001:db8::1]:8006"),
-        ("2001:db8::1", "https://[2001:db8::1]:8006"),
-        ("pve-1.lab.example.com.", "https://pve-1.lab.example.com:8006"),
+        # a reverse proxy's path prefix is kept, as typed, without /api2/json
+        ("https://proxy.example.com/pve", "https://proxy.example.com:443/pve"),
+        ("https://proxy.example.com/pve/", "https://proxy.example.com:443/pve"),
+        ("https://proxy.example.com/PVE/eu-1/api2/json", "https://proxy.example.com:443/PVE/eu-1"),
+        ("https://proxy.example.com:8443/a.b_c~d-e/", "https://proxy.example.com:8443/a.b_c~d-e"),
+        # the PVE web UI's address bar: its fragment is the UI's view, dropped
+        (
+            "https://pve1.example.com:8006/#v1:0:=node%2Fpve1:4:5:::::::",
+            "https://pve1.example.com:8006",
+        ),
+        ("https://pve1.example.com:8006/#v1:0:18:4:::::::", "https://pve1.example.com:8006"),
+        ("https://pve1.example.com:8006#v1", "https://pve1.example.com:8006"),
     ],
 )
-def test_endpoint_is_normalised_to_https_host_port(raw, normalised):
+def test_endpoint_is_normalised_to_https_host_port_and_prefix(raw, normalised):
     assert normalise_endpoint(raw) == normalised
+
+
+@pytest.mark.parametrize(
+    ("raw", "port_implied", "hint"),
+    [
+        ("https://pve.example.com", True, "try https://pve.example.com:8006"),
+        ("https://proxy.example.com/pve", True, "try https://proxy.example.com:8006"),
+        ("https://pve.example.com:443", False, None),
+        ("pve.example.com", True, None),  # 8006 implied: nothing to suggest
+        ("https://pve.example.com:8006", False, None),
+    ],
+)
+def test_only_an_implied_443_suggests_pves_own_port(raw, port_implied, hint):
+    endpoint = parse_endpoint(raw)
+    assert endpoint.port_implied is port_implied
+    if hint is None:
+        assert endpoint.no_answer_hint() is None
+    else:
+        assert hint in endpoint.no_answer_hint()
 
 
 @pytest.mark.parametrize(
@@ -59,9 +96,17 @@ def test_endpoint_is_normalised_to_https_host_port(raw, normalised):
         ("ftp://pve.example.com", "must use https://"),
         ("https://root:secret@pve.example.com:8006", "must not embed credentials"),
         ("root@pve.example.com", "must not embed credentials"),
-        ("https://pve.example.com:8006/?x=1", "query or a fragment"),
-        ("https://pve.example.com:8006#frag", "query or a fragment"),
-        ("https://pve.example.com:8006/pve2", "server root"),
+        ("https://pve.example.com:8006/?x=1", "query"),
+        ("https://pve.example.com:8006?", "query"),
+        ("https://pve.example.com:8006#frag", "fragment"),
+        ("https://pve.example.com:8006/#summary", "fragment"),
+        ("https://pve.example.com:8006/pve/#v1:0:18", "fragment"),  # the UI is not under a prefix
+        ("https://pve.example.com:8006/?console=kvm#v1:0", "query"),
+        ("https://pve.example.com:8006/api2/json/nodes", "/api2/json begins"),
+        ("https://proxy.example.com/pve/../admin", "plain prefix"),
+        ("https://proxy.example.com/pve//eu", "plain prefix"),
+        ("https://proxy.example.com/p%2Fve", "plain prefix"),
+        ("https://proxy.example.com/pve;x=1", "plain prefix"),
         ("https://pve.example.com:0", "port"),
         ("https://pve.example.com:70000", "port"),
         ("https://pve.example.com:http", "port"),
@@ -69,11 +114,34 @@ def test_endpoint_is_normalised_to_https_host_port(raw, normalised):
         ("https://pve example.com", "spaces"),
         ("https://-pve.example.com", "valid host"),
         ("https://[2001:db8::zz]:8006", "IPv6"),
+        ("https://[fe80::1%eth0]:8006", "zone id"),
+        ("https://[fe80::1%25eth0]:8006", "zone id"),
+        ("fe80::1%eth0", "zone id"),
         ("", "required"),
     ],
 )
 def test_endpoint_refuses_what_is_not_a_pve_api_root(raw, complaint):
     with pytest.raises(FieldInvalid, match=complaint):
+        normalise_endpoint(raw)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "0x7f000001",
+        "2130706433",
+        "https://2130706433:8006",
+        "0177.0.0.1",
+        "https://0177.0.0.1",
+        "127.1",
+        "0x7f.1",
+        "10.0.0.05",
+        "pve.0x10",
+        "https://169.254.43518",
+    ],
+)
+def test_endpoint_refuses_integer_octal_and_hex_ipv4_spellings(raw):
+    with pytest.raises(FieldInvalid, match="four decimal numbers"):
         normalise_endpoint(raw)
 
 

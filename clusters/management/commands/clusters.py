@@ -3,8 +3,9 @@
     manage.py clusters list
     manage.py clusters show <id-or-name>
     manage.py clusters register --name prod --endpoint pve1.example.com --username root@pam
+        [--create-token]
     manage.py clusters refresh <id-or-name> | --all [--concurrency N]
-    manage.py clusters remove <id-or-name>
+    manage.py clusters remove <id-or-name> [--token-owner root@pam]
 
 Secrets are read from a prompt or from stdin (``--secret-stdin``), never from
 the command line, where ``ps`` and shell history would keep them.
@@ -42,6 +43,7 @@ from clusters.domain import (
     InvalidClusterId,
     RegistrationRequest,
     parse_cluster_id,
+    token_owner,
 )
 from clusters.serializers import ClusterSerializer
 from clusters.services import CheckOutcome, CheckResult
@@ -62,6 +64,16 @@ class Command(BaseCommand):
         show.add_argument("cluster", help="id or name")
         remove = actions.add_parser("remove", help="deregister a cluster")
         remove.add_argument("cluster", help="id or name")
+        remove.add_argument(
+            "--token-owner",
+            help="user@realm owning the API token the registry made (create_token): its "
+            "password, prompted for, lets the token be deleted on the cluster",
+        )
+        remove.add_argument(
+            "--secret-stdin",
+            action="store_true",
+            help="read the token owner's password from the first line of stdin",
+        )
         refresh = actions.add_parser("refresh", help="check clusters again")
         target = refresh.add_mutually_exclusive_group(required=True)
         target.add_argument("cluster", nargs="?", help="id or name")
@@ -85,6 +97,11 @@ class Command(BaseCommand):
         )
         register.add_argument("--fingerprint", help="SHA-256 fingerprint to pin")
         register.add_argument("--no-verify-tls", action="store_true")
+        register.add_argument(
+            "--create-token",
+            action="store_true",
+            help="with --username: make a read-only API token on the cluster and keep only it",
+        )
 
     def handle(self, *args: Any, action: str, **options: Any) -> None:
         if settings.CLUSTER_REPOSITORY == "memory":
@@ -115,7 +132,13 @@ class Command(BaseCommand):
 
     def _remove(self, services: Services, *, cluster: str, **options: Any) -> None:
         found = self._find(services, cluster)
-        services.clusters.deregister(found.id, actor=self.actor)
+        owner = None
+        if options["token_owner"]:
+            owner = token_owner(
+                options["token_owner"],
+                self._secret(f"Password of {options['token_owner']}", options["secret_stdin"]),
+            )
+        services.clusters.deregister(found.id, actor=self.actor, token_owner=owner)
         self.stdout.write(f"Removed {found.name} ({found.id})")
 
     def _refresh(
@@ -178,10 +201,9 @@ class Command(BaseCommand):
 
     def _register(self, services: Services, **options: Any) -> None:
         label = "Password" if options["username"] else "Token secret"
-        if options["secret_stdin"]:
-            secret = sys.stdin.readline().rstrip("\r\n")
-        else:
-            secret = getpass.getpass(f"{label} of {options['username'] or options['token_id']}: ")
+        secret = self._secret(
+            f"{label} of {options['username'] or options['token_id']}", options["secret_stdin"]
+        )
         request = RegistrationRequest(
             name=options["name"],
             api_endpoint=options["endpoint"],
@@ -191,12 +213,19 @@ class Command(BaseCommand):
             token_secret=secret if options["token_id"] else None,
             verify_tls=not options["no_verify_tls"],
             fingerprint=options["fingerprint"],
+            create_token=options["create_token"],
         )
         cluster = services.clusters.register(request, actor=self.actor)
         self.stdout.write(
             f"Registered {cluster.name} ({cluster.id}): {cluster.status}, "
             f"PVE {cluster.proxmox_version}, {cluster.node_count} node(s)"
         )
+
+    @staticmethod
+    def _secret(prompt: str, from_stdin: bool) -> str:
+        if from_stdin:
+            return sys.stdin.readline().rstrip("\r\n")
+        return getpass.getpass(f"{prompt}: ")
 
     def _find(self, services: Services, id_or_name: str) -> Cluster:
         try:

@@ -13,6 +13,7 @@ from clusters.domain import (
     ConnectionTarget,
     ProxmoxAuthenticationFailed,
     ProxmoxBadResponse,
+    ProxmoxNoAnswer,
     ProxmoxUnreachable,
 )
 from clusters.proxmox import ProxmoxClient
@@ -89,7 +90,7 @@ def test_server_errors_become_bad_response_with_the_reason(client, m, status, re
     assert caught.value.message == f"{pve.ENDPOINT} answered /cluster/status with {status} {reason}"
 
 
-def test_parameter_errors_carry_pves_field_messages(client, m):
+def test_parameter_errors_quote_the_reason_phrase_but_not_the_errors_body(client, m):
     m.post(
         f"{pve.API}/access/ticket",
         status_code=400,
@@ -101,12 +102,10 @@ def test_parameter_errors_carry_pves_field_messages(client, m):
     )
     with pytest.raises(ProxmoxBadResponse) as caught:
         client.inspect(TARGET, PASSWORD_LOGIN)
-    assert "400 Parameter verification failed." in caught.value.message
-    assert caught.value.details == {
-        "proxmox_errors": {
-            "username": "invalid format - value does not look like a valid user name"
-        }
-    }
+    assert caught.value.message == (
+        f"{pve.ENDPOINT} refused /access/ticket with 400 Parameter verification failed."
+    )
+    assert caught.value.details is None
 
 
 @pytest.mark.parametrize(
@@ -126,28 +125,41 @@ def test_an_answer_that_is_not_the_pve_envelope_is_a_bad_response(client, m, ans
 
 
 @pytest.mark.parametrize(
-    ("error", "message"),
+    ("error", "message", "nothing_answered"),
     [
         (
             requests.exceptions.ConnectTimeout("timed out"),
             "Timed out connecting to https://pve.example.com:8006 after 2 s",
+            True,
         ),
         (
             requests.exceptions.ReadTimeout("read timed out"),
             "https://pve.example.com:8006 did not answer /access/ticket within 3 s",
+            False,
         ),
         (
             requests.exceptions.ConnectionError(ConnectionRefusedError(111, "Connection refused")),
             "Could not connect to https://pve.example.com:8006: connection refused",
+            True,
+        ),
+        (
+            requests.exceptions.ConnectionError(ConnectionResetError(104, "Connection reset")),
+            "Could not connect to https://pve.example.com:8006: connection failed",
+            False,
         ),
     ],
-    ids=["connect-timeout", "read-timeout", "refused"],
+    ids=["connect-timeout", "read-timeout", "refused", "reset"],
 )
-def test_network_failures_become_unreachable_with_what_failed(client, m, error, message):
+def test_network_failures_become_unreachable_with_what_failed(
+    client, m, error, message, nothing_answered
+):
+    """Nothing accepting the connection (refused, or timed out connecting)
+    is ProxmoxNoAnswer: where https:// implied 443, the service suggests 8006."""
     m.post(f"{pve.API}/access/ticket", exc=error)
     with pytest.raises(ProxmoxUnreachable) as caught:
         client.inspect(TARGET, PASSWORD_LOGIN)
     assert caught.value.message == message
+    assert isinstance(caught.value, ProxmoxNoAnswer) is nothing_answered
 
 
 @pytest.mark.parametrize(

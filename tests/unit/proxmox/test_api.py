@@ -5,10 +5,20 @@ token only where PVE wants it, nothing secret in its repr)."""
 
 from __future__ import annotations
 
+from urllib.parse import parse_qs
+
 import pytest
 
-from clusters.domain import NodeEntry, ProxmoxBadResponse, ProxmoxSecondFactorRequired
+from clusters.domain import (
+    NodeEntry,
+    ProxmoxBadResponse,
+    ProxmoxPermissionDenied,
+    ProxmoxSecondFactorRequired,
+    Secret,
+    TokenCredentials,
+)
 from clusters.proxmox.api import PveSession
+from clusters.proxmox.network_policy import NetworkPolicy
 from clusters.proxmox.transport import DEFAULT_MAX_RESPONSE_BYTES, Transport
 from tests import pve_responses as pve
 from tests.conftest import assert_secret_absent
@@ -22,7 +32,7 @@ from tests.unit.proxmox.conftest import (
     messages,
 )
 
-# -- API tokens ------------------------------------------------------------------------
+# -- API tokens ----------------------------------------------------------------------------------
 
 
 def test_token_is_sent_as_pveapitoken_header_without_a_ticket_call(m):
@@ -42,7 +52,7 @@ def test_token_is_sent_as_pveapitoken_header_without_a_ticket_call(m):
         assert "CSRFPreventionToken" not in request.headers
 
 
-# -- second factor ---------------------------------------------------------------------
+# -- second factor ------------------------------------------------------------------------------
 
 
 def test_need_tfa_is_a_second_factor_error_suggesting_a_token(m):
@@ -62,7 +72,7 @@ def test_a_tfa_ticket_without_need_tfa_is_a_second_factor_error_too(m):
         client().inspect(TARGET, PASSWORD_CREDENTIALS)
 
 
-# -- the session ---------------------------------------------------------------------------
+# -- the session --------------------------------------------------------------------------------
 
 ACL = {"path": "/", "roles": "PVEAuditor", "tokens": "root@pam!proxmoxer"}
 
@@ -75,6 +85,7 @@ def transport() -> Transport:
         ca_bundle=None,
         max_response_bytes=DEFAULT_MAX_RESPONSE_BYTES,
         fingerprint_fetcher=lambda host, port, timeout: None,
+        network_policy=NetworkPolicy(),
     )
 
 
@@ -141,11 +152,119 @@ def test_a_login_carries_over_to_another_connection_to_read_the_nodes(m, transpo
     assert m.last_request.headers["Cookie"] == f"PVEAuthCookie={pve.TICKET}"
 
 
-@pytest.mark.parametrize("data", [{"release": "8.2"}, {"version": ""}, None, ["8.2.4"]])
-def test_a_version_answer_without_a_version_is_a_bad_response(m, transport, data):
+@pytest.mark.parametrize(
+    "data",
+    [
+        {"release": "8.2"},
+        {"version": ""},
+        None,
+        ["8.2.4"],
+        {"version": 8.2},
+        {"version": "8.2.4 db=postgres://admin:hunter2@db"},
+        {"version": "8.2.4\n"},
+        {"version": "v8.2.4"},
+        {"version": "8"},
+        {"version": "8.2."},
+        {"version": "\u0668.\u0662"},  # Arabic-Indic digits are digits to \d, not to PVE
+        {"version": "8." + "1" * 40},
+    ],
+)
+def test_a_version_answer_without_a_pve_version_is_not_a_proxmox_ve_api(m, transport, data):
     m.get(f"{pve.API}/version", json={"data": data})
     with transport.connect(TARGET, TOKEN_CREDENTIALS) as connection:
         session = PveSession.login(connection, TOKEN_CREDENTIALS)
         with pytest.raises(ProxmoxBadResponse) as raised:
             session.version()
-    assert raised.value.message == f"{pve.ENDPOINT} answered /version without a version"
+    assert raised.value.message == (
+        f"{pve.ENDPOINT} answered /version without a Proxmox VE version string: "
+        "not a Proxmox VE API"
+    )
+    assert "hunter2" not in messages(raised.value)
+
+
+@pytest.mark.parametrize("version", ["8.2.4", "7.4-13", "9.1.2", "6.4-15", "8.0"])
+def test_pve_version_strings_are_kept_as_they_are(m, transport, version):
+    m.get(f"{pve.API}/version", json={"data": {"version": version, "release": "x"}})
+    with transport.connect(TARGET, TOKEN_CREDENTIALS) as connection:
+        assert PveSession.login(connection, TOKEN_CREDENTIALS).version() == version
+
+
+# -- API tokens and ACLs (pve-access-control src/PVE/API2/User.pm, ACL.pm) ----------------------
+
+
+@pytest.fixture
+def session(m, transport):
+    """A ticket login, on which the token and ACL calls are made."""
+    pve.login_ok(m)
+    with transport.connect(TARGET, PASSWORD_CREDENTIALS) as connection:
+        yield PveSession.login(connection, PASSWORD_CREDENTIALS)
+
+
+def test_create_token_posts_privsep_with_the_tickets_csrf_and_returns_the_token(m, session):
+    pve.token_created(m)
+    token = session.create_token("root@pam", "proxmoxer-0a1b2c3d", comment="registry")
+
+    assert token == TokenCredentials(
+        "root@pam!proxmoxer-0a1b2c3d", Secret(pve.TOKEN_VALUE), created_by_registry=True
+    )
+    request = m.last_request
+    assert (request.method, request.path) == (
+        "POST",
+        "/api2/json/access/users/root@pam/token/proxmoxer-0a1b2c3d",
+    )
+    assert parse_qs(request.text) == {"privsep": ["1"], "comment": ["registry"]}
+    assert request.headers["CSRFPreventionToken"] == pve.CSRF_TOKEN
+    assert_secret_absent(pve.TOKEN_VALUE, repr(token), "the token's repr")
+
+
+def test_a_user_id_is_escaped_in_the_token_path(m, session):
+    pve.token_created(m)
+    session.create_token("ops#1@pve", "proxmoxer-0a1b2c3d", comment="")
+    assert m.last_request.path == "/api2/json/access/users/ops%231@pve/token/proxmoxer-0a1b2c3d"
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        None,
+        {"full-tokenid": "root@pam!proxmoxer-0a1b2c3d"},
+        {"full-tokenid": "root@pam!other", "value": "x"},
+        {"full-tokenid": "root@pam!proxmoxer-0a1b2c3d", "value": ""},
+        ["not", "an", "object"],
+    ],
+)
+def test_a_creation_answer_without_the_token_is_a_bad_response(m, session, data):
+    m.post(f"{pve.API}/access/users/root@pam/token/proxmoxer-0a1b2c3d", json={"data": data})
+    with pytest.raises(ProxmoxBadResponse, match="without the new token"):
+        session.create_token("root@pam", "proxmoxer-0a1b2c3d", comment="")
+
+
+def test_grant_token_role_puts_the_acl_for_the_token_with_propagation(m, session):
+    pve.acl_granted(m)
+    session.grant_token_role("root@pam!proxmoxer-0a1b2c3d", "PVEAuditor")
+    request = m.last_request
+    assert (request.method, request.path) == ("PUT", "/api2/json/access/acl")
+    assert parse_qs(request.text) == {
+        "path": ["/"],
+        "roles": ["PVEAuditor"],
+        "tokens": ["root@pam!proxmoxer-0a1b2c3d"],
+        "propagate": ["1"],
+    }
+    assert request.headers["CSRFPreventionToken"] == pve.CSRF_TOKEN
+
+
+def test_a_refused_grant_carries_proxmoxs_reason(m, session):
+    pve.acl_refused(m)
+    with pytest.raises(ProxmoxPermissionDenied) as raised:
+        session.grant_token_role("root@pam!proxmoxer-0a1b2c3d", "PVEAuditor")
+    assert raised.value.reason == "Permission check failed (/, Permissions.Modify)"
+    assert "may not change /access/acl" in raised.value.message
+
+
+def test_delete_token_deletes_by_user_and_name(m, session):
+    pve.token_deleted(m)
+    session.delete_token("root@pam!proxmoxer-0a1b2c3d")
+    assert (m.last_request.method, m.last_request.path) == (
+        "DELETE",
+        "/api2/json/access/users/root@pam/token/proxmoxer-0a1b2c3d",
+    )

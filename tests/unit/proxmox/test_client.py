@@ -9,12 +9,26 @@ import threading
 import pytest
 import requests
 
-from clusters.domain import ProxmoxAuthenticationFailed, assess_health
+from clusters.domain import (
+    ProxmoxAuthenticationFailed,
+    ProxmoxPermissionDenied,
+    TokenHandOffRefused,
+    assess_health,
+)
 from clusters.proxmox import ProxmoxClient
 from tests import pve_responses as pve
-from tests.unit.proxmox.conftest import LOGIN_PATH, PASSWORD_CREDENTIALS, TARGET, client
+from tests.conftest import assert_secret_absent
+from tests.unit.proxmox.conftest import (
+    LOGIN_PATH,
+    PASSWORD,
+    PASSWORD_CREDENTIALS,
+    TARGET,
+    TOKEN_CREDENTIALS,
+    client,
+    messages,
+)
 
-# -- the parallel client's head start --------------------------------------------------
+# -- the parallel client's head start ------------------------------------------------------------
 
 
 def test_parallel_client_opens_its_status_connection_without_credentials(m):
@@ -61,7 +75,7 @@ def test_sequential_client_makes_exactly_the_four_calls(m):
     ]
 
 
-# -- permissions -----------------------------------------------------------------------
+# -- permissions --------------------------------------------------------------------------------
 
 
 def test_without_sys_audit_the_visible_nodes_are_counted(m):
@@ -71,3 +85,62 @@ def test_without_sys_audit_the_visible_nodes_are_counted(m):
     pve.nodes(m)
     health = assess_health(client().inspect(TARGET, PASSWORD_CREDENTIALS))
     assert (health.status, health.node_count) == ("unknown", 2)
+
+
+# -- the token hand-off -------------------------------------------------------------------------
+
+
+def test_issue_token_logs_in_creates_and_grants_in_that_order(m):
+    pve.token_hand_off(m)
+    token = client().issue_token(
+        TARGET, PASSWORD_CREDENTIALS, name="proxmoxer-0a1b2c3d", comment="c"
+    )
+    assert token.token_id == "root@pam!proxmoxer-0a1b2c3d" and token.created_by_registry
+    assert [(r.method, r.path) for r in m.request_history] == [
+        ("POST", LOGIN_PATH),
+        ("POST", "/api2/json/access/users/root@pam/token/proxmoxer-0a1b2c3d"),
+        ("PUT", "/api2/json/access/acl"),
+    ]
+
+
+def test_a_refused_creation_is_a_refused_hand_off_with_proxmoxs_reason(m):
+    pve.login_ok(m)
+    pve.token_refused(m)
+    with pytest.raises(TokenHandOffRefused) as raised:
+        client().issue_token(TARGET, PASSWORD_CREDENTIALS, name="proxmoxer-0a1b2c3d", comment="")
+    assert raised.value.message.startswith(
+        "Proxmox refused to create an API token for root@pam: Permission check failed."
+    )
+    assert [r.method for r in m.request_history] == ["POST", "POST"]
+
+
+def test_a_refused_grant_deletes_the_token_before_it_is_reported(m):
+    pve.login_ok(m)
+    pve.token_created(m)
+    pve.acl_refused(m)
+    pve.token_deleted(m)
+    with pytest.raises(TokenHandOffRefused) as raised:
+        client().issue_token(TARGET, PASSWORD_CREDENTIALS, name="proxmoxer-0a1b2c3d", comment="")
+    assert "grant PVEAuditor on / to root@pam!proxmoxer-0a1b2c3d" in raised.value.message
+    assert raised.value.details == {
+        "proxmox_reason": "Permission check failed (/, Permissions.Modify)"
+    }
+    assert m.last_request.method == "DELETE"
+    assert_secret_absent(PASSWORD, messages(raised.value), "the error")
+
+
+def test_delete_token_logs_in_with_the_credentials_given(m):
+    pve.login_ok(m)
+    pve.token_deleted(m)
+    client().delete_token(TARGET, PASSWORD_CREDENTIALS, "root@pam!proxmoxer-0a1b2c3d")
+    assert [(r.method, r.path) for r in m.request_history] == [
+        ("POST", LOGIN_PATH),
+        ("DELETE", "/api2/json/access/users/root@pam/token/proxmoxer-0a1b2c3d"),
+    ]
+
+
+def test_a_token_deleting_itself_is_refused_as_pve_refuses_it(m):
+    pve.token_refused(m, "DELETE")
+    with pytest.raises(ProxmoxPermissionDenied):
+        client().delete_token(TARGET, TOKEN_CREDENTIALS, TOKEN_CREDENTIALS.token_id)
+    assert m.last_request.headers["Authorization"].startswith("PVEAPIToken=root@pam!proxmoxer=")

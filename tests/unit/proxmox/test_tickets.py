@@ -19,7 +19,7 @@ from clusters.domain import (
     ProxmoxUnreachable,
     Secret,
 )
-from clusters.proxmox import ProxmoxClient
+from clusters.proxmox import NetworkPolicy, ProxmoxClient
 from clusters.proxmox.tickets import Ticket, TicketCache
 from clusters.proxmox.tls import fetch_server_fingerprint
 from clusters.proxmox.transport import Deadline, Transport
@@ -266,6 +266,7 @@ def transport() -> Transport:
         ca_bundle=None,
         max_response_bytes=1 << 20,
         fingerprint_fetcher=fetch_server_fingerprint,
+        network_policy=NetworkPolicy(),
     )
 
 

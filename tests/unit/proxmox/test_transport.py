@@ -78,14 +78,19 @@ def test_refused_token_is_an_authentication_failure_naming_the_token_not_its_sec
 # -- hygiene ---------------------------------------------------------------------------
 
 
-def test_redirects_are_reported_not_followed(m):
+def test_redirects_are_reported_not_followed_and_their_target_is_not_quoted(m):
     m.post(
         f"{pve.API}/access/ticket",
         status_code=302,
-        headers={"Location": "https://elsewhere.example.net/login"},
+        headers={"Location": "https://elsewhere.example.net/login?db=postgres://admin:hunter2@db"},
     )
-    with pytest.raises(ProxmoxBadResponse, match=r"redirect \(302\) to https://elsewhere"):
+    with pytest.raises(ProxmoxBadResponse) as raised:
         client().inspect(TARGET, PASSWORD_CREDENTIALS)
+    assert raised.value.message == (
+        f"{pve.ENDPOINT} answered /access/ticket with a redirect (302); redirects are not "
+        "followed, register the API's own address"
+    )
+    assert "elsewhere" not in messages(raised.value)
     assert len(m.request_history) == 1
 
 

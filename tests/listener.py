@@ -1,0 +1,28 @@
+"""A TCP port on loopback that only counts the connections made to it: the
+proof that a refused target got no packet."""
+
+from __future__ import annotations
+
+import socket
+
+
+class Listener:
+    def __init__(self, host: str) -> None:
+        self.socket = socket.create_server((host, 0))
+        self.socket.setblocking(False)
+        self.port = self.socket.getsockname()[1]
+
+    def connections(self) -> int:
+        """Connections that reached this port (each completes its handshake
+        in the kernel, whether or not anyone accepts it)."""
+        count = 0
+        while True:
+            try:
+                connection, _ = self.socket.accept()
+            except BlockingIOError:
+                return count
+            connection.close()
+            count += 1
+
+    def close(self) -> None:
+        self.socket.close()
