@@ -64,6 +64,7 @@ class FakeProxmox:
     before_answer: Callable[[], None] | None = None
     calls: list[tuple[ConnectionTarget, Credentials]] = field(default_factory=list)
     checks: list[tuple[ConnectionTarget, Credentials]] = field(default_factory=list)
+    fresh_logins: list[bool] = field(default_factory=list)  # per check: was one asked for?
     errors_for: dict[str, Exception] = field(default_factory=dict)
     issue_error: Exception | None = None
     delete_error: Exception | None = None
@@ -82,9 +83,12 @@ class FakeProxmox:
             raise self.errors_for[credentials.principal]
         return self.report
 
-    def check(self, target: ConnectionTarget, credentials: Credentials) -> ProxmoxReport:
+    def check(
+        self, target: ConnectionTarget, credentials: Credentials, *, fresh_login: bool = False
+    ) -> ProxmoxReport:
         with self._lock:
             self.checks.append((target, credentials))
+            self.fresh_logins.append(fresh_login)
         return self.inspect(target, credentials)
 
     def issue_token(

@@ -229,17 +229,21 @@ class ProxmoxClient:
 
     # -- looking again --------------------------------------------------------------------
 
-    def check(self, target: ConnectionTarget, credentials: Credentials) -> ProxmoxReport:
+    def check(
+        self, target: ConnectionTarget, credentials: Credentials, *, fresh_login: bool = False
+    ) -> ProxmoxReport:
         """Read version, cluster status and nodes in turn on one connection,
         with the cluster's kept ticket where there is one (renewed when it
         nears its end); a ticket refused on the way means one fresh login
-        with the password. API tokens never log in."""
+        with the password. ``fresh_login`` logs in with the password whatever
+        is kept (a person's refresh: it proves the stored password, which a
+        ticket renewal does not). API tokens never log in."""
         deadline = Deadline.after(self.check_budget)
         with self._transport.connect(target, credentials, deadline=deadline) as connection:
             if not isinstance(credentials, PasswordCredentials):
                 return _read_in_turn(PveSession.login(connection, credentials))
             key = self._tickets.key(target, credentials)
-            session = self._kept_session(connection, key)
+            session = None if fresh_login else self._kept_session(connection, key)
             if session is not None:
                 try:
                     return _read_in_turn(session)

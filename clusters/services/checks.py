@@ -284,9 +284,7 @@ class CheckService:
                 pool.slots.give(granted - len(claims))
                 remaining -= len(claims)
                 for claim in claims:
-                    checking = pool.executor.submit(
-                        self._check, claim.cluster, repeats_logged=False
-                    )
+                    checking = pool.executor.submit(self._check, claim.cluster, actor=actor)
                     in_flight[checking] = claim
                 if len(claims) < granted:  # nothing more is due right now
                     may_be_due, look_again_at = False, time.monotonic() + tick
@@ -373,7 +371,7 @@ class CheckService:
         with self._unit_of_work() as uow:
             claim = uow.clusters.claim(parsed, self._clock(), lease=self._schedule.lease)
             uow.commit()
-        findings = self._check(claim.cluster, repeats_logged=True)
+        findings = self._check(claim.cluster, actor=actor)
         try:
             checked = self._record(claim, findings, actor)
         except (StaleCluster, CheckOvertaken) as error:
@@ -416,20 +414,24 @@ class CheckService:
 
     # -- the steps ----------------------------------------------------------------------------
 
-    def _check(self, cluster: Cluster, *, repeats_logged: bool) -> _Findings:
-        """The cluster with what its API says now (nothing stored yet). A
-        failure is logged; with ``repeats_logged`` false (background checks)
+    def _check(self, cluster: Cluster, *, actor: Actor) -> _Findings:
+        """The cluster with what its API says now (nothing stored yet).
+
+        A check a person asked for logs in with the stored password (so a
+        password changed on the cluster shows at once) and logs any failure;
+        the registry's own checks reuse the kept ticket and log a failure
         only when it is not the one the last check found, so a cluster that
         is down does not log the same line every interval.
 
         A cluster that cannot be asked keeps its last known version, node
         count and node list; none of its nodes counts as online."""
         started = self._clock()
+        by_person = not actor.is_system
         try:
-            with _failures_logged(
-                cluster.target, unless=None if repeats_logged else cluster.last_error
-            ):
-                report = self._proxmox.check(cluster.target, cluster.credentials)
+            with _failures_logged(cluster.target, unless=None if by_person else cluster.last_error):
+                report = self._proxmox.check(
+                    cluster.target, cluster.credentials, fresh_login=by_person
+                )
         except ProxmoxError as error:
             failed = cluster.observed(
                 at=started,

@@ -27,9 +27,11 @@ class ProxmoxGateway(Protocol):
         domain's Proxmox errors."""
         ...
 
-    def check(self, target: ConnectionTarget, credentials: Credentials) -> ProxmoxReport:
-        """Read the cluster again, reusing a login where one is kept; never
-        takes longer than the client's check budget."""
+    def check(
+        self, target: ConnectionTarget, credentials: Credentials, *, fresh_login: bool = False
+    ) -> ProxmoxReport:
+        """Read the cluster again, reusing a login where one is kept unless
+        ``fresh_login``; never takes longer than the client's check budget."""
         ...
 
     def issue_token(

@@ -17,7 +17,7 @@ from rest_framework.test import APIClient
 from clusters.domain import OPERATORS, PasswordCredentials, Secret
 from clusters.encryption import CredentialCipher
 from clusters.models import ClusterRecord
-from clusters.wiring import proxmox_client_from_settings, unit_of_work_from_settings
+from clusters.wiring import unit_of_work_from_settings
 from tests import pve_responses as pve
 from tests.cluster_samples import make_cluster
 from tests.conftest import assert_secret_absent, with_role
@@ -79,16 +79,11 @@ def test_register_list_show_and_remove_go_through_the_database(
     assert client.get(f"/api/v1/clusters/{cluster_id}").status_code == 404
 
 
-def test_stored_credentials_log_in_again_from_another_process(
-    client: APIClient, requests_mock: requests_mock.Mocker, compose: Any
+def test_stored_credentials_log_in_again_on_refresh(
+    client: APIClient, requests_mock: requests_mock.Mocker
 ) -> None:
     pve.healthy_cluster(requests_mock)
     cluster_id = client.post("/api/v1/clusters", REGISTRATION, format="json").json()["id"]
-    # Another process (a worker) has no ticket of this registration's: it
-    # logs in with the password it decrypts from the database.
-    compose(
-        unit_of_work=unit_of_work_from_settings("django"), proxmox=proxmox_client_from_settings()
-    )
 
     refreshed = client.post(f"/api/v1/clusters/{cluster_id}/refresh")
 

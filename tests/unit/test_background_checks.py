@@ -322,10 +322,12 @@ def test_one_failing_checker_does_not_stop_the_others(services, proxmox, clock, 
     clock.advance(seconds=60)
     real_check = proxmox.check
 
-    def check(target: ConnectionTarget, credentials: Credentials) -> ProxmoxReport:
+    def check(
+        target: ConnectionTarget, credentials: Credentials, *, fresh_login: bool = False
+    ) -> ProxmoxReport:
         if target.api_endpoint == broken.api_endpoint:
             raise RuntimeError("a bug in a checker")
-        return real_check(target, credentials)
+        return real_check(target, credentials, fresh_login=fresh_login)
 
     proxmox.check = check  # type: ignore[method-assign]
 
@@ -502,3 +504,16 @@ def test_storage_failing_to_claim_ends_the_round_with_nothing_checked(
 
     assert proxmox.checks == []
     assert "Claiming due clusters failed" in caplog.text
+
+
+def test_a_person_s_refresh_logs_in_afresh_and_the_registry_s_checks_reuse_the_ticket(
+    services, proxmox, clock
+):
+    """A ticket is renewed without the password, so only a fresh login shows
+    a password changed on the cluster: a person asking to check gets one."""
+    cluster = register(services)
+    services.checks.refresh(cluster.id, actor=OPERATOR)
+    clock.advance(seconds=60)
+    services.checks.check_due()
+    services.checks.check_all(actor=Actor.command_line())
+    assert proxmox.fresh_logins == [True, False, True]

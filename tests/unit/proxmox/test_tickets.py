@@ -293,3 +293,12 @@ def test_a_call_gets_no_more_than_the_time_left(m):
         connection.call("GET", "/version")
     connect, read = m.last_request.timeout
     assert 0 < connect <= 2.0 and 0 < read <= 2.0
+
+
+def test_a_fresh_login_proves_the_password_whatever_is_kept(m, checker):
+    pve.login_ok(m)
+    reads(m)
+    checker.check(TARGET, PASSWORD_CREDENTIALS)
+    checker.check(TARGET, PASSWORD_CREDENTIALS, fresh_login=True)
+    checker.check(TARGET, PASSWORD_CREDENTIALS)
+    assert [post["password"] for post in posts(m)] == [[PASSWORD], [PASSWORD]]
