@@ -228,7 +228,7 @@ def bulk_refresh(fleet: Fleet, directory: Path) -> bool:
 
     print(f"1. manage.py clusters refresh --all, {count} clusters, SQLite")
     print(f"   {output.strip().splitlines()[0]}")
-    print(f"   concurrent (default 64 in flight): {wall:6.1f} s wall "
+    print(f"   concurrent (128 in flight):       {wall:6.1f} s wall "
           f"(target <= {BULK_TARGET_SECONDS:g} s)")  # fmt: skip
     print(f"   sequential (--concurrency 1):      {sequential_wall:6.1f} s wall for "
           f"{SEQUENTIAL_SAMPLE}, so about {sequential_total:.0f} s for {count}")  # fmt: skip

@@ -66,6 +66,9 @@ logger = logging.getLogger("clusters")
 DEFAULT_SCHEDULE = CheckSchedule(interval=timedelta(seconds=60), lease=timedelta(seconds=45))
 DEFAULT_CONCURRENCY = 16
 DEFAULT_HISTORY_LIMIT = 1000
+# Checks that ended together are recorded in one unit of work, this many at most.
+RECORDS_PER_UNIT_OF_WORK = 50
+FAILED_LINE = "Cluster check failed, cluster_id=%s, name=%s"
 
 
 def inspect(
@@ -293,10 +296,9 @@ class CheckService:
             waiting = not may_be_due and now is None and not stopping
             timeout = max(0.0, look_again_at - time.monotonic()) if waiting else None
             done, _ = wait(in_flight, timeout=timeout, return_when=FIRST_COMPLETED)
-            for future in done:
-                claim = in_flight.pop(future)
-                pool.slots.give(1)
-                outcome = self._finish(claim, future, actor)
+            ended = [(in_flight.pop(future), future) for future in done]
+            pool.slots.give(len(ended))
+            for outcome in self._finish(ended, actor):
                 outcomes.append(outcome)
                 if on_checked is not None:
                     on_checked(outcome)
@@ -316,31 +318,57 @@ class CheckService:
             return []
         return claims
 
-    def _finish(self, claim: Claim, future: Future[_Findings], actor: Actor) -> CheckOutcome:
-        cluster = claim.cluster
-        try:
-            checked = self._record(claim, future.result(), actor)
-        except (StaleCluster, ClusterNotFound, CheckOvertaken) as error:
-            _log_dropped(cluster, error)
-            return CheckOutcome(cluster, CheckResult.DROPPED)
-        except NetworkPolicyRefused as error:
-            # Logged as it happened; nothing is stored, and the claim runs out
-            # before the cluster is tried again (the policy may have changed).
-            return CheckOutcome(cluster, CheckResult.FAILED, error.message)
-        except Exception:
-            # A bug or the database: the claim runs out and a later check
-            # tries again; one cluster's trouble must not stop the others.
-            logger.exception(
-                "Cluster check failed, cluster_id=%s, name=%s", cluster.id, cluster.name
-            )
-            return CheckOutcome(cluster, CheckResult.FAILED)
-        logger.debug(
-            "Cluster checked, cluster_id=%s, name=%s, status=%s",
-            checked.id,
-            checked.name,
-            checked.status,
-        )
-        return CheckOutcome(checked, CheckResult.RECORDED)
+    def _finish(
+        self, ended: list[tuple[Claim, Future[_Findings]]], actor: Actor
+    ) -> list[CheckOutcome]:
+        """What became of checks that ended together. Their findings are
+        recorded a batch to a unit of work: one transaction for many checks,
+        where one each would make a thousand checks a thousand commits, all
+        from the one thread that claims and records."""
+        outcomes: list[CheckOutcome] = []
+        ready: list[tuple[Claim, _Findings]] = []
+        for claim, future in ended:
+            try:
+                ready.append((claim, future.result()))
+            except NetworkPolicyRefused as error:
+                # Logged as it happened; nothing is stored, and the claim runs
+                # out before the cluster is tried again (the policy may change).
+                outcomes.append(CheckOutcome(claim.cluster, CheckResult.FAILED, error.message))
+            except Exception:
+                # A bug in a checker: one cluster's trouble must not stop the others.
+                logger.exception(FAILED_LINE, claim.cluster.id, claim.cluster.name)
+                outcomes.append(CheckOutcome(claim.cluster, CheckResult.FAILED))
+        for start in range(0, len(ready), RECORDS_PER_UNIT_OF_WORK):
+            outcomes += self._record_batch(ready[start : start + RECORDS_PER_UNIT_OF_WORK], actor)
+        return outcomes
+
+    def _record_batch(
+        self, batch: list[tuple[Claim, _Findings]], actor: Actor
+    ) -> list[CheckOutcome]:
+        """Record ``batch`` in one unit of work; should any of it not be
+        recordable (dropped, or failing), each on its own, so that one
+        cluster's lost race or trouble costs the others nothing."""
+        if len(batch) > 1:
+            try:
+                recorded = self._record(batch, actor)
+            except Exception:  # noqa: BLE001, S110 - sorted out one by one just below
+                pass
+            else:
+                return [CheckOutcome(checked, CheckResult.RECORDED) for checked in recorded]
+        outcomes = []
+        for claim, findings in batch:
+            try:
+                [checked] = self._record([(claim, findings)], actor)
+            except (StaleCluster, ClusterNotFound, CheckOvertaken) as error:
+                _log_dropped(claim.cluster, error)
+                outcomes.append(CheckOutcome(claim.cluster, CheckResult.DROPPED))
+            except Exception:
+                # The database, say: the claim runs out and a later check tries again.
+                logger.exception(FAILED_LINE, claim.cluster.id, claim.cluster.name)
+                outcomes.append(CheckOutcome(claim.cluster, CheckResult.FAILED))
+            else:
+                outcomes.append(CheckOutcome(checked, CheckResult.RECORDED))
+        return outcomes
 
     def _checking_pool(self) -> _CheckPool:
         pool = self._pool
@@ -373,7 +401,7 @@ class CheckService:
             uow.commit()
         findings = self._check(claim.cluster, actor=actor)
         try:
-            checked = self._record(claim, findings, actor)
+            [checked] = self._record([(claim, findings)], actor)
         except (StaleCluster, CheckOvertaken) as error:
             _log_dropped(claim.cluster, error)
             if isinstance(error, StaleCluster):
@@ -463,38 +491,51 @@ class CheckService:
         )
         return _Findings(checked, started, node_states(report), health.reason)
 
-    def _record(self, claim: Claim, findings: _Findings, actor: Actor) -> Cluster:
-        """Store a check's findings and reschedule the cluster, in one unit
-        of work with its node list and, on a change of status, a history
-        entry. The claim makes ``claim.cluster.status`` the status being
+    def _record(self, batch: list[tuple[Claim, _Findings]], actor: Actor) -> list[Cluster]:
+        """Store checks' findings and reschedule their clusters, in one unit
+        of work with their node lists and, on a change of status, a history
+        entry each. A claim makes ``claim.cluster.status`` the status being
         replaced: no other check can have recorded since it was granted."""
-        checked = findings.cluster.rescheduled(
-            self._schedule.next_check(findings.at, self._random())
-        )
-        before = claim.cluster.status
-        change = (
-            None
-            if checked.status == before
-            else StatusChange(checked.id, findings.at, before, checked.status, findings.reason)
-        )
+        written: list[tuple[Cluster, StatusChange | None]] = []
         with self._unit_of_work() as uow:
-            uow.clusters.record_check(checked, claim=claim.token)
-            if findings.nodes is not None:
-                uow.nodes.replace(checked.id, findings.nodes, findings.at)
-            if change is not None:
-                uow.history.append(change, keep=self._history_limit)
-            if not actor.is_system:
-                uow.audit.append(self._refresh_event(actor, claim.cluster, checked))
+            for claim, findings in batch:
+                checked = findings.cluster.rescheduled(
+                    self._schedule.next_check(findings.at, self._random())
+                )
+                before = claim.cluster.status
+                change = (
+                    None
+                    if checked.status == before
+                    else StatusChange(
+                        checked.id, findings.at, before, checked.status, findings.reason
+                    )
+                )
+                uow.clusters.record_check(checked, claim=claim.token)
+                if findings.nodes is not None:
+                    uow.nodes.replace(checked.id, findings.nodes, findings.at)
+                if change is not None:
+                    uow.history.append(change, keep=self._history_limit)
+                if not actor.is_system:
+                    uow.audit.append(self._refresh_event(actor, claim.cluster, checked))
+                written.append((checked, change))
             uow.commit()
-        if change is not None:
-            logger.info(
-                "Cluster status changed, cluster_id=%s, name=%s, from=%s, to=%s",
-                checked.id,
-                checked.name,
-                before,
-                checked.status,
-            )
-        return checked
+        for checked, change in written:
+            if change is not None:
+                logger.info(
+                    "Cluster status changed, cluster_id=%s, name=%s, from=%s, to=%s",
+                    checked.id,
+                    checked.name,
+                    change.from_status,
+                    change.to_status,
+                )
+            else:
+                logger.debug(
+                    "Cluster checked, cluster_id=%s, name=%s, status=%s",
+                    checked.id,
+                    checked.name,
+                    checked.status,
+                )
+        return [checked for checked, _ in written]
 
     def _refresh_event(self, actor: Actor, before: Cluster, after: Cluster) -> AuditEvent:
         changes = (

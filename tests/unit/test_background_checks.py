@@ -517,3 +517,32 @@ def test_a_person_s_refresh_logs_in_afresh_and_the_registry_s_checks_reuse_the_t
     services.checks.check_due()
     services.checks.check_all(actor=Actor.command_line())
     assert proxmox.fresh_logins == [True, False, True]
+
+
+def test_checks_recorded_together_drop_only_the_one_that_lost_its_race(
+    services, clock, unit_of_work
+):
+    """The engine records checks that ended together in one unit of work;
+    should one of them be overtaken, the others are recorded all the same."""
+    clusters = [register(services, name) for name in ("a", "b", "c")]
+    clock.advance(seconds=60)
+    with unit_of_work() as uow:
+        claims = list(uow.clusters.claim_due(clock.now, limit=10, lease=LEASE))
+        uow.commit()
+    findings = [services.checks._check(claim.cluster, actor=Actor.system()) for claim in claims]
+    with unit_of_work() as uow:  # a refresh takes "b" over meanwhile
+        uow.clusters.claim(clusters[1].id, clock.now, lease=LEASE)
+        uow.commit()
+
+    outcomes = services.checks._record_batch(
+        list(zip(claims, findings, strict=True)), Actor.system()
+    )
+
+    results = {o.cluster.name: o.result for o in outcomes}
+    assert results == {
+        "a": CheckResult.RECORDED,
+        "b": CheckResult.DROPPED,
+        "c": CheckResult.RECORDED,
+    }
+    assert stored(unit_of_work, clusters[0]).last_checked_at == clock.now
+    assert stored(unit_of_work, clusters[1]).last_checked_at == clusters[1].last_checked_at

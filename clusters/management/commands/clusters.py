@@ -51,7 +51,7 @@ from clusters.services import CheckOutcome, CheckResult
 # Checks in flight for ``refresh --all`` unless --concurrency says otherwise
 # (or PROXMOXER_CHECK_CONCURRENCY is higher): someone is waiting at a
 # terminal, and each check is one connection to a different cluster.
-BULK_CONCURRENCY = 64
+BULK_CONCURRENCY = 128
 
 
 class Command(BaseCommand):
