@@ -11,6 +11,9 @@ HOST   ?= 127.0.0.1
 # registration from holding a whole worker).
 WORKERS ?= 4
 THREADS ?= 4
+# make serve: where gunicorn's workers keep their metrics for /metrics to sum
+# (prometheus-client's multiprocess mode); emptied at every start.
+PROMETHEUS_MULTIPROC_DIR ?= $(CURDIR)/.prometheus-multiproc
 
 .DEFAULT_GOAL := help
 .PHONY: help venv venv-dev run test lint format bench serve worker clean
@@ -21,7 +24,8 @@ help:
 	@echo "             a quick run without it: .venv/bin/python -m pytest -m 'not fuzz')"
 	@echo "make bench   run the benchmarks in benchmarks/"
 	@echo "make serve   production-style: migrate, collectstatic, gunicorn with WORKERS=$(WORKERS) processes,"
-	@echo "             DJANGO_DEBUG=0, CLUSTER_REPOSITORY=django, DATABASE_URL (docs/operations.md)"
+	@echo "             DJANGO_DEBUG=0, CLUSTER_REPOSITORY=django, DATABASE_URL (docs/operations.md);"
+	@echo "             /metrics summed over the workers (PROMETHEUS_MULTIPROC_DIR=$(PROMETHEUS_MULTIPROC_DIR))"
 	@echo "make worker  background checks for make serve: a Celery worker with beat (Redis: CELERY_BROKER_URL)"
 	@echo "make lint    ruff check + ruff format --check + mypy;  make format  to fix"
 
@@ -62,11 +66,13 @@ serve: export DJANGO_DEBUG = 0
 serve: export CLUSTER_REPOSITORY = django
 serve: export PROXMOXER_SERVE_THREADS = $(THREADS)
 serve: venv
-	$(BIN)/python manage.py migrate --noinput
-	$(BIN)/python manage.py collectstatic --noinput --verbosity 0
+	env -u PROMETHEUS_MULTIPROC_DIR $(BIN)/python manage.py migrate --noinput
+	env -u PROMETHEUS_MULTIPROC_DIR $(BIN)/python manage.py collectstatic --noinput --verbosity 0
+	rm -rf "$(PROMETHEUS_MULTIPROC_DIR)" && mkdir -p "$(PROMETHEUS_MULTIPROC_DIR)"
+	PROMETHEUS_MULTIPROC_DIR="$(PROMETHEUS_MULTIPROC_DIR)" \
 	exec $(BIN)/gunicorn 'proxmoxer_site.serving:application_from_settings()' \
 		--worker-class asgi --bind $(HOST):$(PORT) --workers $(WORKERS) \
-		--timeout 60 --no-control-socket
+		--timeout 60 --no-control-socket --config python:proxmoxer_site.gunicorn_hooks
 
 # The background checks beside `make serve` (PROXMOXER_MONITOR=celery): a
 # Celery worker with beat, on Redis (CELERY_BROKER_URL). Several, on several

@@ -33,6 +33,7 @@ from rest_framework.views import exception_handler as drf_exception_handler
 from rest_framework.views import set_rollback
 
 from clusters import domain
+from clusters.access import record_refusal
 
 logger = logging.getLogger("clusters.api")
 
@@ -219,6 +220,17 @@ def _as_api_exception(exc: Exception) -> Exception:
 
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
+    response = _error_response(exc, context)
+    # Refusals (403) and failed cluster actions go to the audit log, with
+    # the status just decided (docs/product-contract.md §13) — not when the
+    # database, where the log is kept, is what failed.
+    request = context.get("request")
+    if request is not None and not isinstance(exc, DATABASE_UNAVAILABLE_ERRORS):
+        record_refusal(request, context.get("view"), response.status_code)
+    return response
+
+
+def _error_response(exc: Exception, context: dict[str, Any]) -> Response:
     if isinstance(exc, DATABASE_UNAVAILABLE_ERRORS):
         set_rollback()
         _log_database_unavailable(exc)

@@ -19,7 +19,12 @@ class ClustersConfig(AppConfig):
     def ready(self) -> None:
         import urllib3
 
-        from clusters import checks  # noqa: F401 - registers the system checks
+        from clusters import (
+            checks,  # noqa: F401 - registers the system checks
+            login_audit,
+        )
+
+        login_audit.connect()
 
         self._services: Services | None = None
         self._services_lock = threading.Lock()

@@ -2,8 +2,9 @@
 
 Everything the use cases depend on is an argument — how to open a unit of
 work (which also picks the storage backend), the Proxmox gateway, the clock,
-the id generator, and how checks are scheduled (interval and claim lease,
-concurrency, history bound, the randomness of the jitter) — so tests and
+the id generator, how checks are scheduled (interval and claim lease,
+concurrency, history bound, the randomness of the jitter) and who hears
+about checks (the metrics) — so tests and
 benchmarks compose exactly what they need. Django calls it once per process
 with what the settings choose (clusters/wiring.py); nothing else builds
 services.
@@ -20,7 +21,10 @@ from clusters.domain import CheckSchedule
 from clusters.services import (
     DEFAULT_CONCURRENCY,
     DEFAULT_HISTORY_LIMIT,
+    DEFAULT_RETENTION_DAYS,
     DEFAULT_SCHEDULE,
+    AuditService,
+    CheckObserver,
     CheckService,
     Clock,
     ClusterService,
@@ -37,6 +41,7 @@ class Services:
 
     clusters: ClusterService
     checks: CheckService
+    audit: AuditService
 
 
 def bootstrap(
@@ -49,6 +54,8 @@ def bootstrap(
     check_concurrency: int = DEFAULT_CONCURRENCY,
     history_limit: int = DEFAULT_HISTORY_LIMIT,
     random: Random = random.random,
+    check_observer: CheckObserver | None = None,
+    audit_retention_days: int = DEFAULT_RETENTION_DAYS,
 ) -> Services:
     return Services(
         clusters=ClusterService(
@@ -68,5 +75,9 @@ def bootstrap(
             concurrency=check_concurrency,
             history_limit=history_limit,
             random=random,
+            observer=check_observer,
+        ),
+        audit=AuditService(
+            unit_of_work=unit_of_work, clock=clock, retention_days=audit_retention_days
         ),
     )

@@ -56,6 +56,13 @@ def _username(request: HttpRequest) -> str:
         return "?"
 
 
+def _browsable_page(response: Response) -> bool:
+    """The browsable API's own error page, which shows the envelope; not a
+    bare HTML page such as the Swagger UI's "401 Unauthorized"."""
+    renderer = getattr(response, "accepted_renderer", None)
+    return getattr(renderer, "format", None) == "api"
+
+
 class ApiErrorEnvelopeMiddleware:
     """Keeps every error under /api/ in the envelope, also those that never
     reach a DRF view: oversized bodies (refused before anything reads them),
@@ -89,7 +96,7 @@ class ApiErrorEnvelopeMiddleware:
         if response.status_code >= 400 and "json" not in content_type:
             status = response.status_code
             if isinstance(response, Response):
-                if "html" in content_type:  # the browsable API's error page
+                if _browsable_page(response):
                     return response
                 # DRF's errors are enveloped already, only not as JSON.
                 replacement: JsonResponse = JsonResponse(response.data, status=status)

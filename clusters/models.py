@@ -17,6 +17,7 @@ from django.db.models import Q
 
 from clusters.domain import (
     ENDPOINT_MAX_LENGTH,
+    NAME_KEY_MAX_LENGTH,
     NAME_MAX_LENGTH,
     USERID_MAX_LENGTH,
     AuditAction,
@@ -37,8 +38,6 @@ from clusters.domain import (
 from clusters.encryption import CredentialCipher, StoredSecret
 
 NAME_KEY_CONSTRAINT = "clusters_cluster_unique_name_key"
-# str.casefold() turns one character into at most three ("ﬃ" → "ffi").
-NAME_KEY_MAX_LENGTH = 3 * NAME_MAX_LENGTH
 # user@realm!tokenname: PVE allows 64 characters for the user id and the name.
 PRINCIPAL_MAX_LENGTH = USERID_MAX_LENGTH + 1 + 64
 FINGERPRINT_LENGTH = 95  # 32 hex pairs and 31 colons
@@ -112,11 +111,6 @@ class ClusterRecord(models.Model):
     class Meta:
         db_table = "clusters_cluster"
         verbose_name = "cluster"
-        indexes = [
-            # The checkers' query: due clusters, the longest due first.
-            models.Index(fields=["next_check_at"], name="clusters_cluster_next_check"),
-            models.Index(fields=["claim_token"], name="clusters_cluster_claim_token"),
-        ]
         constraints = [
             # The case-insensitive name rule, held where every process sees it.
             models.UniqueConstraint(fields=["name_key"], name=NAME_KEY_CONSTRAINT),
@@ -128,6 +122,15 @@ class ClusterRecord(models.Model):
                 condition=Q(status__in=[status.value for status in ClusterStatus]),
                 name="clusters_cluster_status_valid",
             ),
+        ]
+        indexes = [
+            # A list filtered by status, in name order, and its count: without
+            # it both scan the whole table (name order alone is served by the
+            # unique name_key index).
+            models.Index(fields=["status", "name_key"], name="clusters_cluster_status_name"),
+            # The checkers' query: due clusters, the longest due first.
+            models.Index(fields=["next_check_at"], name="clusters_cluster_next_check"),
+            models.Index(fields=["claim_token"], name="clusters_cluster_claim_token"),
         ]
 
     def __str__(self) -> str:

@@ -1,7 +1,8 @@
 """The embedded engine of the background checks (``PROXMOXER_MONITOR=embedded``,
 the default under ``manage.py runserver``): a thread in the web process that
 calls ``CheckService.check_due`` every tick, so ``make run`` keeps health
-current with no other service (docs/operations.md, "Background checks").
+current with no other service (docs/operations.md, "Background checks"), and
+applies the audit log's retention period once a day.
 
 Like a view, it only adapts: the claims in storage decide who checks what,
 so two web processes sharing a database never check one cluster twice.
@@ -19,15 +20,18 @@ import atexit
 import logging
 import os
 import threading
+import time
 
 from django.conf import settings
 from django.db import close_old_connections, connections
 
 from clusters import wiring
+from clusters.domain import Actor
 
 logger = logging.getLogger("clusters")
 
 STOP_WAIT_SECONDS = 5.0
+AUDIT_RETENTION_EVERY_SECONDS = 24 * 3600.0  # the audit log's retention, once a day
 
 
 class EmbeddedScheduler:
@@ -60,6 +64,7 @@ class EmbeddedScheduler:
             f"{checks.schedule.interval.total_seconds():g}",
             checks.concurrency,
         )
+        retention_due = time.monotonic()
         try:
             while not self._stop.is_set():
                 # Between ticks this thread is like a request that ended: a
@@ -67,6 +72,9 @@ class EmbeddedScheduler:
                 close_old_connections()
                 try:
                     wiring.services().checks.check_due(stop=self._stop)
+                    if time.monotonic() >= retention_due:  # at start, then daily
+                        wiring.services().audit.apply_retention(actor=Actor.system())
+                        retention_due = time.monotonic() + AUDIT_RETENTION_EVERY_SECONDS
                 except Exception:
                     logger.exception("Background checks failed; trying again at the next tick")
                 tick = self._tick

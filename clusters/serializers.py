@@ -8,12 +8,17 @@ Secrets are write-only: no output serializer has a field for them.
 
 from __future__ import annotations
 
+import contextlib
+import re
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import parse_qsl, urlencode
 
+from django.http import QueryDict
 from drf_spectacular.utils import extend_schema_serializer
 from rest_framework import serializers
 from rest_framework.fields import empty
+from rest_framework.request import Request
 
 from clusters import domain
 from clusters.api_errors import InvalidInput
@@ -243,8 +248,97 @@ class ClusterSerializer(serializers.Serializer):
 # what a ViewSet's list action returns as an array.
 @extend_schema_serializer(many=False)
 class ClusterListSerializer(serializers.Serializer):
+    """A page of the list (documentation: the list renders ``cluster_page``,
+    whose clusters are the same objects as this serializer's)."""
+
     clusters = ClusterSerializer(many=True)
-    total = serializers.IntegerField()
+    total = serializers.IntegerField(help_text="Clusters matching the filters, on every page")
+    next = serializers.URLField(allow_null=True, help_text="The next page, null on the last")
+    previous = serializers.URLField(allow_null=True, help_text="The page before, null on the first")
+
+
+# -- the list's query string -------------------------------------------------------
+
+_INTEGER = re.compile(r"-?[0-9]{1,12}")
+
+
+def _integer(params: QueryDict, name: str, default: int, errors: dict[str, list[str]]) -> int:
+    raw = params.get(name)
+    if raw is None:
+        return default
+    if not _INTEGER.fullmatch(raw):
+        errors[name] = [f"{name} must be a whole number"]
+        return default
+    return int(raw)
+
+
+def cluster_query(params: QueryDict) -> domain.ClusterQuery:
+    """``?limit=&offset=&status=&search=&name=`` as a ClusterQuery; a value
+    that is malformed or out of range is ValidationFailed (400) naming it."""
+    errors: dict[str, list[str]] = {}
+    limit = _integer(params, "limit", domain.DEFAULT_LIMIT, errors)
+    offset = _integer(params, "offset", 0, errors)
+    try:
+        statuses = domain.parse_statuses(params.getlist("status"))
+    except domain.ValidationFailed as error:
+        errors.update(error.details or {})
+        statuses = frozenset()
+    if errors:
+        raise domain.ValidationFailed(errors)
+    return domain.ClusterQuery(
+        limit=limit,
+        offset=offset,
+        statuses=statuses,
+        search=params.get("search"),
+        name=params.get("name"),
+    )
+
+
+def page_links(
+    request: Request, *, limit: int, offset: int, has_next: bool, has_previous: bool
+) -> tuple[str | None, str | None]:
+    """Links to the pages either side of a limit/offset page, as DRF's
+    LimitOffsetPagination writes them: the request's parameters sorted by
+    name, ``limit`` set, ``offset`` left out at 0."""
+    if not (has_next or has_previous):
+        return None, None
+    kept = [
+        (name, value)
+        for name, value in parse_qsl(request.META.get("QUERY_STRING", ""), True)
+        if name not in ("limit", "offset")
+    ]
+    base = request.build_absolute_uri(request.path)
+
+    def link(to: int) -> str:
+        paging = [("limit", str(limit))] + ([("offset", str(to))] if to > 0 else [])
+        # A stable sort by name keeps a repeated parameter's values in order.
+        return f"{base}?{urlencode(sorted(kept + paging, key=lambda item: item[0]))}"
+
+    return (
+        link(offset + limit) if has_next else None,
+        link(max(offset - limit, 0)) if has_previous else None,
+    )
+
+
+def cluster_page(page: domain.ClusterPage, request: Request) -> dict[str, Any]:
+    """The list's body: the page's clusters as the backend gave them (each
+    the public form ClusterSerializer writes too) and links to the pages
+    either side (``page_links``)."""
+    query = page.query
+    limit = query.limit if query.limit is not None else len(page.clusters)
+    next_url, previous_url = page_links(
+        request,
+        limit=limit,
+        offset=query.offset,
+        has_next=page.has_next,
+        has_previous=page.has_previous,
+    )
+    return {
+        "clusters": page.clusters,
+        "total": page.total,
+        "next": next_url,
+        "previous": previous_url,
+    }
 
 
 class NodeSerializer(serializers.Serializer):
@@ -316,3 +410,73 @@ class ErrorSerializer(serializers.Serializer):
     details = serializers.JSONField(
         allow_null=True, help_text="Field errors, or e.g. the observed certificate fingerprint"
     )
+
+
+# -- the audit log (docs/product-contract.md §13) -----------------------------------
+
+
+class AuditEventSerializer(serializers.Serializer):
+    """One audit event; ``changes`` maps a field to ``[old, new]``, a
+    secret only to ``"changed"``."""
+
+    id = serializers.UUIDField()
+    at = serializers.DateTimeField()
+    actor = serializers.CharField()
+    action = serializers.ChoiceField(choices=[action.value for action in domain.AuditAction])
+    outcome = serializers.ChoiceField(choices=[outcome.value for outcome in domain.Outcome])
+    status_code = serializers.IntegerField(allow_null=True)
+    cluster_id = serializers.UUIDField(allow_null=True)
+    cluster_name = serializers.CharField(allow_null=True)
+    source_ip = serializers.CharField(allow_null=True)
+    changes = serializers.DictField(child=serializers.JSONField())
+
+
+class AuditEventListSerializer(serializers.Serializer):
+    events = AuditEventSerializer(many=True)
+    total = serializers.IntegerField(help_text="How many events match the filters in all")
+    next = serializers.URLField(allow_null=True, help_text="The next page, or null")
+    previous = serializers.URLField(allow_null=True, help_text="The previous page, or null")
+
+
+class AuditQuerySerializer(InputSerializer):
+    """The query string of GET /api/v1/audit-events."""
+
+    action = serializers.ChoiceField(
+        choices=[action.value for action in domain.AuditAction], required=False
+    )
+    outcome = serializers.ChoiceField(
+        choices=[outcome.value for outcome in domain.Outcome], required=False
+    )
+    actor = serializers.CharField(required=False, max_length=150, help_text="A username")
+    cluster = serializers.CharField(
+        required=False,
+        max_length=domain.NAME_MAX_LENGTH,
+        help_text="A cluster's id, or its name as the event recorded it",
+    )
+    since = serializers.DateTimeField(
+        required=False, help_text="RFC 3339; events at or after (UTC if no offset is given)"
+    )
+    until = serializers.DateTimeField(required=False, help_text="RFC 3339; events before")
+    limit = serializers.IntegerField(
+        required=False, default=50, min_value=1, max_value=domain.AUDIT_PAGE_MAX
+    )
+    offset = serializers.IntegerField(required=False, default=0, min_value=0, max_value=10**9)
+
+    def to_query(self) -> domain.AuditQuery:
+        data = self.validated_or_raise()
+        cluster = data.get("cluster")
+        cluster_id = None
+        if cluster is not None:
+            with contextlib.suppress(domain.InvalidClusterId):  # then it is a name
+                cluster_id = domain.parse_cluster_id(cluster)
+        return domain.AuditQuery(
+            action=domain.AuditAction(data["action"]) if "action" in data else None,
+            outcome=domain.Outcome(data["outcome"]) if "outcome" in data else None,
+            actor=data.get("actor"),
+            cluster_id=cluster_id,
+            cluster_name=cluster if cluster is not None and cluster_id is None else None,
+            since=data.get("since"),
+            until=data.get("until"),
+            limit=data["limit"],
+            offset=data["offset"],
+        )

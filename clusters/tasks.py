@@ -1,10 +1,12 @@
-"""The Celery engine of the background checks: one task, a thin adapter
-around ``CheckService.check_due`` (proxmoxer_site/celery.py schedules it)."""
+"""The Celery engine of the background work: thin adapters around the use
+cases, ``CheckService.check_due`` every tick and the audit log's retention
+once a day (proxmoxer_site/celery.py schedules them)."""
 
 from __future__ import annotations
 
 from celery import shared_task
 
+from clusters.domain import Actor
 from clusters.wiring import services
 
 # Checks one task may claim before it ends and lets the next tick (maybe on
@@ -17,3 +19,9 @@ def check_due() -> int:
     """Claim the clusters due now and check them; the number checked."""
     checks = services().checks
     return len(checks.check_due(limit=CLAIMS_PER_TASK_PER_SLOT * checks.concurrency))
+
+
+@shared_task(name="clusters.apply_audit_retention", ignore_result=True)
+def apply_audit_retention() -> int:
+    """Remove the audit events past PROXMOXER_AUDIT_RETENTION_DAYS; how many."""
+    return services().audit.apply_retention(actor=Actor.system())

@@ -1,8 +1,10 @@
 """Routes of /api/v1/: every path answers with and without a trailing slash."""
 
+from django.urls import re_path
 from rest_framework.routers import DefaultRouter
 
-from clusters.views import ClusterViewSet
+from clusters.pages import ApiRoot
+from clusters.views import AuditEventViewSet, ClusterViewSet
 
 
 class OptionalSlashRouter(DefaultRouter):
@@ -16,6 +18,11 @@ class OptionalSlashRouter(DefaultRouter):
 
     include_format_suffixes = False
 
+    APIRootView = ApiRoot
+    # The root is routed below, one view for "/api/v1" and "/api/v1/": two
+    # would each be a breadcrumb of their own.
+    include_root_view = False
+
     def __init__(self) -> None:
         super().__init__()
         self.trailing_slash = "/?"
@@ -23,5 +30,8 @@ class OptionalSlashRouter(DefaultRouter):
 
 router = OptionalSlashRouter()
 router.register("clusters", ClusterViewSet, basename="cluster")
+router.register("audit-events", AuditEventViewSet, basename="audit-event")
 
-urlpatterns = router.urls
+api_root = router.get_api_root_view(api_urls=router.urls)
+
+urlpatterns = [re_path(r"^$", api_root, name="api-root"), *router.urls]

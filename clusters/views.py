@@ -10,7 +10,11 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from django.http import HttpRequest, HttpResponse
+from django.urls import NoReverseMatch
 from django.utils.decorators import method_decorator
+from django.utils.encoding import smart_str
+from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.debug import sensitive_post_parameters
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
@@ -27,28 +31,43 @@ from rest_framework.decorators import (
     permission_classes,
     throttle_classes,
 )
-from rest_framework.exceptions import NotFound
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.reverse import reverse
+from rest_framework.utils import formatting
 from rest_framework.utils.urls import remove_query_param, replace_query_param
 
-from clusters.api_errors import DATABASE_RETRY_AFTER_SECONDS, InvalidInput
-from clusters.domain import Actor, Cluster, ClusterError
+from clusters.access import actor_for
+from clusters.api_errors import DATABASE_RETRY_AFTER_SECONDS, InvalidInput, envelope_response
+from clusters.domain import (
+    DEFAULT_LIMIT,
+    MAX_LIMIT,
+    AuditAction,
+    Cluster,
+    ClusterError,
+    ClusterStatus,
+    Permission,
+    may,
+)
 from clusters.readiness import readiness
 from clusters.serializers import (
+    AuditEventListSerializer,
+    AuditEventSerializer,
+    AuditQuerySerializer,
     ClusterListSerializer,
     ClusterSerializer,
     DeregisterSerializer,
     EditClusterSerializer,
     ErrorSerializer,
     HistorySerializer,
-    InputSerializer,
     NodeListSerializer,
     PageSerializer,
     RegisterClusterSerializer,
     StatusChangeSerializer,
+    cluster_page,
+    cluster_query,
+    page_links,
 )
 from clusters.wiring import services
 
@@ -70,12 +89,31 @@ _ERRORS = {
         503: "The database or the shared cache is unreachable or too slow; Retry-After",
     }.items()
 }
+_READING_METHODS = {"get", "head", "options"}
 # Every operation can meet these, whatever it is asked.
 _ANY_REQUEST = (400, 401, 403, 406, 429, 503)
 _ID = OpenApiParameter("id", OpenApiTypes.UUID, OpenApiParameter.PATH)
 _PAGE = [
     OpenApiParameter("limit", OpenApiTypes.INT, description="1 to 1000, default 100"),
     OpenApiParameter("offset", OpenApiTypes.INT, description="default 0"),
+]
+_LIST_PARAMETERS = [
+    OpenApiParameter(
+        "limit", int, description=f"Clusters per page, 1-{MAX_LIMIT} (default {DEFAULT_LIMIT})"
+    ),
+    OpenApiParameter("offset", int, description="Matches to skip (default 0)"),
+    OpenApiParameter(
+        "status",
+        str,
+        many=True,
+        explode=True,
+        enum=[choice.value for choice in ClusterStatus],
+        description="Only these statuses; repeat it or give a comma list",
+    ),
+    OpenApiParameter(
+        "search", str, description="Case-insensitive part of the name or the API endpoint"
+    ),
+    OpenApiParameter("name", str, description="Exactly this name, compared case-insensitively"),
 ]
 _IF_MATCH = OpenApiParameter(
     "If-Match",
@@ -110,15 +148,12 @@ def expected_version(request: Request) -> int | None:
     return int(match.group(1))
 
 
-def actor_for(request: Request) -> Actor:
-    """The registry account behind a request, as the use cases see it."""
-    user = request.user
-    return Actor(
-        username=user.get_username(),
-        is_superuser=user.is_superuser,
-        groups=frozenset(user.groups.values_list("name", flat=True)),
-        source_ip=request.META.get("REMOTE_ADDR"),
-    )
+_CLUSTER_PAGE = """One registered Proxmox VE cluster: its endpoint, credentials' principal
+(never a secret), health at the last check and its configuration version.
+
+PATCH edits it, DELETE deregisters it and POST to its `refresh` checks it
+again now, for an account whose role may.
+"""
 
 
 @method_decorator(sensitive_post_parameters("password", "token_secret"), name="dispatch")
@@ -126,22 +161,63 @@ class ClusterViewSet(viewsets.ViewSet):
     """Proxmox VE clusters registered with this service.
 
     POST registers a cluster after proving its credentials against the
-    cluster's own API; GET lists them by name. On one cluster, PATCH edits
-    what was registered (only the fields given), proving any change of how
-    the cluster is reached before it is stored.
+    cluster's own API; GET lists them by name, a page at a time: `limit`
+    (1-1000, default 100), `offset`, `status` (repeat it or give a comma
+    list), `search` (part of the name or endpoint, any case), `name` (the
+    whole name, any case).
     """
 
     lookup_value_regex = "[^/]+"
+    # What each action's form in the browsable API asks for; any other
+    # action takes no input and shows none (refresh: a bare POST button).
+    form_serializers: dict[str, type[serializers.Serializer]] = {
+        "create": RegisterClusterSerializer,
+    }
+    # Set by the actions that show one cluster: its page is titled by it.
+    cluster_name: str | None = None
+    # What a failure of each action is recorded as (clusters.access.record_refusal).
+    audited_actions = {
+        "create": AuditAction.CLUSTER_REGISTER,
+        "update": AuditAction.CLUSTER_EDIT,
+        "partial_update": AuditAction.CLUSTER_EDIT,
+        "refresh": AuditAction.CLUSTER_REFRESH,
+        "destroy": AuditAction.CLUSTER_DEREGISTER,
+    }
 
-    def get_serializer(self, *args: Any, **kwargs: Any) -> InputSerializer:
+    def get_extra_action_url_map(self) -> dict[str, str]:
+        """The browsable API's "Extra Actions" menu, without the actions that
+        change something for a user who may not change anything."""
+        if self.detail is None:
+            return {}
+        may_change = may(actor_for(self.request), Permission.OPERATE)
+        urls = {}
+        for extra in self.get_extra_actions():
+            if extra.detail != self.detail:
+                continue
+            if not may_change and not set(extra.mapping) <= _READING_METHODS:
+                continue
+            try:
+                url = reverse(
+                    f"{self.basename}-{extra.url_name}",
+                    self.args,
+                    self.kwargs,
+                    request=self.request,
+                )
+            except NoReverseMatch:
+                continue
+            urls[str(extra.kwargs.get("name", extra.url_name))] = url
+        return urls
+
+    def get_serializer(self, *args: Any, **kwargs: Any) -> serializers.Serializer:
         """The forms of the browsable API: register on the list, edit (with
-        the current values, secrets blank) on a cluster."""
+        the current values, secrets blank) on a cluster, none for an action
+        that takes no input."""
         kwargs.setdefault("context", {"request": self.request, "view": self})
         if self.request.method == "PATCH":
             if kwargs.get("instance") is None and "pk" in self.kwargs:
                 kwargs["instance"] = self._current_values(self.kwargs["pk"])
             return EditClusterSerializer(*args, **kwargs)
-        return RegisterClusterSerializer(*args, **kwargs)
+        return self.form_serializers.get(self.action or "", serializers.Serializer)(*args, **kwargs)
 
     def _current_values(self, pk: str) -> dict[str, Any] | None:
         """The edit form's values; None (a blank form, which the page of an
@@ -153,12 +229,26 @@ class ClusterViewSet(viewsets.ViewSet):
         return EditClusterSerializer.current_values(cluster)
 
     def get_view_name(self) -> str:
+        if self.cluster_name:
+            return self.cluster_name
+        extra_action_name = getattr(self, "name", None)  # @action's, e.g. "Refresh"
+        if extra_action_name:
+            return str(extra_action_name)
         return "Cluster" if self.detail else "Clusters"
 
-    @extend_schema(responses={200: ClusterListSerializer, **_errors()})
+    def get_view_description(self, html: bool = False) -> str:
+        """Each page's own text: an @action's docstring, else the list's or
+        one cluster's."""
+        own = getattr(self, "description", None)
+        text = own if own else (_CLUSTER_PAGE if self.detail else self.__class__.__doc__ or "")
+        text = formatting.dedent(smart_str(text))
+        return formatting.markup_description(text) if html else text
+
+    @extend_schema(parameters=_LIST_PARAMETERS, responses={200: ClusterListSerializer, **_errors()})
     def list(self, request: Request) -> Response:
-        listing = services().clusters.list_clusters(actor=actor_for(request))
-        return Response(dict(ClusterListSerializer(listing).data))
+        query = cluster_query(request.query_params)
+        page = services().clusters.list_clusters(query, actor=actor_for(request))
+        return Response(cluster_page(page, request))
 
     @extend_schema(
         request=RegisterClusterSerializer,
@@ -175,6 +265,7 @@ class ClusterViewSet(viewsets.ViewSet):
     @extend_schema(parameters=[_ID], responses={200: ClusterSerializer, **_errors(404)})
     def retrieve(self, request: Request, pk: str) -> Response:
         cluster = services().clusters.get_cluster(pk, actor=actor_for(request))
+        self.cluster_name = cluster.name
         return _cluster_response(cluster)
 
     @extend_schema(
@@ -191,6 +282,7 @@ class ClusterViewSet(viewsets.ViewSet):
         cluster = services().clusters.edit(
             pk, edit, actor=actor_for(request), expected_version=version
         )
+        self.cluster_name = cluster.name
         return _cluster_response(cluster)
 
     @extend_schema(
@@ -231,29 +323,21 @@ class ClusterViewSet(viewsets.ViewSet):
         history = services().checks.history(
             pk, actor=actor_for(request), limit=limit, offset=offset
         )
+        following, preceding = page_links(
+            request,
+            limit=limit,
+            offset=offset,
+            has_next=offset + limit < history.total,
+            has_previous=offset > 0,
+        )
         return Response(
             {
                 "events": StatusChangeSerializer(history.events, many=True).data,
                 "total": history.total,
-                **page_links(request, total=history.total, limit=limit, offset=offset),
+                "next": following,
+                "previous": preceding,
             }
         )
-
-
-def page_links(request: Request, *, total: int, limit: int, offset: int) -> dict[str, str | None]:
-    """``next`` and ``previous`` of a limit/offset page: this request's URL
-    with the offset moved, or None at either end."""
-    url = request.build_absolute_uri()
-    following = (
-        replace_query_param(url, "offset", offset + limit) if offset + limit < total else None
-    )
-    if offset <= 0:
-        preceding = None
-    elif offset - limit <= 0:
-        preceding = remove_query_param(url, "offset")
-    else:
-        preceding = replace_query_param(url, "offset", offset - limit)
-    return {"next": following, "previous": preceding}
 
 
 def _cluster_response(cluster: Cluster, **kwargs: Any) -> Response:
@@ -261,6 +345,44 @@ def _cluster_response(cluster: Cluster, **kwargs: Any) -> Response:
     render a serializer attached to the data as the next form."""
     headers = {"ETag": etag(cluster), **kwargs.pop("headers", {})}
     return Response(dict(ClusterSerializer(cluster).data), headers=headers, **kwargs)
+
+
+class AuditEventViewSet(viewsets.ViewSet):
+    """The audit log: who did what, and what was refused, newest first
+    (superusers only)."""
+
+    required_permission = Permission.AUDIT
+
+    def get_view_name(self) -> str:
+        return "Audit events"
+
+    @extend_schema(
+        parameters=[AuditQuerySerializer],
+        responses={200: AuditEventListSerializer, **_errors(400, 401, 403)},
+    )
+    def list(self, request: Request) -> Response:
+        query = AuditQuerySerializer(data=request.query_params).to_query()
+        page = services().audit.events(query, actor=actor_for(request))
+        url = request.build_absolute_uri()
+        following = query.offset + len(page.events)
+        previous = None
+        if query.offset > 0:
+            previous_offset = max(query.offset - query.limit, 0)
+            previous = (
+                replace_query_param(url, "offset", previous_offset)
+                if previous_offset
+                else remove_query_param(url, "offset")
+            )
+        return Response(
+            {
+                "events": AuditEventSerializer(page.events, many=True).data,
+                "total": page.total,
+                "next": replace_query_param(url, "offset", following)
+                if following < page.total
+                else None,
+                "previous": previous,
+            }
+        )
 
 
 @extend_schema(
@@ -310,10 +432,9 @@ def health_ready(request: Request) -> Response:
     )
 
 
-@extend_schema(exclude=True)
-@api_view(["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"])
-@authentication_classes([])
-@permission_classes([AllowAny])
-@throttle_classes([])
-def api_not_found(request: Request, *args: Any, **kwargs: Any) -> Response:
-    raise NotFound(f"No API endpoint at {request.path}")
+@csrf_exempt
+def api_not_found(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+    """Any other path under /api/, for every method. A plain Django view:
+    as a DRF view it would be a breadcrumb ("Api Not Found") on every page
+    of the browsable API."""
+    return envelope_response(404, f"No API endpoint at {request.path}")

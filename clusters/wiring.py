@@ -74,6 +74,8 @@ def check_schedule(client: ProxmoxClient) -> CheckSchedule:
 def services_from_settings(*, check_concurrency: int | None = None) -> Services:
     """The services the settings describe; ``check_concurrency`` overrides
     ``PROXMOXER_CHECK_CONCURRENCY`` (a bulk refresh's own)."""
+    from clusters.metrics import PrometheusCheckObserver
+
     client = proxmox_client_from_settings()
     return bootstrap(
         unit_of_work=unit_of_work_from_settings(),
@@ -81,6 +83,8 @@ def services_from_settings(*, check_concurrency: int | None = None) -> Services:
         schedule=check_schedule(client),
         check_concurrency=check_concurrency or settings.PROXMOXER_CHECK_CONCURRENCY,
         history_limit=settings.PROXMOXER_HISTORY_LIMIT,
+        check_observer=PrometheusCheckObserver(),
+        audit_retention_days=settings.PROXMOXER_AUDIT_RETENTION_DAYS,
     )
 
 

@@ -33,4 +33,8 @@ app.conf.beat_schedule = {
         "schedule": _tick,
         "options": {"expires": 2 * _tick},
     },
+    "apply-audit-retention": {
+        "task": "clusters.apply_audit_retention",
+        "schedule": 24 * 3600.0,
+    },
 }

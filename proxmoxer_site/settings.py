@@ -12,9 +12,11 @@ import hashlib
 import hmac
 import ssl
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 import environ
+import orjson
 from django.core.exceptions import ImproperlyConfigured
 
 from clusters.encryption import GENERATE_KEY_COMMAND, parse_keys
@@ -51,7 +53,8 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
-    "rest_framework.authtoken",
+    "knox",  # API tokens, stored as SHA-512 digests (docs/security.md, "API tokens")
+    "axes",  # login throttling; before clusters, whose login receivers read its verdict
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "clusters",
@@ -63,6 +66,7 @@ if PROXMOXER_SIMULATOR:
     INSTALLED_APPS.append("pve_simulator")
 
 MIDDLEWARE = [
+    "clusters.metrics.RequestMetricsMiddleware",
     "clusters.middleware.AccessLogMiddleware",
     "clusters.middleware.ApiErrorEnvelopeMiddleware",
     "django.middleware.security.SecurityMiddleware",
@@ -73,6 +77,15 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes asks: turns a locked-out login into its 429 page.
+    "axes.middleware.AxesMiddleware",
+]
+
+# django-axes first: it refuses a locked-out username and address before the
+# password is even checked, the right password included.
+AUTHENTICATION_BACKENDS = [
+    "clusters.auth_backends.LoginThrottleBackend",
+    "django.contrib.auth.backends.ModelBackend",
 ]
 
 ROOT_URLCONF = "proxmoxer_site.urls"
@@ -265,6 +278,10 @@ else:
     # A malformed key fails at startup, not at the first request that needs it.
     parse_keys(PROXMOXER_CREDENTIALS_KEYS)
 
+# GET /metrics answers only with "Authorization: Bearer <this>"; unset, it
+# is a 404 (docs/operations.md, "Metrics").
+PROXMOXER_METRICS_TOKEN = env.str("PROXMOXER_METRICS_TOKEN", default="")
+
 # The largest legitimate request is a few KiB; anything past this is refused
 # with 413 before a parser or Proxmox sees it.
 API_MAX_BODY_BYTES = env.int("API_MAX_BODY_BYTES", default=64 * 1024)
@@ -279,14 +296,22 @@ REQUEST_BODY_TIMEOUT = env.float("PROXMOXER_REQUEST_BODY_TIMEOUT", default=10.0)
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         # Token first: unauthenticated calls then get 401 + WWW-Authenticate.
-        "rest_framework.authentication.TokenAuthentication",
+        # django-rest-knox: the same `Authorization: Token <key>` header as
+        # DRF's authtoken, but only a digest of the key is stored.
+        "knox.auth.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    # Roles (docs/product-contract.md §13) for every view that does not say
+    # otherwise: the API root, the schema and the docs included.
+    "DEFAULT_PERMISSION_CLASSES": ["clusters.access.RolePermission"],
+    # orjson: the same JSON as DRF's renderer, several times faster on a
+    # long cluster list (docs/benchmarks.md); datetimes in UTC end in "Z",
+    # as DRF's DateTimeField writes them.
     "DEFAULT_RENDERER_CLASSES": [
-        "rest_framework.renderers.JSONRenderer",
+        "drf_orjson_renderer.renderers.ORJSONRenderer",
         "clusters.browsable.BrowsableAPIRenderer",
     ],
+    "ORJSON_RENDERER_OPTIONS": (orjson.OPT_UTC_Z,),
     "DEFAULT_PARSER_CLASSES": [
         "clusters.request_shapes.BoundedJSONParser",
         "rest_framework.parsers.FormParser",
@@ -304,11 +329,41 @@ SPECTACULAR_SETTINGS = {
     "TITLE": "proxmoxer",
     "DESCRIPTION": "A registry of Proxmox VE clusters: register, list, inspect, re-check, remove.",
     "VERSION": "1",
-    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
+    "SERVE_PERMISSIONS": ["clusters.access.RolePermission"],
     "SWAGGER_UI_DIST": "SIDECAR",  # served from this app: no CDN, works offline
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
 }
+
+# -- who may do what, and the record of it (docs/security.md) -----------------
+
+# Days an audit event is kept; manage.py audit_retention (and the background
+# scheduler) remove older ones. 0 keeps every event.
+PROXMOXER_AUDIT_RETENTION_DAYS = env.int("PROXMOXER_AUDIT_RETENTION_DAYS", default=365)
+if PROXMOXER_AUDIT_RETENTION_DAYS < 0:
+    raise ImproperlyConfigured(
+        "PROXMOXER_AUDIT_RETENTION_DAYS must be a number of days, 0 to keep every event"
+    )
+
+REST_KNOX = {
+    # Tokens last until revoked (manage.py api_token revoke), as DRF's did;
+    # `api_token create --days N` gives one an end.
+    "TOKEN_TTL": None,
+    "AUTO_REFRESH": False,
+    "AUTH_HEADER_PREFIX": "Token",
+}
+
+# Logins at /api-auth/login/ and /admin/login/: after 5 failures for one
+# username from one address, that pair is refused for 15 minutes (counted in
+# the database, so every worker process shares the count).
+AXES_FAILURE_LIMIT = 5
+AXES_COOLOFF_TIME = timedelta(minutes=15)
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+# The audit log records every login and failed login; axes's own access log
+# would be a second, unbounded copy.
+AXES_DISABLE_ACCESS_LOG = True
+AXES_VERBOSE = False
 
 # -- production hardening (manage.py check --deploy) -------------------------
 # TLS ends at the reverse proxy in front of gunicorn, which sets

@@ -1,13 +1,15 @@
 """Top-level routes: the API under /api/v1/ (with its OpenAPI schema and
-Swagger UI), /health and /health/ready, login for the browsable API, the admin; anything else
-under /api/ is a JSON 404."""
+Swagger UI), /health and /health/ready, /metrics, login for the browsable
+API, the admin; anything else under /api/ is a JSON 404."""
 
 from django.contrib import admin
 from django.urls import include, path, re_path
 from drf_spectacular.utils import extend_schema, extend_schema_view
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView
 
-from clusters.urls import router
+from clusters.metrics import metrics_view
+from clusters.pages import SwaggerUI
+from clusters.urls import api_root
 from clusters.views import api_not_found, health, health_ready
 
 # The schema describes the API, not itself.
@@ -16,10 +18,11 @@ SchemaView = extend_schema_view(get=extend_schema(exclude=True))(SpectacularAPIV
 urlpatterns = [
     re_path(r"^health/?$", health, name="health"),
     re_path(r"^health/ready/?$", health_ready, name="health-ready"),
+    re_path(r"^metrics/?$", metrics_view, name="metrics"),
     re_path(r"^api/v1/schema/?$", SchemaView.as_view(), name="schema"),
-    re_path(r"^api/v1/docs/?$", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
+    re_path(r"^api/v1/docs/?$", SwaggerUI.as_view(url_name="schema"), name="docs"),
     path("api/v1/", include("clusters.urls")),
-    re_path(r"^api/v1$", router.get_api_root_view(api_urls=router.urls)),
+    re_path(r"^api/v1$", api_root),
     path("api-auth/", include("rest_framework.urls")),
     re_path(r"^api/", api_not_found),
     path("admin/", admin.site.urls),

@@ -17,6 +17,7 @@ from clusters.domain import (
     Secret,
     TokenCredentials,
 )
+from clusters.services import CheckOutcome
 
 HEALTHY_REPORT = ProxmoxReport(
     version="8.2.4",
@@ -124,3 +125,13 @@ class FakeClock:
 
     def advance(self, **delta: float) -> None:
         self.now += timedelta(**delta)
+
+
+@dataclass
+class RecordingObserver:
+    """A check observer that keeps what it is told."""
+
+    finished: list[tuple[CheckOutcome, float]] = field(default_factory=list)
+
+    def check_finished(self, outcome: CheckOutcome, seconds: float) -> None:
+        self.finished.append((outcome, seconds))

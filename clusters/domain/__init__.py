@@ -8,9 +8,12 @@ each, are re-exported here: ``from clusters.domain import Cluster``.
 
 from clusters.domain.actor import Actor
 from clusters.domain.audit import (
+    AUDIT_PAGE_MAX,
     SECRET_CHANGED,
     AuditAction,
     AuditEvent,
+    AuditPage,
+    AuditQuery,
     Outcome,
     configuration_changes,
 )
@@ -67,6 +70,7 @@ from clusters.domain.errors import (
     ValidationFailed,
 )
 from clusters.domain.fields import (
+    NAME_KEY_MAX_LENGTH,
     NAME_MAX_LENGTH,
     SECRET_MAX_LENGTH,
     USERID_MAX_LENGTH,
@@ -86,6 +90,19 @@ from clusters.domain.health import (
     ProxmoxReport,
     assess_health,
     node_states,
+)
+from clusters.domain.listing import (
+    DEFAULT_LIMIT,
+    MAX_LIMIT,
+    MAX_OFFSET,
+    SEARCH_MAX_LENGTH,
+    ClusterPage,
+    ClusterQuery,
+    PublicCluster,
+    parse_statuses,
+    public_cluster,
+    rfc3339,
+    search_key,
 )
 from clusters.domain.monitoring import (
     NO_NODES,
@@ -107,10 +124,15 @@ from clusters.domain.repository import (
 )
 
 __all__ = [
+    "AUDIT_PAGE_MAX",
     "CONFIGURATION_FIELDS",
+    "DEFAULT_LIMIT",
     "EDITABLE_FIELDS",
     "ENDPOINT_MAX_LENGTH",
     "HTTPS_DEFAULT_PORT",
+    "MAX_LIMIT",
+    "MAX_OFFSET",
+    "NAME_KEY_MAX_LENGTH",
     "NAME_MAX_LENGTH",
     "NOT_GIVEN",
     "NO_NODES",
@@ -118,6 +140,7 @@ __all__ = [
     "OPERATORS",
     "PROXMOX_DEFAULT_PORT",
     "SCHEDULING_FIELDS",
+    "SEARCH_MAX_LENGTH",
     "SECRET_CHANGED",
     "SECRET_MAX_LENGTH",
     "USERID_MAX_LENGTH",
@@ -126,6 +149,8 @@ __all__ = [
     "AuditAction",
     "AuditEvent",
     "AuditLog",
+    "AuditPage",
+    "AuditQuery",
     "AuthMethod",
     "CheckOvertaken",
     "CheckSchedule",
@@ -134,6 +159,8 @@ __all__ = [
     "ClusterError",
     "ClusterNameTaken",
     "ClusterNotFound",
+    "ClusterPage",
+    "ClusterQuery",
     "ClusterRepository",
     "ClusterStatus",
     "ClusterStatusEntry",
@@ -166,6 +193,7 @@ __all__ = [
     "ProxmoxSecondFactorRequired",
     "ProxmoxTLSError",
     "ProxmoxUnreachable",
+    "PublicCluster",
     "Registration",
     "RegistrationRequest",
     "Secret",
@@ -190,5 +218,9 @@ __all__ = [
     "normalise_username",
     "parse_cluster_id",
     "parse_endpoint",
+    "parse_statuses",
+    "public_cluster",
+    "rfc3339",
+    "search_key",
     "token_owner",
 ]

@@ -5,7 +5,7 @@ change without its event cannot exist. Append-only; secrets never."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -82,6 +82,78 @@ class AuditEvent:
             source_ip=actor.source_ip,
             changes=dict(changes or {}),
         )
+
+    @classmethod
+    def failure(
+        cls,
+        action: AuditAction,
+        *,
+        actor: Actor,
+        at: datetime,
+        status_code: int | None,
+        cluster_id: uuid.UUID | None = None,
+        cluster_name: str | None = None,
+    ) -> AuditEvent:
+        """An action that was refused or failed: nothing changed, so no
+        ``changes``; ``status_code`` is what the caller was answered."""
+        return cls(
+            id=uuid.uuid4(),
+            at=at,
+            actor=actor.username,
+            action=action,
+            outcome=Outcome.FAILURE,
+            status_code=status_code,
+            cluster_id=cluster_id,
+            cluster_name=cluster_name,
+            source_ip=actor.source_ip,
+        )
+
+    def matches(self, query: AuditQuery) -> bool:
+        """Whether ``query``'s filters select this event; the in-memory log
+        filters with this, the database log with the same conditions in SQL."""
+        return (
+            (query.action is None or self.action == query.action)
+            and (query.outcome is None or self.outcome == query.outcome)
+            and (query.actor is None or self.actor == query.actor)
+            and (query.cluster_id is None or self.cluster_id == query.cluster_id)
+            and (query.cluster_name is None or self.cluster_name == query.cluster_name)
+            and (query.since is None or self.at >= query.since)
+            and (query.until is None or self.at < query.until)
+        )
+
+
+AUDIT_PAGE_MAX = 500
+
+
+@dataclass(frozen=True, slots=True)
+class AuditQuery:
+    """Which events to read, newest first: every filter that is not None
+    must match (``since`` inclusive, ``until`` exclusive); then ``offset``
+    events are skipped and at most ``limit`` returned."""
+
+    action: AuditAction | None = None
+    outcome: Outcome | None = None
+    actor: str | None = None
+    cluster_id: uuid.UUID | None = None
+    cluster_name: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    limit: int = 50
+    offset: int = 0
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.limit <= AUDIT_PAGE_MAX:
+            raise ValueError(f"limit must be between 1 and {AUDIT_PAGE_MAX}")
+        if self.offset < 0:
+            raise ValueError("offset must not be negative")
+
+
+@dataclass(frozen=True, slots=True)
+class AuditPage:
+    """One page of a query: its events and how many matched in all."""
+
+    events: Sequence[AuditEvent]
+    total: int
 
 
 def _configuration(cluster: Cluster | None) -> dict[str, Any]:

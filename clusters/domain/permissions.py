@@ -35,6 +35,11 @@ _NEEDS = {
 }
 
 
+def needs(permission: Permission) -> str:
+    """Who holds ``permission``, for messages: "membership of operators"."""
+    return _NEEDS[permission]
+
+
 def may(actor: Actor, permission: Permission) -> bool:
     if actor.is_superuser or actor.is_system:
         return True
@@ -45,4 +50,4 @@ def authorize(actor: Actor, permission: Permission, doing: str) -> None:
     """Raise Forbidden unless ``actor`` may; ``doing`` says what was refused,
     e.g. "register clusters"."""
     if not may(actor, permission):
-        raise Forbidden(f"{actor.username} may not {doing}: that takes {_NEEDS[permission]}")
+        raise Forbidden(f"{actor.username} may not {doing}: that takes {needs(permission)}")

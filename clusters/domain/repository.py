@@ -21,9 +21,10 @@ from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Self
 
-from clusters.domain.audit import AuditEvent
+from clusters.domain.audit import AuditEvent, AuditPage, AuditQuery
 from clusters.domain.cluster import Cluster
 from clusters.domain.health import NodeState
+from clusters.domain.listing import ClusterPage, ClusterQuery
 from clusters.domain.monitoring import Claim, HistoryPage, NodeList, StatusChange
 
 
@@ -43,6 +44,11 @@ class ClusterRepository(ABC):
     @abstractmethod
     def list(self) -> Sequence[Cluster]:
         """Every cluster, ordered by name (case-insensitively)."""
+
+    @abstractmethod
+    def page(self, query: ClusterQuery) -> ClusterPage:
+        """The clusters ``query`` asks for, in ``list()``'s order, as the
+        API shows them; ``total`` counts every match, not only this page's."""
 
     @abstractmethod
     def exists(self, cluster_id: uuid.UUID) -> bool: ...
@@ -127,6 +133,17 @@ class AuditLog(ABC):
     @abstractmethod
     def list(self) -> Sequence[AuditEvent]:
         """Every event, newest first."""
+
+    @abstractmethod
+    def query(self, query: AuditQuery) -> AuditPage:
+        """The events ``query`` selects, newest first (the order they were
+        appended in, reversed), one page of them, and how many matched."""
+
+    @abstractmethod
+    def purge(self, before: datetime) -> int:
+        """Remove every event that happened before ``before`` (inside a unit
+        of work): the retention period, and the only way an event goes.
+        Returns how many were removed."""
 
 
 class NodeLists(ABC):

@@ -21,13 +21,17 @@ then writes can fail at once ("database is locked") when another writes.
 
 from __future__ import annotations
 
+import json
 import uuid
-from collections.abc import Mapping, Sequence
+from collections import defaultdict
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
+import psycopg
 from django.db import DEFAULT_DB_ALIAS, IntegrityError, connections, transaction
 from django.db.models import F, Q, QuerySet, Subquery
+from django.db.models.functions import Lower
 
 from clusters.domain import (
     NO_NODES,
@@ -35,21 +39,28 @@ from clusters.domain import (
     SCHEDULING_FIELDS,
     AuditEvent,
     AuditLog,
+    AuditPage,
+    AuditQuery,
     CheckOvertaken,
     Claim,
     Cluster,
     ClusterNameTaken,
     ClusterNotFound,
+    ClusterPage,
+    ClusterQuery,
     ClusterRepository,
     HistoryPage,
     NodeList,
     NodeLists,
     NodeState,
+    PublicCluster,
     StaleCluster,
     StatusChange,
     StatusHistory,
     UnitOfWork,
     name_key,
+    rfc3339,
+    search_key,
 )
 from clusters.encryption import CredentialCipher
 from clusters.models import (
@@ -78,6 +89,58 @@ _CONFIGURED_FIELDS = [
 ]
 _RECORDED_FIELDS = sorted(OBSERVATION_FIELDS | SCHEDULING_FIELDS)
 _DUE_FIRST = (F("next_check_at").asc(nulls_first=True), "pk")
+_OBSERVED_FIELDS = sorted(OBSERVATION_FIELDS)
+# What a list reads of a row: every column of PublicCluster, in its order,
+# with the principal where username/token_id go; never the secret.
+_PUBLIC_COLUMNS = (
+    "id", "name", "api_endpoint", "status", "proxmox_version", "node_count", "auth_method",
+    "principal", "verify_tls", "fingerprint", "created_at", "updated_at", "last_checked_at",
+    "last_error", "last_error_details", "version", "cluster_name", "nodes_online",
+    "next_check_at",
+)  # fmt: skip
+_PASSWORD = "password"
+
+
+def _public_cluster(
+    row: tuple[Any, ...],
+    identifier: Callable[[Any], str] = str,
+    moment: Callable[[Any], str] = rfc3339,
+    document: Callable[[Any], Any] = lambda value: value,
+) -> PublicCluster:
+    """A row of _PUBLIC_COLUMNS (and whatever follows them) as a list shows
+    it: read straight from the columns, with no model or domain object in
+    between (a list of a thousand clusters spent most of its time building
+    those). ``identifier``, ``moment`` and ``document`` turn the id, the
+    timestamps and the JSON column from what the driver gives."""
+    (
+        cluster_id, name, api_endpoint, status, proxmox_version, node_count, auth_method,
+        principal, verify_tls, fingerprint, created_at, updated_at, last_checked_at,
+        last_error, last_error_details, version, cluster_name, nodes_online, next_check_at,
+        *_rest,
+    ) = row  # fmt: skip
+    password = auth_method == _PASSWORD
+    return {
+        "id": identifier(cluster_id),
+        "name": name,
+        "api_endpoint": api_endpoint,
+        "status": status,
+        "proxmox_version": proxmox_version,
+        "node_count": node_count,
+        "auth_method": auth_method,
+        "username": principal if password else None,
+        "token_id": None if password else principal,
+        "verify_tls": verify_tls,
+        "fingerprint": fingerprint,
+        "created_at": moment(created_at),
+        "updated_at": moment(updated_at),
+        "last_checked_at": None if last_checked_at is None else moment(last_checked_at),
+        "last_error": last_error,
+        "last_error_details": None if last_error_details is None else document(last_error_details),
+        "version": version,
+        "cluster_name": cluster_name,
+        "nodes_online": nodes_online,
+        "next_check_at": None if next_check_at is None else moment(next_check_at),
+    }
 
 
 def _violated_unique_column(error: IntegrityError) -> str | None:
@@ -92,6 +155,139 @@ def _violated_unique_column(error: IntegrityError) -> str | None:
         if str(error) == f"UNIQUE constraint failed: {_TABLE}.{column}":
             return column
     return None
+
+
+_ALL = 2**63 - 1  # LIMIT without a limit, in a form both databases take
+
+
+def _like_pattern(text: str) -> str:
+    """``%text%`` with LIKE's own characters in ``text`` taken literally."""
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+def _page_statement(query: ClusterQuery, columns: Sequence[str]) -> tuple[str, list[Any]]:
+    """The SQL of ``DjangoClusterRepository.page`` and its parameters: the
+    ``columns`` of the page's rows, and the count of every match last.
+
+    The same on SQLite and PostgreSQL: both sides of the search are folded —
+    ``name_key`` is ``name_key(name)``, and ``LOWER()`` of an endpoint is
+    its casefold() since endpoints are ASCII — and the ``name_key`` column
+    sorts by code point on both (its "C" collation on PostgreSQL).
+    """
+    conditions: list[str] = []
+    params: list[Any] = []
+    if query.statuses:
+        conditions.append(f"status IN ({', '.join(['%s'] * len(query.statuses))})")
+        params += sorted(query.statuses)
+    if query.name is not None:
+        conditions.append("name_key = %s")
+        params.append(name_key(query.name))
+    if query.search is not None:
+        conditions.append(
+            "(name_key LIKE %s ESCAPE '\\' OR LOWER(api_endpoint) LIKE %s ESCAPE '\\')"
+        )
+        params += [_like_pattern(search_key(query.search))] * 2
+    where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
+    # Only fixed fragments and placeholders are joined here; every value
+    # the client gave is a parameter.
+    sql = (
+        f"SELECT {', '.join(columns)}, (SELECT COUNT(*) FROM {_TABLE}{where})"  # noqa: S608
+        f" FROM {_TABLE}{where} ORDER BY name_key LIMIT %s OFFSET %s"
+    )
+    limit = _ALL if query.limit is None else query.limit
+    return sql, [*params, *params, limit, query.offset]
+
+
+def _fetch_binary(
+    driver_connection: psycopg.Connection[Any], sql: str, params: list[Any], connection: Any
+) -> list[tuple[Any, ...]]:
+    """The rows of ``sql`` from PostgreSQL in the binary format, through
+    psycopg's C loaders.
+
+    Django reads results as text through client-side cursors and loads every
+    timestamptz with a Python loader; for a page of a thousand clusters that
+    was most of the request. Binary results (which need a server-side
+    binding cursor) skip both: the server formats no text and psycopg parses
+    none. (Timestamps come in the session's zone; rfc3339 writes them in
+    UTC whatever it is.)
+    """
+    with connection.wrap_database_errors, psycopg.Cursor(driver_connection) as cursor:
+        cursor.execute(sql, params, binary=True)
+        return cursor.fetchall()
+
+
+# A row version: xmin is the transaction that wrote it, new on every UPDATE
+# whoever makes it; version and updated_at make a coincidence of xmin after
+# a transaction-id wraparound irrelevant.
+_VERSION_COLUMNS = ("id::text", "xmin::text", "version", "updated_at")
+_VERSION_COLUMN = _PUBLIC_COLUMNS.index("version")
+_UPDATED_AT_COLUMN = _PUBLIC_COLUMNS.index("updated_at")
+_BY_IDS = (
+    f"SELECT {', '.join(_PUBLIC_COLUMNS)}, id::text, xmin::text "  # noqa: S608
+    f"FROM {_TABLE} WHERE id = ANY(%s::uuid[])"
+)
+
+
+class _PublicFormCache:
+    """Each cluster's public form by row version, per process and database.
+
+    A page of a thousand clusters then reads two short columns a row
+    instead of fifteen, and builds nothing for a cluster that has not
+    changed. Entries are keyed by the row version the database reports, so
+    any write, by any process or any code path, makes the next page read
+    the row again. Only committed rows go in (see ``page``).
+    """
+
+    MAX_ENTRIES = 100_000  # past it (deregistered clusters pile up), start over
+
+    def __init__(self) -> None:
+        self._entries: dict[str, tuple[tuple[Any, ...], PublicCluster]] = {}
+
+    def lookup(
+        self, rows: Sequence[tuple[Any, ...]], driver_connection: Any, connection: Any
+    ) -> list[PublicCluster]:
+        entries = self._entries
+        stale = [row[0] for row in rows if entries.get(row[0], ((),))[0] != row[1:4]]
+        if stale:
+            if len(entries) + len(stale) > self.MAX_ENTRIES:
+                entries.clear()
+            for full in _fetch_binary(driver_connection, _BY_IDS, [stale], connection):
+                row_version = (full[-1], full[_VERSION_COLUMN], full[_UPDATED_AT_COLUMN])
+                entries[full[-2]] = (row_version, _public_cluster(full))
+        # A cluster deleted between the two statements is left out.
+        found = (entries.get(row[0]) for row in rows)
+        return [entry[1] for entry in found if entry is not None]
+
+
+_PUBLIC_FORMS: defaultdict[str, _PublicFormCache] = defaultdict(_PublicFormCache)
+
+_DATETIME_COLUMNS = [
+    _PUBLIC_COLUMNS.index(c)
+    for c in ("created_at", "updated_at", "last_checked_at", "next_check_at")
+]
+
+
+# Timestamps as their stored text: sqlite3 would otherwise hand each to the
+# converter Django registers for the column type, a regular expression that
+# took most of a long list's time.
+_SQLITE_COLUMNS = tuple(
+    f"CAST({column} AS TEXT)" if index in _DATETIME_COLUMNS else column
+    for index, column in enumerate(_PUBLIC_COLUMNS)
+)
+
+
+def _sqlite_identifier(hex_digits: str) -> str:
+    """Django stores a UUID on SQLite as its 32 lowercase hex digits."""
+    h = hex_digits
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+def _sqlite_moment(stored: str) -> str:
+    """Django stores a timestamp on SQLite as ``str()`` of it in UTC without
+    the zone, "2026-03-14 15:09:26.535897" (no fraction when it is 0): the
+    same digits rfc3339 writes, with a "T" and a "Z"."""
+    return stored.replace(" ", "T") + "Z"
 
 
 class DjangoClusterRepository(ClusterRepository):
@@ -126,6 +322,61 @@ class DjangoClusterRepository(ClusterRepository):
     def list(self) -> Sequence[Cluster]:
         cipher = self._cipher
         return tuple(record.to_domain(cipher) for record in self._records().order_by("name_key"))
+
+    def page(self, query: ClusterQuery) -> ClusterPage:
+        """One statement, written out (docs/benchmarks.md, "The cluster
+        list"): the page's rows and, as an uncorrelated subquery both
+        databases evaluate once, the count of every match. Compiling the
+        equivalent queryset cost more than running it.
+
+        On PostgreSQL outside a transaction, the statement reads only each
+        row's id and version (``xmin``) and the public forms come from
+        this process's cache (``_PublicFormCache``).
+        """
+        connection = connections[self._using]
+        with connection.cursor() as cursor:
+            if connection.vendor != "postgresql":
+                sql, params = _page_statement(query, _SQLITE_COLUMNS)
+                cursor.execute(sql, params)
+                rows = cursor.fetchall()
+                clusters = [
+                    _public_cluster(row, _sqlite_identifier, _sqlite_moment, json.loads)
+                    for row in rows
+                ]
+            elif connection.in_atomic_block:
+                # A transaction may see its own uncommitted row versions,
+                # which must not outlive it in a cache.
+                sql, params = _page_statement(query, _PUBLIC_COLUMNS)
+                rows = _fetch_binary(cursor.cursor.connection, sql, params, connection)
+                clusters = [_public_cluster(row) for row in rows]
+            else:
+                sql, params = _page_statement(query, _VERSION_COLUMNS)
+                rows = _fetch_binary(cursor.cursor.connection, sql, params, connection)
+                clusters = _PUBLIC_FORMS[self._using].lookup(
+                    rows, cursor.cursor.connection, connection
+                )
+        if rows:
+            total = rows[0][-1]
+        elif query.offset:  # past the end: no row carried the count
+            total = self._matching(query).count()
+        else:
+            total = 0
+        return ClusterPage(clusters, total, query)
+
+    def _matching(self, query: ClusterQuery) -> QuerySet[ClusterRecord]:
+        """The clusters ``query`` matches, as a queryset (what _page_statement
+        says in SQL)."""
+        matching = self._records()
+        if query.statuses:
+            matching = matching.filter(status__in=sorted(query.statuses))
+        if query.name is not None:
+            matching = matching.filter(name_key=name_key(query.name))
+        if query.search is not None:
+            key = search_key(query.search)
+            matching = matching.annotate(endpoint_key=Lower("api_endpoint")).filter(
+                Q(name_key__contains=key) | Q(endpoint_key__contains=key)
+            )
+        return matching
 
     def exists(self, cluster_id: uuid.UUID) -> bool:
         return self._records().filter(pk=cluster_id).exists()
@@ -288,6 +539,29 @@ class DjangoAuditLog(AuditLog):
     def list(self) -> Sequence[AuditEvent]:
         records = AuditEventRecord.objects.using(self._using).order_by("-sequence")
         return tuple(record.to_domain() for record in records)
+
+    def query(self, query: AuditQuery) -> AuditPage:
+        # The conditions of AuditEvent.matches, in SQL.
+        conditions: dict[str, Any] = {
+            "action": query.action,
+            "outcome": query.outcome,
+            "actor": query.actor,
+            "cluster_id": query.cluster_id,
+            "cluster_name": query.cluster_name,
+            "at__gte": query.since,
+            "at__lt": query.until,
+        }
+        records = AuditEventRecord.objects.using(self._using).filter(
+            **{lookup: value for lookup, value in conditions.items() if value is not None}
+        )
+        page = records.order_by("-sequence")[query.offset : query.offset + query.limit]
+        return AuditPage(events=tuple(record.to_domain() for record in page), total=records.count())
+
+    def purge(self, before: datetime) -> int:
+        if not connections[self._using].in_atomic_block:
+            raise RuntimeError("repository writes happen inside a unit of work")
+        removed, _ = AuditEventRecord.objects.using(self._using).filter(at__lt=before).delete()
+        return removed
 
 
 class DjangoNodeLists(NodeLists):

@@ -23,24 +23,31 @@ from clusters.domain import (
     SCHEDULING_FIELDS,
     AuditEvent,
     AuditLog,
+    AuditPage,
+    AuditQuery,
     CheckOvertaken,
     Claim,
     Cluster,
     ClusterNameTaken,
     ClusterNotFound,
+    ClusterPage,
+    ClusterQuery,
     ClusterRepository,
     HistoryPage,
     NodeList,
     NodeLists,
     NodeState,
+    PublicCluster,
     StaleCluster,
     StatusChange,
     StatusHistory,
     UnitOfWork,
     name_key,
+    public_cluster,
 )
 
 _OrderKey = tuple[str, str, int]
+_Snapshot = tuple[tuple[Cluster, ...], tuple[PublicCluster, ...]]
 _NEVER = datetime.min.replace(tzinfo=UTC)  # a cluster never scheduled is due first
 _RECORDED_FIELDS = OBSERVATION_FIELDS | SCHEDULING_FIELDS
 
@@ -112,18 +119,24 @@ class InMemoryClusterRepository(ClusterRepository):
     immutable snapshot that later reads share, without the lock, until the
     next write. Clusters are keyed by ``UUID.int`` because hashing a UUID
     object runs Python code and an int's hash does not.
+
+    Each stored cluster's public form (what a list shows) is made once, when
+    the cluster is stored, and the snapshot keeps those in order too: a page
+    is a slice of it, with nothing built per request. They are shared by
+    every reader, so nobody may change one.
     """
 
     def __init__(self, batch: InMemoryBatch | None = None) -> None:
         self.batch = batch if batch is not None else InMemoryBatch()
         self._lock = self.batch.lock
         self._by_id: dict[int, Cluster] = {}
+        self._public_by_id: dict[int, PublicCluster] = {}
         self._id_by_name: dict[str, int] = {}
         self._order_keys: list[_OrderKey] = []
         self._ordered: list[Cluster] = []
         self._pending: list[tuple[Cluster, bool]] = []  # (cluster, added?) in write order
         self._rebuild = False
-        self._snapshot: tuple[Cluster, ...] | None = ()
+        self._snapshot: _Snapshot | None = ((), ())
         self._claims: dict[int, tuple[uuid.UUID, datetime]] = {}  # cluster → (token, until)
         self._dependents: list[_Dependent] = []
 
@@ -146,13 +159,36 @@ class InMemoryClusterRepository(ClusterRepository):
             return None if cluster_id is None else self._by_id[cluster_id]
 
     def list(self) -> Sequence[Cluster]:
+        return self._ordered_snapshot()[0]
+
+    def page(self, query: ClusterQuery) -> ClusterPage:
+        ordered = self._ordered_snapshot()[1]
+        matches: Sequence[PublicCluster]
+        if query.name is not None:
+            with self._lock:
+                cluster_id = self._id_by_name.get(name_key(query.name))
+                found = None if cluster_id is None else self._public_by_id[cluster_id]
+            matches = [found] if found is not None and query.matches(found) else []
+        elif query.filtered:
+            matches = [cluster for cluster in ordered if query.matches(cluster)]
+        else:
+            matches = ordered
+        end = None if query.limit is None else query.offset + query.limit
+        return ClusterPage(matches[query.offset : end], len(matches), query)
+
+    def _ordered_snapshot(self) -> _Snapshot:
+        """The clusters and their public forms in name order, as of the last
+        write; rebuilt only by the first read after one."""
         snapshot = self._snapshot
         if snapshot is None:
             with self._lock:
-                if self._snapshot is None:
-                    self._apply_pending_writes()
-                    self._snapshot = tuple(self._ordered)
                 snapshot = self._snapshot
+                if snapshot is None:
+                    self._apply_pending_writes()
+                    ordered = tuple(self._ordered)
+                    public = self._public_by_id
+                    snapshot = (ordered, tuple(public[c.id.int] for c in ordered))
+                    self._snapshot = snapshot
         return snapshot
 
     def exists(self, cluster_id: uuid.UUID) -> bool:
@@ -278,11 +314,13 @@ class InMemoryClusterRepository(ClusterRepository):
 
     def _insert(self, cluster: Cluster) -> None:
         self._by_id[cluster.id.int] = cluster
+        self._public_by_id[cluster.id.int] = public_cluster(cluster)
         self._id_by_name[name_key(cluster.name)] = cluster.id.int
         self._note_write(cluster, True)
 
     def _remove(self, cluster_id: int) -> Cluster:
         cluster = self._by_id.pop(cluster_id)
+        del self._public_by_id[cluster_id]
         del self._id_by_name[name_key(cluster.name)]
         self._note_write(cluster, False)
         return cluster
@@ -334,6 +372,22 @@ class InMemoryAuditLog(AuditLog):
     def list(self) -> Sequence[AuditEvent]:
         with self.batch.lock:
             return tuple(reversed(self._events))
+
+    def query(self, query: AuditQuery) -> AuditPage:
+        with self.batch.lock:
+            matching = [event for event in reversed(self._events) if event.matches(query)]
+        page = matching[query.offset : query.offset + query.limit]
+        return AuditPage(events=tuple(page), total=len(matching))
+
+    def purge(self, before: datetime) -> int:
+        self.batch.require()
+        kept = [event for event in self._events if event.at >= before]
+        removed = len(self._events) - len(kept)
+        if removed:
+            previous = list(self._events)
+            self._events[:] = kept  # in place: appends' undo steps hold this list
+            self.batch.record(lambda: self._events.__setitem__(slice(None), previous))
+        return removed
 
 
 class InMemoryNodeLists(NodeLists):

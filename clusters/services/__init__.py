@@ -5,33 +5,49 @@ background jobs drive alike (docs/architecture.md, "Layers").
 - ``checks.CheckService`` — check clusters against their API: the
   background engine (``check_due``), bulk and single refreshes, and the
   nodes and status history checks leave behind.
+- ``audit.AuditService`` — read the audit log, record failures and logins,
+  apply the retention period.
 - ``ports`` — what the use cases need from outside: a Proxmox gateway, a
-  clock, randomness, a unit-of-work factory.
+  clock, randomness, a unit-of-work factory, an observer of checks.
 """
 
+from clusters.services.audit import DEFAULT_RETENTION_DAYS, AuditService
 from clusters.services.checks import (
     DEFAULT_CONCURRENCY,
     DEFAULT_HISTORY_LIMIT,
     DEFAULT_SCHEDULE,
     CheckListener,
-    CheckOutcome,
     CheckResult,
     CheckService,
+    FinishedCheck,
 )
-from clusters.services.ports import Clock, ProxmoxGateway, Random, UnitOfWorkFactory, utc_now
-from clusters.services.registry import ClusterListing, ClusterService
+from clusters.services.ports import (
+    CheckObserver,
+    CheckOutcome,
+    Clock,
+    IgnoreChecks,
+    ProxmoxGateway,
+    Random,
+    UnitOfWorkFactory,
+    utc_now,
+)
+from clusters.services.registry import ClusterService
 
 __all__ = [
     "DEFAULT_CONCURRENCY",
     "DEFAULT_HISTORY_LIMIT",
+    "DEFAULT_RETENTION_DAYS",
     "DEFAULT_SCHEDULE",
+    "AuditService",
     "CheckListener",
+    "CheckObserver",
     "CheckOutcome",
     "CheckResult",
     "CheckService",
     "Clock",
-    "ClusterListing",
     "ClusterService",
+    "FinishedCheck",
+    "IgnoreChecks",
     "ProxmoxGateway",
     "Random",
     "UnitOfWorkFactory",

@@ -59,7 +59,15 @@ from clusters.domain import (
     node_states,
     parse_cluster_id,
 )
-from clusters.services.ports import Clock, ProxmoxGateway, Random, UnitOfWorkFactory
+from clusters.services.ports import (
+    CheckObserver,
+    CheckOutcome,
+    Clock,
+    IgnoreChecks,
+    ProxmoxGateway,
+    Random,
+    UnitOfWorkFactory,
+)
 
 logger = logging.getLogger("clusters")
 
@@ -114,7 +122,7 @@ class CheckResult(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
-class CheckOutcome:
+class FinishedCheck:
     """What became of one check: the cluster with what the check found (as
     claimed, when the checker failed), and whether it was stored."""
 
@@ -131,7 +139,7 @@ class CheckOutcome:
         return self.cluster.last_error
 
 
-CheckListener = Callable[[CheckOutcome], None]
+CheckListener = Callable[[FinishedCheck], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,6 +199,7 @@ class CheckService:
         concurrency: int = DEFAULT_CONCURRENCY,
         history_limit: int = DEFAULT_HISTORY_LIMIT,
         random: Random = random.random,
+        observer: CheckObserver | None = None,
     ) -> None:
         if concurrency < 1:
             raise ValueError("at least one check must be allowed in flight")
@@ -201,6 +210,7 @@ class CheckService:
         self._concurrency = concurrency
         self._history_limit = history_limit
         self._random = random
+        self._observer = observer if observer is not None else IgnoreChecks()
         self._pool: _CheckPool | None = None
         self._pool_lock = threading.Lock()
 
@@ -224,6 +234,7 @@ class CheckService:
             concurrency=concurrency,
             history_limit=self._history_limit,
             random=self._random,
+            observer=self._observer,
         )
 
     # -- the engine ------------------------------------------------------------------
@@ -235,7 +246,7 @@ class CheckService:
         *,
         on_checked: CheckListener | None = None,
         stop: threading.Event | None = None,
-    ) -> list[CheckOutcome]:
+    ) -> list[FinishedCheck]:
         """Claim the clusters due by ``now`` and check them, with at most
         ``concurrency`` checks in flight in this process, recording each as
         the registry itself (``Actor.system()``); return what became of them.
@@ -252,7 +263,7 @@ class CheckService:
 
     def check_all(
         self, *, actor: Actor, on_checked: CheckListener | None = None
-    ) -> list[CheckOutcome]:
+    ) -> list[FinishedCheck]:
         """Check every registered cluster now, through the same engine: all
         are made due, then checked as ``check_due`` checks them (a cluster
         another checker is checking at this moment is left to it)."""
@@ -270,10 +281,10 @@ class CheckService:
         on_checked: CheckListener | None,
         stop: threading.Event | None,
         actor: Actor,
-    ) -> list[CheckOutcome]:
+    ) -> list[FinishedCheck]:
         pool = self._checking_pool()
         tick = self._schedule.tick.total_seconds()
-        outcomes: list[CheckOutcome] = []
+        outcomes: list[FinishedCheck] = []
         in_flight: dict[Future[_Findings], Claim] = {}
         remaining = limit if limit is not None else sys.maxsize
         may_be_due, look_again_at = True, 0.0
@@ -320,12 +331,12 @@ class CheckService:
 
     def _finish(
         self, ended: list[tuple[Claim, Future[_Findings]]], actor: Actor
-    ) -> list[CheckOutcome]:
+    ) -> list[FinishedCheck]:
         """What became of checks that ended together. Their findings are
         recorded a batch to a unit of work: one transaction for many checks,
         where one each would make a thousand checks a thousand commits, all
         from the one thread that claims and records."""
-        outcomes: list[CheckOutcome] = []
+        outcomes: list[FinishedCheck] = []
         ready: list[tuple[Claim, _Findings]] = []
         for claim, future in ended:
             try:
@@ -333,18 +344,18 @@ class CheckService:
             except NetworkPolicyRefused as error:
                 # Logged as it happened; nothing is stored, and the claim runs
                 # out before the cluster is tried again (the policy may change).
-                outcomes.append(CheckOutcome(claim.cluster, CheckResult.FAILED, error.message))
+                outcomes.append(FinishedCheck(claim.cluster, CheckResult.FAILED, error.message))
             except Exception:
                 # A bug in a checker: one cluster's trouble must not stop the others.
                 logger.exception(FAILED_LINE, claim.cluster.id, claim.cluster.name)
-                outcomes.append(CheckOutcome(claim.cluster, CheckResult.FAILED))
+                outcomes.append(FinishedCheck(claim.cluster, CheckResult.FAILED))
         for start in range(0, len(ready), RECORDS_PER_UNIT_OF_WORK):
             outcomes += self._record_batch(ready[start : start + RECORDS_PER_UNIT_OF_WORK], actor)
         return outcomes
 
     def _record_batch(
         self, batch: list[tuple[Claim, _Findings]], actor: Actor
-    ) -> list[CheckOutcome]:
+    ) -> list[FinishedCheck]:
         """Record ``batch`` in one unit of work; should any of it not be
         recordable (dropped, or failing), each on its own, so that one
         cluster's lost race or trouble costs the others nothing."""
@@ -354,20 +365,20 @@ class CheckService:
             except Exception:  # noqa: BLE001, S110 - sorted out one by one just below
                 pass
             else:
-                return [CheckOutcome(checked, CheckResult.RECORDED) for checked in recorded]
+                return [FinishedCheck(checked, CheckResult.RECORDED) for checked in recorded]
         outcomes = []
         for claim, findings in batch:
             try:
                 [checked] = self._record([(claim, findings)], actor)
             except (StaleCluster, ClusterNotFound, CheckOvertaken) as error:
                 _log_dropped(claim.cluster, error)
-                outcomes.append(CheckOutcome(claim.cluster, CheckResult.DROPPED))
+                outcomes.append(FinishedCheck(claim.cluster, CheckResult.DROPPED))
             except Exception:
                 # The database, say: the claim runs out and a later check tries again.
                 logger.exception(FAILED_LINE, claim.cluster.id, claim.cluster.name)
-                outcomes.append(CheckOutcome(claim.cluster, CheckResult.FAILED))
+                outcomes.append(FinishedCheck(claim.cluster, CheckResult.FAILED))
             else:
-                outcomes.append(CheckOutcome(checked, CheckResult.RECORDED))
+                outcomes.append(FinishedCheck(checked, CheckResult.RECORDED))
         return outcomes
 
     def _checking_pool(self) -> _CheckPool:
@@ -461,6 +472,7 @@ class CheckService:
                     cluster.target, cluster.credentials, fresh_login=by_person
                 )
         except ProxmoxError as error:
+            self._finished(CheckOutcome.ERROR, started)
             failed = cluster.observed(
                 at=started,
                 status=ClusterStatus.UNHEALTHY,
@@ -470,6 +482,7 @@ class CheckService:
             )
             return _Findings(failed, started, None, error.message)
         except ProxmoxAuthenticationFailed as error:
+            self._finished(CheckOutcome.UNAUTHORIZED, started)
             failed = cluster.observed(
                 at=started,
                 status=ClusterStatus.UNKNOWN,
@@ -478,6 +491,7 @@ class CheckService:
                 last_error_details=None,
             )
             return _Findings(failed, started, None, error.message)
+        self._finished(CheckOutcome.SUCCESS, started)
         health = assess_health(report)
         checked = cluster.observed(
             at=started,
@@ -490,6 +504,11 @@ class CheckService:
             last_error_details=None,
         )
         return _Findings(checked, started, node_states(report), health.reason)
+
+    def _finished(self, outcome: CheckOutcome, started: datetime) -> None:
+        # The wall clock may step back; a check never took negative time.
+        seconds = max(0.0, (self._clock() - started).total_seconds())
+        self._observer.check_finished(outcome, seconds)
 
     def _record(self, batch: list[tuple[Claim, _Findings]], actor: Actor) -> list[Cluster]:
         """Store checks' findings and reschedule their clusters, in one unit

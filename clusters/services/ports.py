@@ -1,12 +1,13 @@
 """What the use cases need from the outside world, as types: a Proxmox
-gateway, a clock, a source of randomness and a way to open a unit of work.
-The composition root (clusters/bootstrap.py) supplies real ones; unit tests
-supply fakes."""
+gateway, a clock, a source of randomness, a way to open a unit of work and
+someone to tell about checks. The composition root (clusters/bootstrap.py)
+supplies real ones; unit tests supply fakes."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Protocol
 
 from clusters.domain import (
@@ -57,3 +58,24 @@ UnitOfWorkFactory = Callable[[], UnitOfWork]
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+class CheckOutcome(StrEnum):
+    """How a visit to a cluster's API ended (whatever health it found)."""
+
+    SUCCESS = "success"  # the API answered; the health was judged
+    UNAUTHORIZED = "unauthorized"  # it refused the stored credentials
+    ERROR = "error"  # unreachable, TLS, not a PVE answer, ...
+
+
+class CheckObserver(Protocol):
+    """Told about every check as it ends (the Prometheus metrics listen)."""
+
+    def check_finished(self, outcome: CheckOutcome, seconds: float) -> None: ...
+
+
+class IgnoreChecks:
+    """The observer when nobody listens."""
+
+    def check_finished(self, outcome: CheckOutcome, seconds: float) -> None:
+        pass

@@ -1,4 +1,5 @@
-"""The registry's use cases: register, edit, deregister, list and get.
+"""The registry's use cases: register, edit, deregister, list (a page, or
+everything) and get.
 
 ``ClusterService`` receives a unit-of-work factory and a Proxmox gateway;
 it never touches requests, the ORM or HTTP objects, so the REST API,
@@ -24,6 +25,8 @@ from clusters.domain import (
     ClusterError,
     ClusterNameTaken,
     ClusterNotFound,
+    ClusterPage,
+    ClusterQuery,
     ConnectionTarget,
     Credentials,
     EditRequest,
@@ -54,12 +57,6 @@ logger = logging.getLogger("clusters")
 # made on the cluster: [token id, "deleted" | "left on the cluster: …"].
 CLUSTER_TOKEN_CHANGE = "cluster_token"
 TOKEN_DELETED = "deleted"
-
-
-@dataclass(frozen=True)
-class ClusterListing:
-    clusters: Sequence[Cluster]
-    total: int
 
 
 @dataclass(frozen=True)
@@ -316,11 +313,18 @@ class ClusterService:
 
     # -- read ------------------------------------------------------
 
-    def list_clusters(self, *, actor: Actor) -> ClusterListing:
+    def list_clusters(self, query: ClusterQuery, *, actor: Actor) -> ClusterPage:
+        """The page of clusters ``query`` asks for, as the API shows them."""
+        authorize(actor, Permission.VIEW, "list clusters")
+        # A read needs no batch: no transaction to open and commit around
+        # it on a database, no lock to wait for in memory.
+        return self._unit_of_work().clusters.page(query)
+
+    def all_clusters(self, *, actor: Actor) -> Sequence[Cluster]:
+        """Every registered cluster, by name (the command line's list)."""
         authorize(actor, Permission.VIEW, "list clusters")
         with self._unit_of_work() as uow:
-            clusters = uow.clusters.list()
-        return ClusterListing(clusters=clusters, total=len(clusters))
+            return uow.clusters.list()
 
     def get_cluster(self, cluster_id: str | uuid.UUID, *, actor: Actor) -> Cluster:
         authorize(actor, Permission.VIEW, "see clusters")

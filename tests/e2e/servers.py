@@ -87,11 +87,11 @@ def prepare_database(env: Mapping[str, str], username: str = "operator") -> str:
         "--email",
         f"{username}@example.invalid",
     )
-    output = manage(env, "drf_create_token", username)
-    match = re.search(r"token (\w+) for user", output)
-    if match is None:
-        raise RuntimeError(f"no token in drf_create_token's output: {output!r}")
-    return match.group(1)
+    # `api_token create` prints the new token alone on its last line.
+    token = manage(env, "api_token", "create", username).rstrip("\n").splitlines()[-1]
+    if not re.fullmatch(r"[0-9a-f]{64}", token):
+        raise RuntimeError("api_token create did not end with a token")
+    return token
 
 
 @dataclass

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 import requests
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.e2e.servers import (
     PROJECT_DIR,
@@ -35,6 +36,7 @@ pytestmark = pytest.mark.e2e
 WORKERS = 2
 THREADS = 2
 FROM_PROXY = {"X-Forwarded-Proto": "https"}
+METRICS_TOKEN = "e2e-metrics-token-3c2b1a"
 BODY_TIMEOUT = 5  # seconds a request body may take (PROXMOXER_REQUEST_BODY_TIMEOUT)
 SLOW_CLIENTS = 32
 
@@ -87,7 +89,11 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[MakeServe
     if not (PROJECT_DIR / ".venv" / ".installed").exists():
         pytest.skip("make serve runs from the project's .venv, which make test creates")
     workdir = tmp_path_factory.mktemp("serve")
-    env = _production_environment(workdir, PROXMOXER_REQUEST_BODY_TIMEOUT=str(BODY_TIMEOUT))
+    env = _production_environment(
+        workdir,
+        PROXMOXER_REQUEST_BODY_TIMEOUT=str(BODY_TIMEOUT),
+        PROXMOXER_METRICS_TOKEN=METRICS_TOKEN,
+    )
     token = prepare_database(env)
     # A cluster written straight into the database, for the served API to find.
     manage(
@@ -99,7 +105,8 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[MakeServe
         "in_database().add(make_cluster('Stored-Before-Start'))",
     )
     port = free_port()
-    command = ["make", "serve", f"PORT={port}", f"WORKERS={WORKERS}", f"THREADS={THREADS}"]
+    command = ["make", "serve", f"PORT={port}", f"WORKERS={WORKERS}", f"THREADS={THREADS}",
+               f"PROMETHEUS_MULTIPROC_DIR={workdir / 'metrics'}"]  # fmt: skip
     server = MakeServe(command, env, f"http://127.0.0.1:{port}", workdir / "serve.log").start()
     yield server, token
     server.stop()
@@ -153,6 +160,48 @@ def test_make_serve_redirects_plain_http_to_https_except_health(
     assert api.status_code == 301
     assert api.headers["Location"].startswith("https://127.0.0.1")
     assert health.status_code == 200
+
+
+def _scrape(server: MakeServe) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    response = requests.get(
+        f"{server.base_url}/metrics",
+        headers={**FROM_PROXY, "Authorization": f"Bearer {METRICS_TOKEN}"},
+        timeout=5,
+    )
+    assert response.status_code == 200, response.text
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(response.text)
+        for sample in family.samples
+    }
+
+
+def test_make_serve_metrics_sum_every_worker(served: tuple[MakeServe, str]) -> None:
+    """Whichever worker answers a scrape, it counts the requests all of them
+    served, and shows the clusters the database holds."""
+    server, token = served
+    listed = (("method", "HEAD"), ("status", "200"), ("view", "cluster-list"))
+    requests_made = 24
+    for _ in range(requests_made):
+        response = requests.head(
+            f"{server.base_url}/api/v1/clusters",
+            headers={**FROM_PROXY, "Authorization": f"Token {token}"},
+            timeout=5,
+        )
+        assert response.status_code == 200
+
+    scrapes = [_scrape(server) for _ in range(6)]
+
+    for found in scrapes:
+        assert found[("proxmoxer_http_requests_total", listed)] == requests_made
+        assert found[("proxmoxer_clusters", (("status", "healthy"),))] == 1
+        assert found[("proxmoxer_cluster_up", (("cluster", "Stored-Before-Start"),))] == 1
+    # Each worker kept its own counts in the directory make serve emptied.
+    worker_files = {path.name for path in (server.log_path.parent / "metrics").iterdir()}
+    assert (
+        len({name.rsplit("_", 1)[-1] for name in worker_files if name.startswith("counter_")})
+        == WORKERS
+    )
 
 
 def _check_deploy(env: dict[str, str]) -> subprocess.CompletedProcess[str]:

@@ -44,7 +44,7 @@ def test_api_lists_nothing_for_a_new_registry(service):
         timeout=5,
     )
     assert response.status_code == 200
-    assert response.json() == {"clusters": [], "total": 0}
+    assert response.json() == {"clusters": [], "total": 0, "next": None, "previous": None}
 
 
 def test_every_request_leaves_one_access_line(service):

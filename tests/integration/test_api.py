@@ -53,7 +53,12 @@ def assert_envelope(response, status, code, message=None):
 
 
 def assert_nothing_registered(client):
-    assert client.get(CLUSTERS).json() == {"clusters": [], "total": 0}
+    assert client.get(CLUSTERS).json() == {
+        "clusters": [],
+        "total": 0,
+        "next": None,
+        "previous": None,
+    }
 
 
 # -- success paths -------------------------------------------------------------
@@ -210,6 +215,10 @@ def test_missing_name_is_a_400_saying_so(api_client):
     [
         ({"name": "   "}, "name", "Cluster name is required"),
         ({"name": "a\tb"}, "name", "Cluster name must not contain control characters"),
+        ({"name": "\u3164"}, "name", None),  # HANGUL FILLER: draws nothing
+        ({"name": "\u2800\u2800"}, "name", None),  # BRAILLE PATTERN BLANK
+        ({"name": "\ue000"}, "name", None),  # private use
+        ({"name": "\u0301"}, "name", None),  # a combining accent alone
         ({"name": "x" * 256}, "name", None),
         ({"api_endpoint": "http://pve.example.com:8006"}, "api_endpoint", None),
         ({"api_endpoint": "https://root:pw@pve.example.com"}, "api_endpoint", None),
@@ -295,6 +304,34 @@ def test_a_name_registered_already_is_a_409_case_insensitively(api_client, healt
     assert_envelope(response, 409, "Conflict", "A cluster named 'pROD' is already registered")
     assert healthy_pve.call_count == calls_before, "a taken name costs no login at Proxmox"
     assert api_client.get(CLUSTERS).json()["total"] == 1
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        ("prod", "\uff50\uff52\uff4f\uff44"),  # full-width
+        ("caf\u00e9", "cafe\u0301"),  # NFC and NFD
+    ],
+)
+def test_a_name_registered_already_is_a_409_after_unicode_normalisation(
+    api_client, healthy_pve, first, second
+):
+    assert register(api_client, name=first).status_code == 201
+    response = register(api_client, name=second)
+    assert_envelope(response, 409, "Conflict")
+    assert [c["name"] for c in api_client.get(CLUSTERS).json()["clusters"]] == [first]
+
+
+def test_an_invisible_name_says_so(api_client, pve_api):
+    response = register(api_client, name="\u3164\u3164")
+    assert_envelope(
+        response,
+        400,
+        "BadRequest",
+        "Cluster name must contain a visible character: it is made only of invisible, "
+        "unassigned, private-use or combining characters",
+    )
+    assert pve_api.call_count == 0
 
 
 def test_unsupported_media_type_is_a_415(api_client):

@@ -65,7 +65,12 @@ def logins(m: requests_mock.Mocker) -> list:
 
 
 def assert_nothing_stored(api: APIClient) -> None:
-    assert api.get("/api/v1/clusters").json() == {"clusters": [], "total": 0}
+    assert api.get("/api/v1/clusters").json() == {
+        "clusters": [],
+        "total": 0,
+        "next": None,
+        "previous": None,
+    }
 
 
 def fail_tls(m: requests_mock.Mocker) -> None:

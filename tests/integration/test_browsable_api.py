@@ -13,11 +13,14 @@ from django.test.client import BOUNDARY, MULTIPART_CONTENT, encode_multipart
 
 from tests import pve_responses as pve
 from tests.conftest import assert_secret_absent, with_role
+from tests.fakes import FakeProxmox
 from tests.html_forms import form_with
+from tests.roles import account, client_for
 
 pytestmark = pytest.mark.django_db
 
 PASSWORD = "Pa55-browser-secret-6e2d"
+DASH = "\u2013"  # the en dash between page and site in DRF's page titles
 
 
 @pytest.fixture
@@ -169,6 +172,174 @@ def test_the_detail_page_offers_delete(browser, pve_api):
     detail = browser.get(f"/api/v1/clusters/{cluster['id']}", HTTP_ACCEPT="text/html")
     assert detail.status_code == 200
     assert 'data-method="DELETE"' in detail.content.decode()
+
+
+# -- the pages as a person reads them ----------------------------------------------
+
+
+def page(browser, path):
+    response = browser.get(path, HTTP_ACCEPT="text/html")
+    return response, response.content.decode()
+
+
+def crumb_names(html):
+    trail = re.search(r'<ul class="breadcrumb">(.*?)</ul>', html, re.S).group(1)
+    return [re.sub(r"\s+", " ", name).strip() for name in re.findall(r">([^<>]+)</a>", trail)]
+
+
+def registered_cluster(browser, pve_api, name="lab"):
+    pve.healthy_cluster(pve_api)
+    assert submit_register_form(browser, name=name).status_code == 201
+    return next(c for c in registered(browser) if c["name"] == name)
+
+
+def test_the_browsable_api_is_named_proxmoxer(browser):
+    response, html = page(browser, "/api/v1/clusters")
+
+    assert response.status_code == 200
+    assert f"<title>Clusters {DASH} proxmoxer</title>" in html
+    assert re.search(r'<a class="navbar-brand"[^>]*href="/api/v1/"[^>]*>\s*proxmoxer\s*</a>', html)
+    assert "Django REST framework" not in html
+
+
+@pytest.mark.parametrize("path", ["/api/v1/", "/api/v1"])
+def test_the_api_root_lists_the_clusters(browser, path):
+    response = browser.get(path, HTTP_ACCEPT="application/json")
+
+    assert response.status_code == 200
+    clusters_url = response.json()["clusters"]
+    assert clusters_url.startswith("http://testserver/api/v1/clusters")
+    assert browser.get(clusters_url, HTTP_ACCEPT="application/json").status_code == 200
+    _, html = page(browser, path)
+    assert f"<title>proxmoxer API {DASH} proxmoxer</title>" in html
+    assert crumb_names(html) == ["proxmoxer API"]
+
+
+def test_breadcrumbs_lead_from_the_api_root_to_the_page(browser, pve_api):
+    cluster = registered_cluster(browser, pve_api, name="Prod-EU")
+    _, listing = page(browser, "/api/v1/clusters")
+    _, detail = page(browser, f"/api/v1/clusters/{cluster['id']}")
+    _, refresh = page(browser, f"/api/v1/clusters/{cluster['id']}/refresh")
+
+    assert crumb_names(listing) == ["proxmoxer API", "Clusters"]
+    assert crumb_names(detail) == ["proxmoxer API", "Clusters", "Prod-EU"]
+    assert crumb_names(refresh) == ["proxmoxer API", "Clusters", "Cluster", "Refresh"]
+    links = re.findall(
+        r'href="([^"]+)"', re.search(r'<ul class="breadcrumb">(.*?)</ul>', detail, re.S).group(1)
+    )
+    assert links[:2] == ["/api/v1/", "/api/v1/clusters/"]
+
+
+def test_a_clusters_page_is_titled_by_its_name_and_says_what_it_is(browser, pve_api):
+    cluster = registered_cluster(browser, pve_api, name="<b>Lab</b> & co")
+
+    _, detail = page(browser, f"/api/v1/clusters/{cluster['id']}")
+    _, listing = page(browser, "/api/v1/clusters")
+
+    assert f"<title>&lt;b&gt;Lab&lt;/b&gt; &amp; co {DASH} proxmoxer</title>" in detail
+    assert "<b>Lab</b>" not in detail
+    assert "One registered Proxmox VE cluster" in detail
+    assert "lists them by name" not in detail
+    assert "lists them by name" in listing and "One registered" not in listing
+
+
+def test_refresh_offers_a_button_and_no_register_form(browser, pve_api):
+    cluster = registered_cluster(browser, pve_api)
+
+    response, html = page(browser, f"/api/v1/clusters/{cluster['id']}/refresh")
+
+    assert response.status_code == 405  # GET; the page offers the POST
+    assert "Check the cluster again with its stored credentials." in html
+    assert 'name="api_endpoint"' not in html and 'name="password"' not in html
+    assert re.search(r'<form[^>]+method="POST"', html)
+    posted = browser.post(
+        f"/api/v1/clusters/{cluster['id']}/refresh",
+        {"csrfmiddlewaretoken": csrf_token(response)},
+        HTTP_ACCEPT="text/html",
+    )
+    assert posted.status_code == 200
+    assert 'name="api_endpoint"' not in posted.content.decode()
+
+
+BROWSER_ACCEPT = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
+
+
+def test_the_docs_send_a_visitor_who_is_not_logged_in_to_the_login_page():
+    response = Client().get("/api/v1/docs", HTTP_ACCEPT=BROWSER_ACCEPT)
+
+    assert response.status_code == 302
+    assert response["Location"] == "/api-auth/login/?next=/api/v1/docs"
+    login = Client().get(response["Location"], HTTP_ACCEPT=BROWSER_ACCEPT)
+    assert login.status_code == 200 and b'name="username"' in login.content
+
+
+def test_the_docs_answer_a_client_that_is_no_browser_with_the_envelope():
+    response = Client().get("/api/v1/docs", HTTP_ACCEPT="application/json, */*")
+
+    assert response.status_code == 401
+    assert response.json()["code"] == "Unauthorized"
+
+
+def test_the_docs_open_after_logging_in(browser):
+    response = browser.get("/api/v1/docs")
+
+    assert response.status_code == 200
+    assert b"swagger-ui" in response.content
+
+
+# -- what each role is shown ------------------------------------------------------------------
+
+
+def _page_controls(client, path):
+    """What a browsable API page offers: its write forms, its buttons, its
+    extra-action menu."""
+    html = client.get(path, HTTP_ACCEPT="text/html").content.decode()
+    return {
+        "post_forms": len(
+            re.findall(r'<form [^>]*method="POST" [^>]*class="form-horizontal', html)
+        ),
+        "buttons": sorted(set(re.findall(r'data-method="([A-Z]+)"', html))),
+        "raw_data": "Raw data" in html,
+        "extra_actions": "Extra Actions" in html,
+        "refresh_in_menu": '/refresh"' in html,
+    }
+
+
+@pytest.fixture
+def cluster_id(compose):
+    compose(proxmox=FakeProxmox())
+    response = client_for("operator").post(
+        "/api/v1/clusters",
+        {"name": "prod", "api_endpoint": "pve.example.com", "username": "root@pam",
+         "password": PASSWORD},
+        format="json",
+    )  # fmt: skip
+    return response.json()["id"]
+
+
+@pytest.mark.parametrize("role", ["viewer", "operator", "superuser"])
+def test_write_forms_and_buttons_are_shown_only_to_who_may_use_them(role, cluster_id, unit_of_work):
+    client = Client()
+    client.force_login(account(role))
+    may_change = role != "viewer"
+
+    listing = _page_controls(client, "/api/v1/clusters")
+    detail = _page_controls(client, f"/api/v1/clusters/{cluster_id}")
+    refresh = _page_controls(client, f"/api/v1/clusters/{cluster_id}/refresh")
+
+    assert listing == {
+        "post_forms": 2 if may_change else 0,  # the HTML form and the raw-data form
+        "buttons": ["OPTIONS"],
+        "raw_data": may_change,
+        "extra_actions": False,
+        "refresh_in_menu": False,
+    }
+    assert detail["buttons"] == (["DELETE", "OPTIONS", "PATCH"] if may_change else ["OPTIONS"])
+    assert detail["extra_actions"], "nodes and history are listed for every role"
+    assert detail["refresh_in_menu"] is may_change, "Refresh is listed for who may refresh"
+    assert refresh["post_forms"] == (2 if may_change else 0)
+    actions = {event.action for event in unit_of_work().audit.list()}
+    assert "auth.forbidden" not in actions, "deciding what to show is no refusal to record"
 
 
 # -- the edit form on a cluster's page ----------------------------------------------------------

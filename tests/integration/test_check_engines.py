@@ -7,13 +7,20 @@ from __future__ import annotations
 
 import logging
 import threading
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
 
 from clusters import monitor
 from clusters.bootstrap import Services
-from clusters.domain import Actor, CheckSchedule, RegistrationRequest
+from clusters.domain import (
+    Actor,
+    AuditAction,
+    AuditEvent,
+    CheckSchedule,
+    RegistrationRequest,
+)
 from clusters.repositories.memory import InMemoryUnitOfWork
 from clusters.wiring import install_services, services
 from tests.fakes import FakeClock, FakeProxmox
@@ -49,7 +56,26 @@ def checks(compose, proxmox, clock):
     return services.checks
 
 
-def test_the_embedded_scheduler_checks_what_is_due_and_stops_cleanly(checks, proxmox, caplog):
+def old_audit_event(clock) -> None:
+    """An audit event past the default retention of 365 days."""
+    event = replace(
+        AuditEvent.success(AuditAction.CLUSTER_REFRESH, actor=Actor("someone"), at=clock.now),
+        at=clock.now - timedelta(days=400),
+    )
+    with services().audit._unit_of_work() as uow:
+        uow.audit.append(event)
+        uow.commit()
+
+
+def audit_actions() -> list[AuditAction]:
+    with services().audit._unit_of_work() as uow:
+        return [event.action for event in uow.audit.list()]
+
+
+def test_the_embedded_scheduler_checks_what_is_due_and_stops_cleanly(
+    checks, proxmox, clock, caplog
+):
+    old_audit_event(clock)
     checked = threading.Event()
     proxmox.before_answer = checked.set
     scheduler = monitor.EmbeddedScheduler()
@@ -63,6 +89,7 @@ def test_the_embedded_scheduler_checks_what_is_due_and_stops_cleanly(checks, pro
 
     assert not scheduler.running
     assert len(proxmox.checks) == 1  # due again only an interval later
+    assert audit_actions() == [AuditAction.CLUSTER_REGISTER], "the retention ran at start"
     lines = [record.getMessage() for record in caplog.records]
     assert "Background checks started, engine=embedded, interval=60s, concurrency=16" in lines
     assert lines[-1] == "Background checks stopped, engine=embedded"
@@ -89,7 +116,8 @@ class FailingOnce:
 
 def test_the_embedded_scheduler_survives_a_failing_round(checks, proxmox, caplog):
     failing = FailingOnce(checks)
-    install_services(Services(clusters=services().clusters, checks=failing))  # type: ignore[arg-type]
+    current = services()
+    install_services(Services(clusters=current.clusters, checks=failing, audit=current.audit))  # type: ignore[arg-type]
     scheduler = monitor.EmbeddedScheduler(tick=0.01)
 
     with caplog.at_level(logging.ERROR, logger="clusters"):
@@ -117,9 +145,11 @@ def test_one_scheduler_per_process(checks, settings, monkeypatch):
         first.stop(timeout=10)
 
 
-def test_the_celery_task_checks_what_is_due(checks, proxmox):
-    from clusters.tasks import check_due
+def test_the_celery_tasks_check_what_is_due_and_apply_the_retention(checks, proxmox, clock):
+    from clusters.tasks import apply_audit_retention, check_due
 
+    old_audit_event(clock)
+    assert apply_audit_retention() == 1
     assert check_due() == 1
     assert check_due() == 0
     assert len(proxmox.checks) == 1
@@ -133,6 +163,8 @@ def test_beat_sends_the_task_every_tick_and_a_tick_nobody_took_expires(settings)
     assert entry["task"] == "clusters.check_due" and entry["task"] in app.tasks
     tick = 3.0  # a twentieth of the default interval of 60 s
     assert (entry["schedule"], entry["options"]) == (tick, {"expires": 2 * tick})
+    retention = app.conf.beat_schedule["apply-audit-retention"]
+    assert (retention["task"], retention["schedule"]) == ("clusters.apply_audit_retention", 86400)
     assert app.conf.broker_url == settings.CELERY_BROKER_URL
     assert app.conf.task_default_queue == "proxmoxer"
     assert app.conf.task_ignore_result is True

@@ -10,9 +10,17 @@ import uuid
 import pytest
 from django.core.management import CommandError, call_command
 
-from clusters.domain import Actor, ProxmoxUnreachable, RegistrationRequest
+from clusters.domain import (
+    OPERATORS,
+    VIEWERS,
+    Actor,
+    AuditAction,
+    AuditQuery,
+    ProxmoxUnreachable,
+    RegistrationRequest,
+)
 from clusters.repositories.memory import InMemoryUnitOfWork
-from tests.conftest import assert_secret_absent
+from tests.conftest import assert_secret_absent, with_role
 from tests.fakes import DEGRADED_REPORT, FakeProxmox
 
 SECRET = "Pa55-cli-secret-2a7c"
@@ -93,6 +101,37 @@ def test_unknown_clusters_and_invalid_input_are_command_errors(service, stdin):
     with pytest.raises(CommandError, match="realm"):
         run("register", "--name", "x", "--endpoint", "pve.example.com", "--username", "root",
             "--secret-stdin")  # fmt: skip
+
+
+@pytest.mark.django_db
+def test_as_a_named_account_the_command_obeys_its_role_and_is_recorded_under_it(
+    service, stdin, django_user_model
+):
+    with_role(django_user_model.objects.create_user("vera"), VIEWERS)
+    with_role(django_user_model.objects.create_user("otto"), OPERATORS)
+    django_user_model.objects.create_user("nora")
+    stdin(f"{SECRET}\n")
+    run("--as", "otto", "register", "--name", "prod", "--endpoint", "pve.example.com",
+        "--username", "root@pam", "--secret-stdin")  # fmt: skip
+
+    assert "1 cluster(s)" in run("--as", "vera", "list")
+    with pytest.raises(CommandError, match="vera may not deregister clusters"):
+        run("--as", "vera", "remove", "prod")
+    with pytest.raises(CommandError, match="nora may not list clusters"):
+        run("--as", "nora", "list")
+    assert "1 cluster(s)" in run("list"), "nothing was removed"
+
+    registered = service.audit.events(AuditQuery(), actor=Actor.command_line()).events[-1]
+    assert (registered.action, registered.actor) == (AuditAction.CLUSTER_REGISTER, "otto")
+    assert run("--as", "otto", "remove", "prod").startswith("Removed prod")
+
+
+@pytest.mark.django_db
+def test_as_an_unknown_or_inactive_account_the_command_refuses(service, django_user_model):
+    django_user_model.objects.create_user("gone", is_active=False)
+    for username in ("nobody", "gone"):
+        with pytest.raises(CommandError, match=f"No active account named '{username}'"):
+            run("--as", username, "list")
 
 
 def test_register_can_hand_off_to_a_token_and_remove_delete_it_with_the_owners_password(

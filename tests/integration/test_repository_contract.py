@@ -13,78 +13,53 @@ import random
 import subprocess
 import sys
 import threading
-import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
-from django.conf import settings
-from django.db import DEFAULT_DB_ALIAS, connections
+from django.db import connections
 
 from clusters.domain import (
+    AUDIT_PAGE_MAX,
     SECRET_CHANGED,
     Actor,
     AuditAction,
     AuditEvent,
+    AuditQuery,
     Cluster,
     ClusterNameTaken,
     ClusterNotFound,
+    ClusterQuery,
     ClusterStatus,
+    Outcome,
     PasswordCredentials,
     StaleCluster,
     name_key,
+    public_cluster,
+    rfc3339,
 )
-from clusters.encryption import CredentialCipher
-from clusters.repositories.database import DjangoUnitOfWork
-from clusters.repositories.memory import InMemoryUnitOfWork
-from clusters.services import UnitOfWorkFactory
-from tests import postgres
+from tests.backends import ALIASES, BACKENDS, backend_param, units_of_work
 from tests.cluster_samples import NOW, make_cluster, token_cluster
+from tests.conftest import assert_secret_absent
 from tests.units_of_work import AutoCommit
 
-BACKENDS = ("memory", "sqlite", "postgres")
-_VENDORS = {"sqlite": "sqlite", "postgres": "postgresql"}
-_ALIASES = {"sqlite": DEFAULT_DB_ALIAS, "postgres": postgres.ALIAS}
+LATER = NOW + timedelta(hours=1)
 
 
-def _backend(backend: str, *, transaction: bool) -> object:
-    marks: list[pytest.MarkDecorator] = []
-    if backend == "sqlite":
-        marks.append(pytest.mark.django_db(transaction=transaction))
-    elif backend == "postgres":
-        marks.append(pytest.mark.postgres)
-        # Without the server the alias does not exist and the test skips (or
-        # fails, in CI) before it would touch a database.
-        if postgres.ALIAS in settings.DATABASES:
-            marks.append(pytest.mark.django_db(transaction=transaction, databases=[postgres.ALIAS]))
-    return pytest.param(backend, marks=marks, id=backend)
-
-
-def _units_of_work(backend: str) -> UnitOfWorkFactory:
-    if backend == "memory":
-        return InMemoryUnitOfWork.factory()
-    alias = _ALIASES[backend]
-    vendor = connections[alias].vendor
-    if vendor != _VENDORS[backend]:
-        pytest.skip(f"database alias {alias!r} is {vendor}, not {backend} (DATABASE_URL)")
-    cipher = CredentialCipher.from_settings()
-    return lambda: DjangoUnitOfWork(alias, cipher=cipher)
-
-
-@pytest.fixture(params=[_backend(backend, transaction=False) for backend in BACKENDS])
+@pytest.fixture(params=[backend_param(backend, transaction=False) for backend in BACKENDS])
 def repository(request: pytest.FixtureRequest) -> AutoCommit:
     """Each test inside a transaction rolled back afterwards."""
-    return AutoCommit(_units_of_work(request.param))
+    return AutoCommit(units_of_work(request.param))
 
 
-@pytest.fixture(params=[_backend(backend, transaction=True) for backend in BACKENDS])
+@pytest.fixture(params=[backend_param(backend, transaction=True) for backend in BACKENDS])
 def shared_repository(request: pytest.FixtureRequest) -> AutoCommit:
     """Committed writes, which other threads' database connections see."""
-    return AutoCommit(_units_of_work(request.param))
+    return AutoCommit(units_of_work(request.param))
 
 
 def memory_order(clusters: list[Cluster]) -> list[str]:
@@ -150,6 +125,9 @@ NAME_CASE_VARIANTS = [
     ("Straße", "STRASSE"),  # casefold, not lower: ß folds to ss
     ("Σίσυφος", "ΣΊΣΥΦΟΣ"),  # final sigma
     ("ﬃ-lab", "FFI-LAB"),  # one character folding to three
+    ("prod", "\uff50\uff52\uff4f\uff44"),  # full-width letters: NFKC
+    ("caf\u00e9", "CAFE\u0301"),  # composed, and with a combining accent
+    ("\u216b-rack", "XII-RACK"),  # ROMAN NUMERAL TWELVE
 ]
 
 
@@ -207,6 +185,14 @@ def test_save_accepts_the_longest_name_even_when_casefolding_triples_it(
     assert repository.find_by_name("FFI" * 255) == cluster
 
 
+def test_save_accepts_a_name_whose_key_is_the_longest_allowed(repository: AutoCommit) -> None:
+    name = "\ufdfa" * 42  # eighteen characters each under NFKC: a key of 756
+    cluster = make_cluster(name)
+    repository.add(cluster)
+
+    assert repository.find_by_name(name_key(name)) == cluster
+
+
 def test_save_refuses_an_id_already_stored(repository: AutoCommit) -> None:
     cluster = make_cluster("Prod-EU")
     repository.add(cluster)
@@ -261,9 +247,294 @@ def test_list_follows_every_kind_of_write(repository: AutoCommit) -> None:
     assert listed[2].status is ClusterStatus.DEGRADED
 
 
-# -- update: a new version of the configuration -------------------------------------------------
+# -- page: the list at scale --------------------------------------------------------------------
 
-LATER = NOW + timedelta(hours=1)
+_STATUS_CYCLE = [
+    ClusterStatus.HEALTHY,
+    ClusterStatus.DEGRADED,
+    ClusterStatus.UNHEALTHY,
+    ClusterStatus.HEALTHY,
+    ClusterStatus.UNKNOWN,
+]
+
+
+def _fleet(repository: AutoCommit, count: int = 23) -> list[Cluster]:
+    """``count`` clusters with mixed-case names and a status each, stored in
+    random order; returned in the contract's order."""
+    clusters = [
+        make_cluster(
+            f"{'Node' if i % 2 else 'node'}-{i:02d}",
+            status=_STATUS_CYCLE[i % len(_STATUS_CYCLE)],
+            api_endpoint=f"https://pve{i:02d}.rack{i % 3}.example.com:8006",
+        )
+        for i in range(count)
+    ]
+    for cluster in random.Random(count).sample(clusters, count):
+        repository.add(cluster)
+    return sorted(clusters, key=lambda c: (name_key(c.name), c.name, c.id.int))
+
+
+def _names(page: object) -> list[str]:
+    return [cluster["name"] for cluster in page.clusters]  # type: ignore[attr-defined]
+
+
+def test_page_shows_every_cluster_as_public_cluster_does(repository: AutoCommit) -> None:
+    """Field for field, in the API's order, for both kinds of credentials:
+    the database reads columns straight into this form, the memory store
+    keeps one per cluster; both must say what the domain says."""
+    stored = [make_cluster("Prod-EU"), token_cluster("Lab")]
+    checked = stored[0].observed(
+        at=NOW + timedelta(minutes=1),
+        status=ClusterStatus.UNHEALTHY,
+        last_error="The certificate of https://pve1.example.com:8006 is not the pinned one",
+        last_error_details={"fingerprint": "12:34:AB:CD", "expected": "AB:CD:12:34"},
+    )
+    for cluster in stored:
+        repository.add(cluster)
+    repository.record_check(checked)
+
+    page = repository.repository.page(ClusterQuery())
+
+    expected = [public_cluster(stored[1]), public_cluster(checked)]
+    assert [list(c.items()) for c in page.clusters] == [list(c.items()) for c in expected]
+    assert page.total == 2
+
+
+def test_page_writes_times_and_ids_as_the_api_does(repository: AutoCommit) -> None:
+    """Whole seconds without a fraction, another zone in UTC, no check yet:
+    each backend's shortcut to the text must land where rfc3339 does."""
+    whole_second = datetime(2026, 5, 1, 12, 0, 0, tzinfo=UTC)
+    elsewhere = datetime(2026, 5, 1, 14, 30, 0, 250000, tzinfo=timezone(timedelta(hours=2)))
+    cluster = make_cluster(
+        "times", created_at=whole_second, updated_at=elsewhere, last_checked_at=None
+    )
+    repository.add(cluster)
+
+    [listed] = repository.repository.page(ClusterQuery()).clusters
+
+    assert (listed["id"], listed["created_at"], listed["updated_at"]) == (
+        str(cluster.id),
+        "2026-05-01T12:00:00Z",
+        "2026-05-01T12:30:00.250000Z",
+    )
+    assert listed["last_checked_at"] is None
+    assert listed == public_cluster(cluster)
+
+
+def test_page_never_carries_a_secret(repository: AutoCommit) -> None:
+    repository.add(make_cluster("Prod-EU"))
+    repository.add(token_cluster("Lab"))
+
+    page = repository.repository.page(ClusterQuery())
+
+    for cluster in page.clusters:
+        assert not {"password", "token_secret", "secret", "secret_token", "credentials"} & set(
+            cluster
+        )
+        for secret in ("hunter2-Ünïcode", "5f1c0d9e-8b7a-6f5e-4d3c"):
+            assert_secret_absent(secret, repr(cluster), "a listed cluster")
+
+
+def test_pages_walk_the_list_in_order_and_count_every_cluster(repository: AutoCommit) -> None:
+    fleet = _fleet(repository)
+
+    pages = [repository.repository.page(ClusterQuery(limit=10, offset=o)) for o in (0, 10, 20)]
+
+    assert [page.total for page in pages] == [23, 23, 23]
+    assert [len(page.clusters) for page in pages] == [10, 10, 3]
+    assert [name for page in pages for name in _names(page)] == [c.name for c in fleet]
+    assert [(page.has_previous, page.has_next) for page in pages] == [
+        (False, True),
+        (True, True),
+        (True, False),
+    ]
+
+
+def test_the_default_page_is_the_first_hundred(repository: AutoCommit) -> None:
+    clusters = [make_cluster(f"c-{i:03d}") for i in range(101)]
+    for cluster in clusters:
+        repository.add(cluster)
+
+    page = repository.repository.page(ClusterQuery())
+
+    assert _names(page) == [f"c-{i:03d}" for i in range(100)]
+    assert (page.total, page.has_next) == (101, True)
+
+
+def test_a_page_past_the_end_is_empty_and_still_counts(repository: AutoCommit) -> None:
+    _fleet(repository)
+
+    page = repository.repository.page(ClusterQuery(limit=5, offset=40))
+
+    assert (list(page.clusters), page.total) == ([], 23)
+    assert (page.has_previous, page.has_next) == (True, False)
+
+
+def test_a_page_without_limit_holds_every_match(repository: AutoCommit) -> None:
+    fleet = _fleet(repository)
+
+    page = repository.repository.page(ClusterQuery(limit=None, offset=3))
+
+    assert _names(page) == [c.name for c in fleet[3:]]
+    assert page.total == 23
+
+
+@pytest.mark.parametrize(
+    "statuses",
+    [
+        {ClusterStatus.HEALTHY},
+        {ClusterStatus.DEGRADED, ClusterStatus.UNKNOWN},
+        set(ClusterStatus),
+    ],
+    ids=["one", "two", "all"],
+)
+def test_page_filters_by_status_and_counts_the_matches(
+    repository: AutoCommit, statuses: set[ClusterStatus]
+) -> None:
+    fleet = _fleet(repository)
+    matching = [c.name for c in fleet if c.status in statuses]
+
+    first = repository.repository.page(ClusterQuery(limit=4, statuses=frozenset(statuses)))
+    rest = repository.repository.page(
+        ClusterQuery(limit=None, offset=4, statuses=frozenset(statuses))
+    )
+
+    assert _names(first) + _names(rest) == matching
+    assert first.total == rest.total == len(matching)
+
+
+@pytest.mark.parametrize(
+    ("search", "expected"),
+    [
+        ("NODE-1", ["node-10", "Node-11", "node-12"]),  # any case, part of the name
+        ("rack2.", ["node-02", "Node-05", "node-08", "Node-11"]),  # part of the endpoint
+        ("PVE03", ["Node-03"]),  # the endpoint's case does not matter either
+        ("-0", [f"{'Node' if i % 2 else 'node'}-{i:02d}" for i in range(10)]),
+        ("nothing-like-it", []),
+    ],
+)
+def test_page_searches_names_and_endpoints_case_insensitively(
+    repository: AutoCommit, search: str, expected: list[str]
+) -> None:
+    _fleet(repository, count=13)
+
+    page = repository.repository.page(ClusterQuery(search=search))
+
+    assert _names(page) == expected
+    assert page.total == len(expected)
+
+
+@pytest.mark.parametrize(
+    ("stored", "search"),
+    [
+        ("Straße-Nord", "STRASSE"),  # casefold, not lower
+        ("ΣΊΣΥΦΟΣ-lab", "σίσυφος"),
+        ("ﬃ-lab", "FFI"),
+        ("prod_eu", "d_e"),  # LIKE's wildcards are plain characters here
+        ("100%-up", "0%-"),
+        ("back\\slash", "k\\s"),
+    ],
+)
+def test_page_search_folds_case_as_names_do_and_takes_wildcards_literally(
+    repository: AutoCommit, stored: str, search: str
+) -> None:
+    repository.add(make_cluster(stored))
+    repository.add(make_cluster("prodXeu"))
+    repository.add(make_cluster("1000-up"))
+    repository.add(make_cluster("backslash"))
+
+    assert _names(repository.repository.page(ClusterQuery(search=search))) == [stored]
+
+
+def test_page_search_finds_an_endpoint_stored_with_capitals(repository: AutoCommit) -> None:
+    cluster = make_cluster("lab", api_endpoint="https://PVE-Lab.Example.com:8006")
+    repository.add(cluster)
+    repository.add(make_cluster("other"))
+
+    assert _names(repository.repository.page(ClusterQuery(search="pve-lab.EXAMPLE"))) == ["lab"]
+
+
+@pytest.mark.parametrize(("stored_name", "asked_name"), NAME_CASE_VARIANTS)
+def test_page_by_name_matches_the_whole_name_as_uniqueness_does(
+    repository: AutoCommit, stored_name: str, asked_name: str
+) -> None:
+    repository.add(make_cluster(stored_name))
+    repository.add(make_cluster(f"{stored_name}-2"))
+
+    page = repository.repository.page(ClusterQuery(name=asked_name))
+
+    assert (_names(page), page.total) == ([stored_name], 1)
+    assert list(repository.repository.page(ClusterQuery(name=stored_name[:-1])).clusters) == []
+
+
+def test_page_filters_combine(repository: AutoCommit) -> None:
+    fleet = _fleet(repository)
+    expected = [
+        c.name for c in fleet if c.status is ClusterStatus.HEALTHY and "rack1" in c.api_endpoint
+    ]
+
+    page = repository.repository.page(
+        ClusterQuery(limit=1, statuses=frozenset({ClusterStatus.HEALTHY}), search="RACK1")
+    )
+
+    assert _names(page) == expected[:1]
+    assert page.total == len(expected) and len(expected) > 1
+    named = repository.repository.page(
+        ClusterQuery(name=expected[0], statuses=frozenset({ClusterStatus.UNKNOWN}))
+    )
+    assert (list(named.clusters), named.total) == ([], 0)
+
+
+def test_page_follows_every_kind_of_write(repository: AutoCommit) -> None:
+    clusters = {name: make_cluster(name) for name in ("delta", "Bravo", "charlie")}
+    for cluster in clusters.values():
+        repository.add(cluster)
+    healthy = ClusterQuery(statuses=frozenset({ClusterStatus.HEALTHY}))
+    assert _names(repository.repository.page(healthy)) == ["Bravo", "charlie", "delta"]
+
+    repository.delete(clusters["charlie"].id)
+    echo = clusters["delta"].reconfigured(at=NOW, name="Echo")
+    repository.update(echo)
+    repository.record_check(
+        clusters["Bravo"].observed(at=LATER, status=ClusterStatus.UNHEALTHY, last_error="gone")
+    )
+
+    assert _names(repository.repository.page(healthy)) == ["Echo"]
+    unhealthy = repository.repository.page(
+        ClusterQuery(statuses=frozenset({ClusterStatus.UNHEALTHY}))
+    )
+    assert [(c["name"], c["last_error"], c["updated_at"]) for c in unhealthy.clusters] == [
+        ("Bravo", "gone", rfc3339(LATER))
+    ]
+    assert repository.repository.page(ClusterQuery(name="echo")).clusters[0]["version"] == 2
+
+
+def test_committed_pages_follow_every_kind_of_write(shared_repository: AutoCommit) -> None:
+    """The same with committed writes, read outside any transaction: where a
+    backend keeps what it listed (PostgreSQL's cache of public forms), each
+    write must still show on the next page."""
+    clusters = {name: make_cluster(name) for name in ("delta", "Bravo", "charlie")}
+    for cluster in clusters.values():
+        shared_repository.add(cluster)
+    everything = ClusterQuery()
+    before = shared_repository.repository.page(everything)
+    assert _names(before) == ["Bravo", "charlie", "delta"]
+
+    shared_repository.delete(clusters["charlie"].id)
+    echo = clusters["delta"].reconfigured(at=NOW, name="Echo")
+    shared_repository.update(echo)
+    checked = clusters["Bravo"].observed(at=NOW, status=ClusterStatus.UNHEALTHY)
+    shared_repository.record_check(checked)
+    shared_repository.add(make_cluster("alpha"))
+
+    after = shared_repository.repository.page(everything)
+    assert _names(after) == ["alpha", "Bravo", "Echo"]
+    assert after.clusters[1] == public_cluster(checked)
+    assert after.clusters[2] == public_cluster(echo)
+    assert before.clusters[0]["status"] == "healthy"  # a page handed out stays as it was
+
+
+# -- update: a new version of the configuration -------------------------------------------------
 
 
 def test_update_stores_the_next_version_with_every_configuration_field(
@@ -567,11 +838,11 @@ def _database_url(alias: str) -> str:
 
 
 @pytest.fixture(
-    params=[_backend(backend, transaction=True) for backend in BACKENDS if backend != "memory"]
+    params=[backend_param(backend, transaction=True) for backend in BACKENDS if backend != "memory"]
 )
 def shared_database(request: pytest.FixtureRequest) -> tuple[str, AutoCommit]:
     """A database backend with committed writes, and the alias it is on."""
-    return _ALIASES[request.param], AutoCommit(_units_of_work(request.param))
+    return ALIASES[request.param], AutoCommit(units_of_work(request.param))
 
 
 def test_concurrent_edits_from_two_processes_let_exactly_one_win(
@@ -583,17 +854,21 @@ def test_concurrent_edits_from_two_processes_let_exactly_one_win(
     cluster = make_cluster("contested")
     repository.add(cluster)
     environment = {**os.environ, "DATABASE_URL": _database_url(alias)}
-    start_at = time.time() + 3  # both have set up Django by then
     workers = [
         subprocess.Popen(
-            [sys.executable, "-m", "tests.integration.edit_race_worker", str(cluster.id), name,
-             str(start_at)],
+            [sys.executable, "-m", "tests.integration.edit_race_worker", str(cluster.id), name],
             env=environment,
+            stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
         )
         for name in ("edit-by-one", "edit-by-two")
-    ]  # fmt: skip
+    ]
+    # Both have read version 1 before either may write: no clock decides it.
+    assert [worker.stdout.readline().strip() for worker in workers] == ["ready", "ready"]
+    for worker in workers:  # then both at once
+        worker.stdin.write("go\n")
+        worker.stdin.flush()
     outcomes = [worker.communicate(timeout=60)[0].strip() for worker in workers]
 
     assert sorted(outcomes) == ["stale", "won"]
@@ -715,6 +990,145 @@ def test_audit_events_are_appended_only_inside_a_unit_of_work(
     with pytest.raises(RuntimeError, match="inside a unit of work"):
         shared_repository.unit_of_work().audit.append(_event(1))
     assert list(shared_repository.unit_of_work().audit.list()) == []
+
+
+def _append(repository: AutoCommit, *events: AuditEvent) -> None:
+    for event in events:
+        with repository.unit_of_work() as uow:
+            uow.audit.append(event)
+            uow.commit()
+
+
+def _mixed_log() -> list[AuditEvent]:
+    """Eight events, oldest first: two actors, two clusters, every outcome,
+    an hour apart."""
+    prod, lab = make_cluster("prod"), make_cluster("lab")
+    events = []
+    for number in range(8):
+        cluster = prod if number % 2 == 0 else lab
+        events.append(
+            _event(
+                number,
+                at=NOW + timedelta(hours=number),
+                actor="alice" if number < 4 else "bob",
+                action=AuditAction.CLUSTER_REFRESH if number % 3 == 0 else AuditAction.CLUSTER_EDIT,
+                outcome=Outcome.FAILURE if number in (2, 5) else Outcome.SUCCESS,
+                status_code=502 if number in (2, 5) else 200,
+                cluster_id=cluster.id,
+                cluster_name=cluster.name,
+            )
+        )
+    return events
+
+
+AUDIT_FILTERS: list[tuple[str, Callable[[list[AuditEvent]], AuditQuery], list[int]]] = [
+    ("everything", lambda log: AuditQuery(), [7, 6, 5, 4, 3, 2, 1, 0]),
+    ("action", lambda log: AuditQuery(action=AuditAction.CLUSTER_REFRESH), [6, 3, 0]),
+    ("outcome", lambda log: AuditQuery(outcome=Outcome.FAILURE), [5, 2]),
+    ("actor", lambda log: AuditQuery(actor="bob"), [7, 6, 5, 4]),
+    ("actor, exactly", lambda log: AuditQuery(actor="BOB"), []),
+    ("cluster id", lambda log: AuditQuery(cluster_id=log[1].cluster_id), [7, 5, 3, 1]),
+    ("cluster name", lambda log: AuditQuery(cluster_name="prod"), [6, 4, 2, 0]),
+    ("since, inclusive", lambda log: AuditQuery(since=log[5].at), [7, 6, 5]),
+    ("until, exclusive", lambda log: AuditQuery(until=log[2].at), [1, 0]),
+    (
+        "every filter at once",
+        lambda log: AuditQuery(
+            actor="alice", cluster_name="prod", since=log[1].at, until=log[7].at
+        ),
+        [2],
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [pytest.param(query, expected, id=name) for name, query, expected in AUDIT_FILTERS],
+)
+def test_an_audit_query_selects_by_each_filter_newest_first(
+    repository: AutoCommit,
+    query: Callable[[list[AuditEvent]], AuditQuery],
+    expected: list[int],
+) -> None:
+    log = _mixed_log()
+    _append(repository, *log)
+
+    page = repository.unit_of_work().audit.query(query(log))
+
+    assert list(page.events) == [log[number] for number in expected]
+    assert page.total == len(expected)
+
+
+def test_an_audit_query_pages_with_limit_and_offset_and_counts_every_match(
+    repository: AutoCommit,
+) -> None:
+    log = _mixed_log()
+    _append(repository, *log)
+    audit = repository.unit_of_work().audit
+
+    pages = [audit.query(AuditQuery(limit=3, offset=offset)) for offset in (0, 3, 6, 9)]
+
+    assert [list(page.events) for page in pages] == [log[7:4:-1], log[4:1:-1], log[1::-1], []]
+    assert {page.total for page in pages} == {8}
+    filtered = audit.query(AuditQuery(actor="alice", limit=1, offset=1))
+    assert (list(filtered.events), filtered.total) == ([log[2]], 4)
+
+
+def test_the_audit_query_order_is_the_append_order_not_the_timestamp(
+    repository: AutoCommit,
+) -> None:
+    late, early = _event(1, at=NOW + timedelta(hours=1)), _event(2, at=NOW)
+    _append(repository, late, early)
+
+    assert list(repository.unit_of_work().audit.query(AuditQuery()).events) == [early, late]
+
+
+def test_an_audit_query_refuses_a_page_out_of_bounds() -> None:
+    for bounds in ({"limit": 0}, {"limit": AUDIT_PAGE_MAX + 1}, {"offset": -1}):
+        with pytest.raises(ValueError, match="limit|offset"):
+            AuditQuery(**bounds)  # type: ignore[arg-type]
+
+
+def test_purge_removes_exactly_the_events_before_the_cut_and_says_how_many(
+    repository: AutoCommit,
+) -> None:
+    log = _mixed_log()
+    _append(repository, *log)
+
+    with repository.unit_of_work() as uow:
+        removed = uow.audit.purge(log[3].at)
+        uow.commit()
+
+    assert removed == 3
+    assert list(repository.unit_of_work().audit.list()) == log[:2:-1]
+    with repository.unit_of_work() as uow:
+        assert uow.audit.purge(log[3].at) == 0
+        uow.commit()
+
+
+def test_a_purge_is_undone_with_its_unit_of_work_and_later_appends_survive_it(
+    repository: AutoCommit,
+) -> None:
+    log = _mixed_log()
+    _append(repository, *log[:4])
+    with pytest.raises(ClusterNameTaken), repository.unit_of_work() as uow:
+        uow.audit.append(log[4])
+        assert uow.audit.purge(log[7].at) == 5
+        uow.audit.append(log[5])
+        uow.clusters.add(make_cluster("a"))
+        uow.clusters.add(make_cluster("A"))
+        uow.commit()
+
+    assert list(repository.unit_of_work().audit.list()) == log[3::-1]
+
+
+def test_audit_events_are_purged_only_inside_a_unit_of_work(
+    shared_repository: AutoCommit,
+) -> None:
+    _append(shared_repository, _event(1))
+    with pytest.raises(RuntimeError, match="inside a unit of work"):
+        shared_repository.unit_of_work().audit.purge(NOW + timedelta(days=1))
+    assert len(shared_repository.unit_of_work().audit.list()) == 1
 
 
 # -- editing and trust (docs/product-contract.md §9) --------------------------------------------

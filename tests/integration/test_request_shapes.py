@@ -128,16 +128,16 @@ def call_wsgi(environ: dict) -> tuple[int, dict[str, str], bytes]:
 
 
 def test_a_chunked_body_without_a_length_is_411_not_read_as_empty(user):
-    from rest_framework.authtoken.models import Token
+    from clusters.api_tokens import create_token
 
-    token = Token.objects.create(user=user)
+    _, token = create_token(user)
     document = json.dumps({"name": "prod", "api_endpoint": "pve1"}).encode()
     request = RequestFactory().post(
         CLUSTERS,
         data=document,
         content_type="application/json",
         HTTP_TRANSFER_ENCODING="chunked",
-        HTTP_AUTHORIZATION=f"Token {token.key}",
+        HTTP_AUTHORIZATION=f"Token {token}",
     )
     environ = dict(request.environ)
     del environ["CONTENT_LENGTH"]

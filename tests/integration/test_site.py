@@ -1,65 +1,20 @@
-"""Project-level behaviour: the admin bootstrap of `make run`, tokens from
-manage.py, the backend choice, and the envelope for errors Django answers
-before any DRF view runs."""
+"""Project-level behaviour: the backend choice, and the envelope for errors
+Django answers before any DRF view runs. (The admin bootstrap of `make run`
+and API tokens: test_api_tokens.py.)"""
 
 from __future__ import annotations
 
-import re
-from io import StringIO
-
 import pytest
-from django.contrib.auth import get_user_model
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management import call_command
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from clusters import wiring
 from clusters.checks import check_cluster_repository
-from clusters.domain import VIEWERS
 from clusters.repositories.database import DjangoUnitOfWork
 from clusters.repositories.memory import InMemoryUnitOfWork
-from tests.conftest import with_role
 
 pytestmark = pytest.mark.django_db
-
-
-def run(*args):
-    out = StringIO()
-    call_command(*args, stdout=out)
-    return out.getvalue()
-
-
-def test_bootstrap_admin_creates_the_account_and_prints_password_and_token_once():
-    first = run("bootstrap_admin")
-    password = re.search(r"password: (\S+)", first).group(1)
-    token = re.search(r"API token of admin\s+(\w+)", first).group(1)
-
-    admin = get_user_model().objects.get(username="admin")
-    assert admin.is_superuser and admin.check_password(password)
-    assert Token.objects.get(user=admin).key == token
-
-    second = run("bootstrap_admin")
-    assert password not in second and token not in second
-    assert "already exist" in second
-    assert get_user_model().objects.filter(username="admin").count() == 1
-
-
-def test_bootstrap_admin_gives_an_existing_admin_without_token_a_token():
-    get_user_model().objects.create_superuser("admin", password="kept-password")
-    output = run("bootstrap_admin")
-    assert "password:" not in output
-    token = re.search(r"API token of admin\s+(\w+)", output).group(1)
-    assert Token.objects.get(user__username="admin").key == token
-
-
-def test_a_token_from_drf_create_token_authenticates_a_rest_client(django_user_model):
-    with_role(django_user_model.objects.create_user("ci-bot", password="irrelevant-pw-1"), VIEWERS)
-    output = run("drf_create_token", "ci-bot")
-    token = re.search(r"token (\w+) for user", output).group(1)
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {token}")
-    assert client.get("/api/v1/clusters").status_code == 200
 
 
 @pytest.mark.parametrize(
@@ -110,6 +65,7 @@ def test_the_openapi_schema_is_valid_and_describes_every_endpoint(tmp_path):
         "/api/v1/clusters/:",
         "/api/v1/clusters/{id}/:",
         "/api/v1/clusters/{id}/refresh/:",
+        "/api/v1/audit-events/:",
     ):
         assert path in schema
     assert "password:" in schema and "writeOnly: true" in schema

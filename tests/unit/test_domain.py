@@ -20,6 +20,7 @@ from clusters.domain import (
     TokenCredentials,
     ValidationFailed,
     assess_health,
+    name_key,
     normalise_endpoint,
     normalise_fingerprint,
     normalise_name,
@@ -172,6 +173,78 @@ def test_name_refuses_blank_long_and_control_characters(raw, complaint):
 
 def test_name_of_255_characters_is_accepted():
     assert normalise_name("x" * 255) == "x" * 255
+
+
+FULL_WIDTH_PROD = "\uff50\uff52\uff4f\uff44"
+CAFE_NFC, CAFE_NFD = "caf\u00e9", "cafe\u0301"
+
+
+@pytest.mark.parametrize(
+    ("one", "same"),
+    [
+        ("prod", FULL_WIDTH_PROD),  # full-width letters are compatibility forms
+        ("Prod", FULL_WIDTH_PROD.upper()),
+        (CAFE_NFC, CAFE_NFD),  # one character, or a letter and a combining accent
+        (CAFE_NFC.upper(), CAFE_NFD),
+        ("\u212b", "\u00e5"),  # ANGSTROM SIGN is the letter å
+        ("\u216b", "xii"),  # ROMAN NUMERAL TWELVE
+        ("\ufb03-lab", "FFI-LAB"),  # a ligature
+        ("Stra\u00dfe", "STRASSE"),
+        ("x\u00b2", "x2"),  # superscript two
+        ("\u0345", "\u03b9"),  # the iota subscript folds only after NFD (D146)
+    ],
+)
+def test_name_key_compares_after_nfkc_and_case_folding(one, same):
+    assert name_key(one) == name_key(same)
+    assert name_key(name_key(one)) == name_key(one), "the key of a key is itself"
+
+
+@pytest.mark.parametrize(
+    ("one", "other"), [("a", "\u00e1"), ("i", "\u0131"), ("\u00df", "s"), ("prod", "prod-2")]
+)
+def test_name_key_keeps_names_apart_that_differ_beyond_case_and_form(one, other):
+    assert name_key(one) != name_key(other)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "\u3164",  # HANGUL FILLER (a letter by category, draws nothing)
+        "\u2800",  # BRAILLE PATTERN BLANK
+        "\u115f\u1160",  # Hangul choseong and jungseong fillers
+        "\uffa0",  # HALFWIDTH HANGUL FILLER
+        "\u0301",  # a combining accent alone
+        "\u0301\u0308\u20dd",  # combining marks only (Mn, Me)
+        "\ufe0f",  # a variation selector
+        "\ue000",  # private use
+        "\U000f0000",  # supplementary private use
+        "\u0378",  # unassigned
+        "\u3164 \u2800\u3000\u3164",  # fillers and spaces
+    ],
+)
+def test_a_name_made_only_of_invisible_characters_is_refused(raw):
+    with pytest.raises(FieldInvalid, match="visible character"):
+        normalise_name(raw)
+
+
+@pytest.mark.parametrize(
+    "raw", ["\u3164prod", "e\u0301", "\u2800x", "\u6771\u4eac", "\U0001f680", "\u0e01\u0e34"]
+)
+def test_a_name_with_a_visible_character_is_accepted(raw):
+    assert normalise_name(raw) == raw
+
+
+def test_a_lone_surrogate_is_refused():
+    with pytest.raises(FieldInvalid, match="valid Unicode"):
+        normalise_name("prod\ud800")
+
+
+def test_a_name_whose_comparison_key_outgrows_its_column_is_refused():
+    # U+FDFA is eighteen characters under NFKC.
+    assert len(name_key("\ufdfa")) == 18
+    assert normalise_name("\ufdfa" * 42) == "\ufdfa" * 42
+    with pytest.raises(FieldInvalid, match="too long once normalised"):
+        normalise_name("\ufdfa" * 43)
 
 
 @pytest.mark.parametrize("username", ["root@pam", "admin@pve", "j.doe@example.com@ldap-corp"])

@@ -14,9 +14,11 @@ import pytest
 
 from clusters.bootstrap import bootstrap
 from clusters.domain import (
+    DEFAULT_LIMIT,
     Actor,
     ClusterNameTaken,
     ClusterNotFound,
+    ClusterQuery,
     ClusterStatus,
     ClusterStatusEntry,
     InvalidClusterId,
@@ -32,10 +34,12 @@ from clusters.domain import (
     StaleCluster,
     TokenCredentials,
     ValidationFailed,
+    public_cluster,
 )
 from clusters.repositories.memory import InMemoryClusterRepository, InMemoryUnitOfWork
+from clusters.services import CheckOutcome
 from tests.conftest import assert_secret_absent
-from tests.fakes import FakeClock, FakeProxmox
+from tests.fakes import FakeClock, FakeProxmox, RecordingObserver
 from tests.units_of_work import AutoCommit
 
 PASSWORD = "Pa55-unit-secret-91c2"
@@ -58,9 +62,17 @@ def clock():
 
 
 @pytest.fixture
-def service(repository, proxmox, clock):
+def observer():
+    return RecordingObserver()
+
+
+@pytest.fixture
+def service(repository, proxmox, clock, observer):
     return bootstrap(
-        unit_of_work=InMemoryUnitOfWork.factory(repository), proxmox=proxmox, clock=clock
+        unit_of_work=InMemoryUnitOfWork.factory(repository),
+        proxmox=proxmox,
+        clock=clock,
+        check_observer=observer,
     )
 
 
@@ -160,17 +172,31 @@ def test_authentication_failure(service, proxmox, caplog):
     ]
 
 
-def test_list_clusters(service):
-    for name in ["beta", "Alpha", "gamma"]:
+def test_list_clusters_answers_the_page_the_query_asks_for(service):
+    for name in ["beta", "Alpha", "gamma", "delta"]:
         service.clusters.register(request(name=name), actor=OPERATOR)
-    listing = service.clusters.list_clusters(actor=OPERATOR)
-    assert listing.total == 3
-    assert [c.name for c in listing.clusters] == ["Alpha", "beta", "gamma"]
+
+    page = service.clusters.list_clusters(ClusterQuery(limit=2, offset=1), actor=OPERATOR)
+
+    assert [c["name"] for c in page.clusters] == ["beta", "delta"]
+    assert (page.total, page.has_previous, page.has_next) == (4, True, True)
+    assert page.clusters[0] == public_cluster(
+        service.clusters.get_cluster_by_name("beta", actor=OPERATOR)
+    )
 
 
 def test_list_clusters_when_none_is_registered(service):
-    listing = service.clusters.list_clusters(actor=OPERATOR)
-    assert (list(listing.clusters), listing.total) == ([], 0)
+    page = service.clusters.list_clusters(ClusterQuery(), actor=OPERATOR)
+    assert (list(page.clusters), page.total, page.has_next) == ([], 0, False)
+
+
+def test_all_clusters_lists_every_cluster_past_any_page(service):
+    for index in range(DEFAULT_LIMIT + 1):
+        service.clusters.register(request(name=f"c-{index:03d}"), actor=OPERATOR)
+
+    clusters = service.clusters.all_clusters(actor=OPERATOR)
+
+    assert [c.name for c in clusters] == [f"c-{index:03d}" for index in range(DEFAULT_LIMIT + 1)]
 
 
 def test_get_cluster(service):
@@ -339,6 +365,49 @@ def test_refresh_that_finds_the_configuration_edited_meanwhile_drops_its_result(
     stored = repository.find_by_id(cluster.id)
     assert stored == edited, "the edit survives, the check's findings are dropped"
     assert (stored.status, stored.last_error, stored.version) == (ClusterStatus.HEALTHY, None, 2)
+
+
+@pytest.mark.parametrize(
+    ("error", "outcome"),
+    [
+        (None, CheckOutcome.SUCCESS),
+        (ProxmoxAuthenticationFailed("refused"), CheckOutcome.UNAUTHORIZED),
+        (ProxmoxUnreachable("gone"), CheckOutcome.ERROR),
+        (ProxmoxBadResponse("not PVE"), CheckOutcome.ERROR),
+    ],
+    ids=["success", "unauthorized", "unreachable", "bad-response"],
+)
+def test_every_check_tells_the_observer_its_outcome_and_duration(
+    service, proxmox, clock, observer, error, outcome
+):
+    cluster = service.clusters.register(request(), actor=OPERATOR)
+    assert observer.finished == []  # a registration proves credentials; it is no check
+    proxmox.error = error
+    proxmox.before_answer = lambda: clock.advance(seconds=1.5)
+
+    service.checks.refresh(cluster.id, actor=OPERATOR)
+
+    assert observer.finished == [(outcome, 1.5)]
+
+
+def test_a_check_while_the_clock_steps_back_took_no_negative_time(
+    service, proxmox, clock, observer
+):
+    cluster = service.clusters.register(request(), actor=OPERATOR)
+    proxmox.before_answer = lambda: clock.advance(seconds=-30)
+
+    service.checks.refresh(cluster.id, actor=OPERATOR)
+
+    assert observer.finished == [(CheckOutcome.SUCCESS, 0.0)]
+
+
+def test_checks_need_no_observer(repository, proxmox, clock):
+    composed = bootstrap(
+        unit_of_work=InMemoryUnitOfWork.factory(repository), proxmox=proxmox, clock=clock
+    )
+    cluster = composed.clusters.register(request(), actor=OPERATOR)
+
+    assert composed.checks.refresh(cluster.id, actor=OPERATOR).status is ClusterStatus.HEALTHY
 
 
 def test_refresh_never_moves_the_version(service, proxmox):

@@ -1,8 +1,8 @@
 """Make sure an admin account with an API token exists (``make run`` calls this).
 
 On the first run it creates the account with a random password and prints the
-password and the token, once: the password is kept only as a hash, so this is
-the moment to note it. Later runs print neither.
+password and the token, once: both are kept only as hashes, so this is the
+moment to note them. Later runs print neither.
 """
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 from django.db import transaction
-from rest_framework.authtoken.models import Token
+
+from clusters import api_tokens
 
 
 class Command(BaseCommand):
@@ -30,17 +31,20 @@ class Command(BaseCommand):
             if user is None:
                 password = secrets.token_urlsafe(18)
                 user = user_model.objects.create_superuser(username=username, password=password)
-            token, token_created = Token.objects.get_or_create(user=user)
+            key = None
+            if not api_tokens.tokens_of(user):
+                _, key = api_tokens.create_token(user)
 
-        if password is None and not token_created:
+        if password is None and key is None:
             self.stdout.write(
-                f"Admin account {username!r} and its API token already exist "
-                "(python manage.py changepassword / drf_create_token -r to replace them)."
+                f"Admin account {username!r} and its API token already exist (python manage.py "
+                f"changepassword {username} / api_token create {username} to replace them)."
             )
             return
         lines = ["", "=" * 64]
         if password is not None:
             lines += [f"Created admin account  {username}", f"  password: {password}"]
-        lines += [f"API token of {username}  {token.key}", "  use: Authorization: Token <token>"]
+        if key is not None:
+            lines += [f"API token of {username}  {key}", "  use: Authorization: Token <token>"]
         lines += ["Shown once; note them now.", "=" * 64, ""]
         self.stdout.write("\n".join(lines))

@@ -6,6 +6,12 @@
         [--create-token]
     manage.py clusters refresh <id-or-name> | --all [--concurrency N]
     manage.py clusters remove <id-or-name> [--token-owner root@pam]
+    manage.py clusters --as alice remove <id-or-name>
+
+Whoever runs it holds the server's database and keys, so by default it acts
+as a superuser (``Actor.command_line()``). ``--as <username>`` acts as that
+registry account instead: its role decides what it may do (a viewer may list
+and show, not remove), and the audit log names it.
 
 Secrets are read from a prompt or from stdin (``--secret-stdin``), never from
 the command line, where ``ps`` and shell history would keep them.
@@ -30,10 +36,12 @@ from collections import Counter
 from typing import Any
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tqdm import tqdm
 
 from clusters import wiring
+from clusters.access import actor_of
 from clusters.bootstrap import Services
 from clusters.domain import (
     Actor,
@@ -46,7 +54,7 @@ from clusters.domain import (
     token_owner,
 )
 from clusters.serializers import ClusterSerializer
-from clusters.services import CheckOutcome, CheckResult
+from clusters.services import CheckResult, FinishedCheck
 
 # Checks in flight for ``refresh --all`` unless --concurrency says otherwise
 # (or PROXMOXER_CHECK_CONCURRENCY is higher): someone is waiting at a
@@ -58,6 +66,12 @@ class Command(BaseCommand):
     help = "List, show, register, refresh and remove registered Proxmox VE clusters."
 
     def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument(
+            "--as",
+            dest="as_user",
+            metavar="USERNAME",
+            help="act as this registry account, with its role (default: as a superuser)",
+        )
         actions = parser.add_subparsers(dest="action", required=True)
         actions.add_parser("list", help="every cluster, by name")
         show = actions.add_parser("show", help="one cluster as JSON")
@@ -103,28 +117,28 @@ class Command(BaseCommand):
             help="with --username: make a read-only API token on the cluster and keep only it",
         )
 
-    def handle(self, *args: Any, action: str, **options: Any) -> None:
+    def handle(self, *args: Any, action: str, as_user: str | None, **options: Any) -> None:
         if settings.CLUSTER_REPOSITORY == "memory":
             raise CommandError(
                 "CLUSTER_REPOSITORY=memory keeps clusters inside the server process; this "
                 "command runs in its own process and would see an empty registry. Use "
                 "CLUSTER_REPOSITORY=django (see docs/operations.md, 'Storage')."
             )
-        self.actor = Actor.command_line()
+        self.actor = Actor.command_line() if as_user is None else self._named_actor(as_user)
         try:
             getattr(self, f"_{action}")(wiring.services(), **options)
         except ClusterError as error:
             raise CommandError(error.message) from None
 
     def _list(self, services: Services, **options: Any) -> None:
-        listing = services.clusters.list_clusters(actor=self.actor)
-        for cluster in listing.clusters:
+        clusters = services.clusters.all_clusters(actor=self.actor)
+        for cluster in clusters:
             self.stdout.write(
                 f"{cluster.id}  {cluster.name:<24} {cluster.status:<9} "
                 f"{cluster.proxmox_version:<8} {cluster.node_count:>3} nodes  "
                 f"{cluster.api_endpoint}"
             )
-        self.stdout.write(f"{listing.total} cluster(s)")
+        self.stdout.write(f"{len(clusters)} cluster(s)")
 
     def _show(self, services: Services, *, cluster: str, **options: Any) -> None:
         found = self._find(services, cluster)
@@ -161,7 +175,7 @@ class Command(BaseCommand):
         if concurrency is not None and concurrency < 1:
             raise CommandError("--concurrency must be at least 1")
         in_flight = concurrency or max(BULK_CONCURRENCY, settings.PROXMOXER_CHECK_CONCURRENCY)
-        registered = services.clusters.list_clusters(actor=self.actor).total
+        registered = len(services.clusters.all_clusters(actor=self.actor))
         started = time.monotonic()
         # disable=None: a bar on a terminal, nothing when stderr is a file or a pipe.
         with tqdm(total=registered, unit="cluster", disable=None, file=sys.stderr) as bar:
@@ -170,7 +184,7 @@ class Command(BaseCommand):
             )
         self._summarise(outcomes, registered, time.monotonic() - started)
 
-    def _summarise(self, outcomes: list[CheckOutcome], registered: int, seconds: float) -> None:
+    def _summarise(self, outcomes: list[FinishedCheck], registered: int, seconds: float) -> None:
         recorded = [o.cluster for o in outcomes if o.result is CheckResult.RECORDED]
         by_status = Counter(cluster.status for cluster in recorded)
         counts = ", ".join(
@@ -220,6 +234,14 @@ class Command(BaseCommand):
             f"Registered {cluster.name} ({cluster.id}): {cluster.status}, "
             f"PVE {cluster.proxmox_version}, {cluster.node_count} node(s)"
         )
+
+    @staticmethod
+    def _named_actor(username: str) -> Actor:
+        user_model = get_user_model()
+        user = user_model.objects.filter(**{user_model.USERNAME_FIELD: username}).first()
+        if user is None or not user.is_active:
+            raise CommandError(f"No active account named {username!r} (--as)")
+        return actor_of(user)
 
     @staticmethod
     def _secret(prompt: str, from_stdin: bool) -> str:

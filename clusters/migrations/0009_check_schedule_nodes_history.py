@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("clusters", "0005_edit_and_trust"),
+        ("clusters", "0008_list_indexes"),
     ]
 
     operations = [
