@@ -89,7 +89,6 @@ _CONFIGURED_FIELDS = [
 ]
 _RECORDED_FIELDS = sorted(OBSERVATION_FIELDS | SCHEDULING_FIELDS)
 _DUE_FIRST = (F("next_check_at").asc(nulls_first=True), "pk")
-_OBSERVED_FIELDS = sorted(OBSERVATION_FIELDS)
 # What a list reads of a row: every column of PublicCluster, in its order,
 # with the principal where username/token_id go; never the secret.
 _PUBLIC_COLUMNS = (
