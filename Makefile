@@ -16,7 +16,7 @@ THREADS ?= 4
 PROMETHEUS_MULTIPROC_DIR ?= $(CURDIR)/.prometheus-multiproc
 
 .DEFAULT_GOAL := help
-.PHONY: help venv venv-dev run test lint format bench screenshots serve clean
+.PHONY: help venv venv-dev run test lint format bench screenshots serve worker clean
 
 help:
 	@echo "make run     install, migrate, create the admin account, serve on http://$(HOST):$(PORT)"
@@ -27,6 +27,7 @@ help:
 	@echo "make serve   production-style: migrate, collectstatic, gunicorn with WORKERS=$(WORKERS) processes,"
 	@echo "             DJANGO_DEBUG=0, CLUSTER_REPOSITORY=django, DATABASE_URL (docs/operations.md);"
 	@echo "             /metrics summed over the workers (PROMETHEUS_MULTIPROC_DIR=$(PROMETHEUS_MULTIPROC_DIR))"
+	@echo "make worker  background checks for make serve: a Celery worker with beat (Redis: CELERY_BROKER_URL)"
 	@echo "make lint    ruff check + ruff format --check + mypy;  make format  to fix"
 
 # Stamp files make re-runs instant until a requirements file changes.
@@ -73,6 +74,19 @@ serve: venv
 	exec $(BIN)/gunicorn 'proxmoxer_site.serving:application_from_settings()' \
 		--worker-class asgi --bind $(HOST):$(PORT) --workers $(WORKERS) \
 		--timeout 60 --no-control-socket --config python:proxmoxer_site.gunicorn_hooks
+
+# The background checks beside `make serve` (PROXMOXER_MONITOR=celery): a
+# Celery worker with beat, on Redis (CELERY_BROKER_URL). Several, on several
+# hosts, share the work: claims in the database decide who checks what, so
+# their duplicate beats are harmless. One task at a time (--pool solo); the
+# checks inside it run PROXMOXER_CHECK_CONCURRENCY at once. Same settings as
+# make serve (docs/operations.md, "Background checks").
+worker: export DJANGO_DEBUG = 0
+worker: export CLUSTER_REPOSITORY = django
+worker: export PROXMOXER_MONITOR = celery
+worker: venv
+	exec $(BIN)/celery -A proxmoxer_site worker --beat --pool solo \
+		--without-gossip --without-mingle --loglevel WARNING
 
 lint: venv-dev
 	$(BIN)/ruff check .

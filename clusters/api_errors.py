@@ -89,6 +89,7 @@ _DOMAIN_STATUS: list[tuple[type[domain.ClusterError], int]] = [
     (domain.ClusterNotFound, 404),
     (domain.ClusterNameTaken, 409),
     (domain.StaleCluster, 409),
+    (domain.CheckOvertaken, 409),
     (domain.PreconditionFailed, 412),
     (domain.ProxmoxAuthenticationFailed, 401),
     (domain.ProxmoxError, 502),

@@ -31,3 +31,20 @@ def check_cluster_repository(app_configs: Any = None, **kwargs: Any) -> list[Any
             )
         ]
     return []
+
+
+@register()
+def check_monitor(app_configs: Any = None, **kwargs: Any) -> list[Any]:
+    """Celery workers are processes of their own: they can only check a
+    registry they share, in the database."""
+    if settings.PROXMOXER_MONITOR == "celery" and settings.CLUSTER_REPOSITORY == "memory":
+        return [
+            Error(
+                "PROXMOXER_MONITOR=celery with CLUSTER_REPOSITORY=memory: the workers would check "
+                "an empty registry of their own, never the web process's.",
+                hint="Set CLUSTER_REPOSITORY=django, or PROXMOXER_MONITOR=embedded for a "
+                "single process (docs/operations.md, 'Background checks').",
+                id="clusters.E002",
+            )
+        ]
+    return []

@@ -7,6 +7,9 @@ model only converts to and from it. Secrets are stored as Fernet tokens.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
+from dataclasses import fields as dataclass_fields
+from datetime import datetime
 from typing import Any
 
 from django.db import models
@@ -23,9 +26,12 @@ from clusters.domain import (
     Cluster,
     ClusterStatus,
     Credentials,
+    NodeList,
+    NodeState,
     Outcome,
     PasswordCredentials,
     Secret,
+    StatusChange,
     TokenCredentials,
     name_key,
 )
@@ -35,6 +41,7 @@ NAME_KEY_CONSTRAINT = "clusters_cluster_unique_name_key"
 # user@realm!tokenname: PVE allows 64 characters for the user id and the name.
 PRINCIPAL_MAX_LENGTH = USERID_MAX_LENGTH + 1 + 64
 FINGERPRINT_LENGTH = 95  # 32 hex pairs and 31 colons
+CLUSTER_NAME_MAX_LENGTH = 255  # PVE allows 15 characters; the client cuts longer answers
 
 
 class CodePointCharField(models.CharField):
@@ -91,6 +98,15 @@ class ClusterRecord(models.Model):
     # The configuration's version: every conditional write names it in its
     # WHERE clause (docs/architecture.md, "Versioned writes").
     version = models.PositiveIntegerField(default=1)
+    # More of what the last check found (docs/product-contract.md §8).
+    cluster_name = models.CharField(max_length=CLUSTER_NAME_MAX_LENGTH, null=True, blank=True)
+    nodes_online = models.PositiveIntegerField(default=0)
+    # The background checks' bookkeeping, neither configuration nor
+    # observation: when to check next, and which checker holds the cluster
+    # until when (docs/architecture.md, "Background checks"). Never set: due.
+    next_check_at = models.DateTimeField(null=True, blank=True)
+    claimed_until = models.DateTimeField(null=True, blank=True)
+    claim_token = models.UUIDField(null=True, blank=True)
 
     class Meta:
         db_table = "clusters_cluster"
@@ -112,6 +128,9 @@ class ClusterRecord(models.Model):
             # it both scan the whole table (name order alone is served by the
             # unique name_key index).
             models.Index(fields=["status", "name_key"], name="clusters_cluster_status_name"),
+            # The checkers' query: due clusters, the longest due first.
+            models.Index(fields=["next_check_at"], name="clusters_cluster_next_check"),
+            models.Index(fields=["claim_token"], name="clusters_cluster_claim_token"),
         ]
 
     def __str__(self) -> str:
@@ -146,6 +165,9 @@ class ClusterRecord(models.Model):
                 dict(cluster.last_error_details) if cluster.last_error_details is not None else None
             ),
             version=cluster.version,
+            cluster_name=cluster.cluster_name,
+            nodes_online=cluster.nodes_online,
+            next_check_at=cluster.next_check_at,
         )
 
     def to_domain(self, cipher: CredentialCipher) -> Cluster:
@@ -173,6 +195,9 @@ class ClusterRecord(models.Model):
             last_error=self.last_error,
             last_error_details=self.last_error_details,
             version=self.version,
+            cluster_name=self.cluster_name,
+            nodes_online=self.nodes_online,
+            next_check_at=self.next_check_at,
         )
 
 
@@ -248,4 +273,78 @@ class AuditEventRecord(models.Model):
             cluster_name=self.cluster_name,
             source_ip=self.source_ip,
             changes=self.changes,
+        )
+
+
+_STATUS_CHOICES = [(status.value, status.value) for status in ClusterStatus]
+_NODE_FIELDS = tuple(field.name for field in dataclass_fields(NodeState))
+
+
+class NodeListRecord(models.Model):
+    """The node list of one cluster's last successful check, as JSON: read
+    and written whole, one row per cluster. Deleted with the cluster by the
+    repository (no foreign key: see ``DjangoClusterRepository.delete``)."""
+
+    cluster_id = models.UUIDField(primary_key=True)
+    checked_at = models.DateTimeField()
+    nodes = models.JSONField(default=list)
+
+    class Meta:
+        db_table = "clusters_node_list"
+        verbose_name = "node list"
+
+    @classmethod
+    def from_domain(
+        cls, cluster_id: uuid.UUID, nodes: Sequence[NodeState], checked_at: datetime
+    ) -> NodeListRecord:
+        return cls(
+            cluster_id=cluster_id,
+            checked_at=checked_at,
+            nodes=[{field: getattr(node, field) for field in _NODE_FIELDS} for node in nodes],
+        )
+
+    def to_domain(self) -> NodeList:
+        nodes = tuple(
+            NodeState(**{field: entry.get(field) for field in _NODE_FIELDS})
+            for entry in self.nodes
+            if isinstance(entry, dict)
+        )
+        return NodeList(nodes, self.checked_at)
+
+
+class StatusChangeRecord(models.Model):
+    """One change of a cluster's status (docs/product-contract.md §11);
+    ``sequence`` orders them, as timestamps may tie."""
+
+    sequence = models.BigAutoField(primary_key=True)
+    cluster_id = models.UUIDField()
+    at = models.DateTimeField()
+    from_status = models.CharField(max_length=16, choices=_STATUS_CHOICES, null=True, blank=True)
+    to_status = models.CharField(max_length=16, choices=_STATUS_CHOICES)
+    reason = models.TextField(blank=True)
+
+    class Meta:
+        db_table = "clusters_status_change"
+        verbose_name = "status change"
+        indexes = [
+            models.Index(fields=["cluster_id", "-sequence"], name="clusters_status_change_newest")
+        ]
+
+    @classmethod
+    def from_domain(cls, change: StatusChange) -> StatusChangeRecord:
+        return cls(
+            cluster_id=change.cluster_id,
+            at=change.at,
+            from_status=change.from_status.value if change.from_status is not None else None,
+            to_status=change.to_status.value,
+            reason=change.reason,
+        )
+
+    def to_domain(self) -> StatusChange:
+        return StatusChange(
+            cluster_id=self.cluster_id,
+            at=self.at,
+            from_status=ClusterStatus(self.from_status) if self.from_status else None,
+            to_status=ClusterStatus(self.to_status),
+            reason=self.reason,
         )

@@ -233,6 +233,15 @@ class ClusterSerializer(serializers.Serializer):
     version = serializers.IntegerField(
         help_text="1 at registration, +1 on every change of the configuration"
     )
+    cluster_name = serializers.CharField(
+        allow_null=True, help_text="The PVE cluster's own name; null for a standalone node"
+    )
+    nodes_online = serializers.IntegerField(help_text="Nodes online at the last check")
+    next_check_at = serializers.DateTimeField(
+        allow_null=True,
+        help_text="When the background checks look at the cluster next "
+        "(null: as soon as a checker is free)",
+    )
 
 
 # One object, not a list of them: drf-spectacular would otherwise describe
@@ -285,37 +294,112 @@ def cluster_query(params: QueryDict) -> domain.ClusterQuery:
     )
 
 
+def page_links(
+    request: Request, *, limit: int, offset: int, has_next: bool, has_previous: bool
+) -> tuple[str | None, str | None]:
+    """Links to the pages either side of a limit/offset page, as DRF's
+    LimitOffsetPagination writes them: the request's parameters sorted by
+    name, ``limit`` set, ``offset`` left out at 0."""
+    if not (has_next or has_previous):
+        return None, None
+    kept = [
+        (name, value)
+        for name, value in parse_qsl(request.META.get("QUERY_STRING", ""), True)
+        if name not in ("limit", "offset")
+    ]
+    base = request.build_absolute_uri(request.path)
+
+    def link(to: int) -> str:
+        paging = [("limit", str(limit))] + ([("offset", str(to))] if to > 0 else [])
+        # A stable sort by name keeps a repeated parameter's values in order.
+        return f"{base}?{urlencode(sorted(kept + paging, key=lambda item: item[0]))}"
+
+    return (
+        link(offset + limit) if has_next else None,
+        link(max(offset - limit, 0)) if has_previous else None,
+    )
+
+
 def cluster_page(page: domain.ClusterPage, request: Request) -> dict[str, Any]:
     """The list's body: the page's clusters as the backend gave them (each
     the public form ClusterSerializer writes too) and links to the pages
-    either side, as DRF's LimitOffsetPagination writes them: the request's
-    parameters sorted by name, ``limit`` set, ``offset`` left out at 0."""
+    either side (``page_links``)."""
     query = page.query
     limit = query.limit if query.limit is not None else len(page.clusters)
-    next_url = previous_url = None
-    if page.has_next or page.has_previous:
-        kept = [
-            (name, value)
-            for name, value in parse_qsl(request.META.get("QUERY_STRING", ""), True)
-            if name not in ("limit", "offset")
-        ]
-        base = request.build_absolute_uri(request.path)
-
-        def link(offset: int) -> str:
-            paging = [("limit", str(limit))] + ([("offset", str(offset))] if offset > 0 else [])
-            # A stable sort by name keeps a repeated parameter's values in order.
-            return f"{base}?{urlencode(sorted(kept + paging, key=lambda item: item[0]))}"
-
-        if page.has_next:
-            next_url = link(query.offset + limit)
-        if page.has_previous:
-            previous_url = link(max(query.offset - limit, 0))
+    next_url, previous_url = page_links(
+        request,
+        limit=limit,
+        offset=query.offset,
+        has_next=page.has_next,
+        has_previous=page.has_previous,
+    )
     return {
         "clusters": page.clusters,
         "total": page.total,
         "next": next_url,
         "previous": previous_url,
     }
+
+
+class NodeSerializer(serializers.Serializer):
+    """One node as the last successful check saw it; usage figures are null
+    where PVE gave none (offline nodes, no Sys.Audit)."""
+
+    name = serializers.CharField()
+    status = serializers.CharField(help_text="online, offline or unknown")
+    ip = serializers.CharField(allow_null=True)
+    ssl_fingerprint = serializers.CharField(allow_null=True)
+    cpu = serializers.FloatField(allow_null=True, help_text="CPU load, 0 to 1")
+    maxcpu = serializers.IntegerField(allow_null=True)
+    mem = serializers.IntegerField(allow_null=True, help_text="bytes used")
+    maxmem = serializers.IntegerField(allow_null=True)
+    uptime = serializers.IntegerField(allow_null=True, help_text="seconds")
+
+
+class NodeListSerializer(serializers.Serializer):
+    nodes = NodeSerializer(many=True)
+    total = serializers.IntegerField()
+    checked_at = serializers.DateTimeField(
+        allow_null=True, help_text="When the nodes were read; null before the first read"
+    )
+
+    def __init__(self, node_list: domain.NodeList | None = None, **kwargs: Any) -> None:
+        if node_list is not None:
+            kwargs["instance"] = {
+                "nodes": node_list.nodes,
+                "total": len(node_list.nodes),
+                "checked_at": node_list.checked_at,
+            }
+        super().__init__(**kwargs)
+
+
+class StatusChangeSerializer(serializers.Serializer):
+    """One change of status: ``{"at", "from", "to", "reason"}``."""
+
+    def get_fields(self) -> dict[str, serializers.Field]:
+        # "from" is a Python keyword: it cannot be a class attribute.
+        return {
+            "at": serializers.DateTimeField(),
+            "from": serializers.CharField(
+                source="from_status", allow_null=True, help_text="null: the registered status"
+            ),
+            "to": serializers.CharField(source="to_status"),
+            "reason": serializers.CharField(),
+        }
+
+
+class HistorySerializer(serializers.Serializer):
+    events = StatusChangeSerializer(many=True, help_text="Newest first")
+    total = serializers.IntegerField()
+    next = serializers.URLField(allow_null=True)
+    previous = serializers.URLField(allow_null=True)
+
+
+class PageSerializer(InputSerializer):
+    """``limit`` and ``offset`` of a paginated list."""
+
+    limit = serializers.IntegerField(min_value=1, max_value=1000, default=100, required=False)
+    offset = serializers.IntegerField(min_value=0, default=0, required=False)
 
 
 class ErrorSerializer(serializers.Serializer):

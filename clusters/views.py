@@ -60,9 +60,14 @@ from clusters.serializers import (
     DeregisterSerializer,
     EditClusterSerializer,
     ErrorSerializer,
+    HistorySerializer,
+    NodeListSerializer,
+    PageSerializer,
     RegisterClusterSerializer,
+    StatusChangeSerializer,
     cluster_page,
     cluster_query,
+    page_links,
 )
 from clusters.wiring import services
 
@@ -88,6 +93,10 @@ _READING_METHODS = {"get", "head", "options"}
 # Every operation can meet these, whatever it is asked.
 _ANY_REQUEST = (400, 401, 403, 406, 429, 503)
 _ID = OpenApiParameter("id", OpenApiTypes.UUID, OpenApiParameter.PATH)
+_PAGE = [
+    OpenApiParameter("limit", OpenApiTypes.INT, description="1 to 1000, default 100"),
+    OpenApiParameter("offset", OpenApiTypes.INT, description="default 0"),
+]
 _LIST_PARAMETERS = [
     OpenApiParameter(
         "limit", int, description=f"Clusters per page, 1-{MAX_LIMIT} (default {DEFAULT_LIMIT})"
@@ -297,6 +306,38 @@ class ClusterViewSet(viewsets.ViewSet):
         """Check the cluster again with its stored credentials."""
         cluster = services().checks.refresh(pk, actor=actor_for(request))
         return _cluster_response(cluster)
+
+    @extend_schema(parameters=[_ID], responses={200: NodeListSerializer, **_errors(404)})
+    @action(detail=True, methods=["get"])
+    def nodes(self, request: Request, pk: str) -> Response:
+        """The cluster's nodes as its last successful check read them."""
+        node_list = services().checks.nodes(pk, actor=actor_for(request))
+        return Response(dict(NodeListSerializer(node_list).data))
+
+    @extend_schema(parameters=[_ID, *_PAGE], responses={200: HistorySerializer, **_errors(404)})
+    @action(detail=True, methods=["get"])
+    def history(self, request: Request, pk: str) -> Response:
+        """Every change of the cluster's status, newest first."""
+        page = PageSerializer(data=request.query_params).validated_or_raise()
+        limit, offset = page["limit"], page["offset"]
+        history = services().checks.history(
+            pk, actor=actor_for(request), limit=limit, offset=offset
+        )
+        following, preceding = page_links(
+            request,
+            limit=limit,
+            offset=offset,
+            has_next=offset + limit < history.total,
+            has_previous=offset > 0,
+        )
+        return Response(
+            {
+                "events": StatusChangeSerializer(history.events, many=True).data,
+                "total": history.total,
+                "next": following,
+                "previous": preceding,
+            }
+        )
 
 
 def _cluster_response(cluster: Cluster, **kwargs: Any) -> Response:

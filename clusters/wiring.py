@@ -1,26 +1,32 @@
 """Django's side of the composition root: what the settings choose, handed
 to ``bootstrap`` (clusters/bootstrap.py).
 
-``CLUSTER_REPOSITORY`` picks the storage backend. The services are built on
-first use rather than at import time, once per process, and held by the
-app's config (``services()``); tests and benchmarks install services they
-composed themselves with ``install_services``.
+``CLUSTER_REPOSITORY`` picks the storage backend; the ``PROXMOXER_CHECK_*``
+settings and the Proxmox timeouts make the checks' schedule. The services
+are built on first use rather than at import time, once per process, and
+held by the app's config (``services()``); tests and benchmarks install
+services they composed themselves with ``install_services``.
 """
 
 from __future__ import annotations
 
 import functools
+from datetime import timedelta
 
 from django.apps import apps
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
 from clusters.bootstrap import Services, bootstrap
+from clusters.domain import CheckSchedule
 from clusters.encryption import CredentialCipher
 from clusters.proxmox import NetworkPolicy, ProxmoxClient
 from clusters.services import UnitOfWorkFactory
 
 REPOSITORY_BACKENDS = ("memory", "django")
+# Beyond the longest a check may talk to Proxmox: the fingerprint fetched
+# after a refused certificate (one connect timeout) and storing the result.
+LEASE_MARGIN_SECONDS = 5.0
 
 
 def unit_of_work_from_settings(backend: str | None = None) -> UnitOfWorkFactory:
@@ -55,12 +61,28 @@ def proxmox_client_from_settings() -> ProxmoxClient:
     )
 
 
-def services_from_settings() -> Services:
+def check_schedule(client: ProxmoxClient) -> CheckSchedule:
+    """Every ``PROXMOXER_CHECK_INTERVAL``; a claim held longer than any check
+    with ``client`` can take, so only a dead checker's claim ever runs out."""
+    lease = client.check_budget + settings.PROXMOX_CONNECT_TIMEOUT + LEASE_MARGIN_SECONDS
+    return CheckSchedule(
+        interval=timedelta(seconds=settings.PROXMOXER_CHECK_INTERVAL),
+        lease=timedelta(seconds=lease),
+    )
+
+
+def services_from_settings(*, check_concurrency: int | None = None) -> Services:
+    """The services the settings describe; ``check_concurrency`` overrides
+    ``PROXMOXER_CHECK_CONCURRENCY`` (a bulk refresh's own)."""
     from clusters.metrics import PrometheusCheckObserver
 
+    client = proxmox_client_from_settings()
     return bootstrap(
         unit_of_work=unit_of_work_from_settings(),
-        proxmox=proxmox_client_from_settings(),
+        proxmox=client,
+        schedule=check_schedule(client),
+        check_concurrency=check_concurrency or settings.PROXMOXER_CHECK_CONCURRENCY,
+        history_limit=settings.PROXMOXER_HISTORY_LIMIT,
         check_observer=PrometheusCheckObserver(),
         audit_retention_days=settings.PROXMOXER_AUDIT_RETENTION_DAYS,
     )

@@ -213,6 +213,40 @@ if PROXMOX_CA_BUNDLE:
             f"PROXMOX_CA_BUNDLE={PROXMOX_CA_BUNDLE} holds no readable PEM certificate"
         ) from None
 
+# -- background checks (docs/operations.md, "Background checks") ----------------
+
+PROXMOXER_CHECK_INTERVAL = env.float("PROXMOXER_CHECK_INTERVAL", default=60.0)
+PROXMOXER_CHECK_CONCURRENCY = env.int("PROXMOXER_CHECK_CONCURRENCY", default=16)
+PROXMOXER_HISTORY_LIMIT = env.int("PROXMOXER_HISTORY_LIMIT", default=1000)
+# `manage.py runserver` (make run) keeps health current with no other service;
+# anywhere else checking is a decision: `celery` workers, or `embedded` by hand.
+_RUNSERVER = len(sys.argv) > 1 and sys.argv[1] == "runserver"
+PROXMOXER_MONITOR = env.str("PROXMOXER_MONITOR", default="embedded" if _RUNSERVER else "off")
+MONITOR_ENGINES = ("embedded", "celery", "off")
+if PROXMOXER_MONITOR not in MONITOR_ENGINES:
+    raise ImproperlyConfigured(
+        f"PROXMOXER_MONITOR={PROXMOXER_MONITOR!r} is not an engine; choose one of "
+        f"{', '.join(MONITOR_ENGINES)}"
+    )
+for _name, _minimum in (
+    ("PROXMOXER_CHECK_INTERVAL", 1),
+    ("PROXMOXER_CHECK_CONCURRENCY", 1),
+    ("PROXMOXER_HISTORY_LIMIT", 1),
+):
+    if globals()[_name] < _minimum:
+        raise ImproperlyConfigured(f"{_name} must be at least {_minimum}")
+
+# Celery (PROXMOXER_MONITOR=celery; proxmoxer_site/celery.py): Redis as the
+# broker, nothing kept of task results, the schedule itself in memory (each
+# beat's own: duplicates are harmless, the database decides who checks).
+CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="redis://127.0.0.1:6379/0")
+CELERY_TASK_DEFAULT_QUEUE = env.str("PROXMOXER_CELERY_QUEUE", default="proxmoxer")
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BROKER_CONNECTION_MAX_RETRIES = None  # a worker waits for Redis as long as it takes
+CELERY_BEAT_SCHEDULER = "celery.beat:Scheduler"
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False  # the log format below, not Celery's
+CELERY_WORKER_REDIRECT_STDOUTS = False
 # Where the Proxmox client may connect (docs/security.md, "Outbound
 # requests"): checked on every address a connection goes to. Denied wins;
 # no allowed list allows everything not denied.

@@ -8,3 +8,8 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "proxmoxer_site.settings")
 os.environ.setdefault("DJANGO_DEBUG", "0")
 
 application = get_wsgi_application()
+
+# PROXMOXER_MONITOR=embedded: this process checks clusters too (clusters/monitor.py).
+from clusters.monitor import start_if_embedded  # noqa: E402 - needs the apps loaded
+
+start_if_embedded()

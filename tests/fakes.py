@@ -11,6 +11,7 @@ from clusters.domain import (
     ClusterStatusEntry,
     ConnectionTarget,
     Credentials,
+    NodeEntry,
     PasswordCredentials,
     ProxmoxReport,
     Secret,
@@ -22,16 +23,36 @@ HEALTHY_REPORT = ProxmoxReport(
     version="8.2.4",
     cluster_status=[
         ClusterStatusEntry("cluster", "prod", quorate=True),
-        ClusterStatusEntry("node", "pve1", online=True),
-        ClusterStatusEntry("node", "pve2", online=True),
-        ClusterStatusEntry("node", "pve3", online=True),
+        ClusterStatusEntry("node", "pve1", online=True, ip="127.0.31.1"),
+        ClusterStatusEntry("node", "pve2", online=True, ip="127.0.31.2"),
+        ClusterStatusEntry("node", "pve3", online=True, ip="127.0.31.3"),
+    ],
+    nodes=[
+        NodeEntry("pve1", "online", 0.5, 8, 1 << 30, 1 << 34, 3600, ":".join(["1A"] * 32)),
+        NodeEntry("pve2", "online", 0.25, 8, 1 << 29, 1 << 34, 7200, ":".join(["2A"] * 32)),
+        NodeEntry("pve3", "online", 0.0, 8, 1 << 28, 1 << 34, 60, ":".join(["3A"] * 32)),
+    ],
+)
+DEGRADED_REPORT = ProxmoxReport(
+    version="8.2.4",
+    cluster_status=[
+        ClusterStatusEntry("cluster", "prod", quorate=True),
+        ClusterStatusEntry("node", "pve1", online=True, ip="127.0.31.1"),
+        ClusterStatusEntry("node", "pve2", online=True, ip="127.0.31.2"),
+        ClusterStatusEntry("node", "pve3", online=False, ip="127.0.31.3"),
+    ],
+    nodes=[
+        NodeEntry("pve1", "online", 0.5, 8, 1 << 30, 1 << 34, 3600, ":".join(["1A"] * 32)),
+        NodeEntry("pve2", "online", 0.25, 8, 1 << 29, 1 << 34, 7200, ":".join(["2A"] * 32)),
+        NodeEntry("pve3", "offline", ssl_fingerprint=":".join(["3A"] * 32)),
     ],
 )
 
 
 @dataclass
 class FakeProxmox:
-    """Answers ``inspect`` with a report, or raises an error; records calls.
+    """Answers ``inspect`` and ``check`` with a report, or raises an error;
+    records calls (``calls`` both, ``checks`` the checks alone).
 
     Plays a cluster's API tokens too: ``issue_token`` makes one (kept in
     ``tokens`` until ``delete_token``), unless ``issue_error`` says Proxmox
@@ -43,6 +64,8 @@ class FakeProxmox:
     error: Exception | None = None
     before_answer: Callable[[], None] | None = None
     calls: list[tuple[ConnectionTarget, Credentials]] = field(default_factory=list)
+    checks: list[tuple[ConnectionTarget, Credentials]] = field(default_factory=list)
+    fresh_logins: list[bool] = field(default_factory=list)  # per check: was one asked for?
     errors_for: dict[str, Exception] = field(default_factory=dict)
     issue_error: Exception | None = None
     delete_error: Exception | None = None
@@ -60,6 +83,14 @@ class FakeProxmox:
         if credentials.principal in self.errors_for:
             raise self.errors_for[credentials.principal]
         return self.report
+
+    def check(
+        self, target: ConnectionTarget, credentials: Credentials, *, fresh_login: bool = False
+    ) -> ProxmoxReport:
+        with self._lock:
+            self.checks.append((target, credentials))
+            self.fresh_logins.append(fresh_login)
+        return self.inspect(target, credentials)
 
     def issue_token(
         self, target: ConnectionTarget, credentials: PasswordCredentials, *, name: str, comment: str

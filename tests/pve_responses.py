@@ -7,6 +7,7 @@ import re
 from typing import Any
 from urllib.parse import parse_qs, unquote
 
+import requests
 import requests_mock
 
 ENDPOINT = "https://pve.example.com:8006"
@@ -65,6 +66,28 @@ NODES = [
     },
     {"node": "pve2", "status": "offline", "type": "node", "id": "node/pve2"},
 ]
+
+
+def node_entry(name: str, *, online: bool = True, fingerprint: str = "AB") -> dict[str, Any]:
+    """One ``GET /nodes`` entry: offline nodes come without usage figures."""
+    entry: dict[str, Any] = {
+        "node": name,
+        "status": "online" if online else "offline",
+        "ssl_fingerprint": ":".join([fingerprint] * 32),
+        "level": "",
+        "type": "node",
+        "id": f"node/{name}",
+    }
+    if online:
+        entry.update(
+            cpu=0.031, maxcpu=16, mem=8_412_000_256, maxmem=67_316_121_600, uptime=1_209_600
+        )
+    return entry
+
+
+def three_nodes(*, offline: int = 0) -> list[dict[str, Any]]:
+    """``GET /nodes`` of ``three_node_cluster``: the first ``offline`` nodes offline."""
+    return [node_entry(f"pve{i}", online=i > offline, fingerprint=f"{i}A") for i in (1, 2, 3)]
 
 
 def ticket_page(m: requests_mock.Mocker, *, endpoint: str = ENDPOINT) -> None:
@@ -139,6 +162,26 @@ def healthy_cluster(m: requests_mock.Mocker, *, endpoint: str = ENDPOINT) -> Non
     login_ok(m, endpoint=endpoint)
     version(m, endpoint=endpoint)
     cluster_status(m, three_node_cluster(), endpoint=endpoint)
+    nodes(m, three_nodes(), endpoint=endpoint)
+
+
+def unreachable(m: requests_mock.Mocker, *, endpoint: str = ENDPOINT) -> None:
+    """Every call refused at the TCP level, as a node that is down."""
+    refused = requests.exceptions.ConnectionError(ConnectionRefusedError(111, "Connection refused"))
+    m.register_uri(requests_mock.ANY, re.compile(re.escape(endpoint)), exc=refused)
+
+
+def ticket_refused(m: requests_mock.Mocker, *, endpoint: str = ENDPOINT) -> None:
+    """A kept ticket no longer accepted (its 401, as PVE words it), and the
+    stored password refused too: what a check sees once a password changed
+    and its ticket ran out."""
+    for path in ("version", "cluster/status", "nodes"):
+        m.get(
+            f"{endpoint}/api2/json/{path}",
+            status_code=401,
+            reason="permission denied - invalid PVE ticket",
+        )
+    login_refused(m, endpoint=endpoint)
 
 
 def api_calls(m: requests_mock.Mocker) -> list:

@@ -20,6 +20,7 @@ from clusters.domain.audit import (
 from clusters.domain.cluster import (
     CONFIGURATION_FIELDS,
     OBSERVATION_FIELDS,
+    SCHEDULING_FIELDS,
     Cluster,
     ClusterStatus,
     ConnectionTarget,
@@ -48,6 +49,7 @@ from clusters.domain.endpoint import (
     parse_endpoint,
 )
 from clusters.domain.errors import (
+    CheckOvertaken,
     ClusterError,
     ClusterNameTaken,
     ClusterNotFound,
@@ -84,8 +86,10 @@ from clusters.domain.health import (
     ClusterStatusEntry,
     Health,
     NodeEntry,
+    NodeState,
     ProxmoxReport,
     assess_health,
+    node_states,
 )
 from clusters.domain.listing import (
     DEFAULT_LIMIT,
@@ -100,9 +104,24 @@ from clusters.domain.listing import (
     rfc3339,
     search_key,
 )
+from clusters.domain.monitoring import (
+    NO_NODES,
+    CheckSchedule,
+    Claim,
+    HistoryPage,
+    NodeList,
+    StatusChange,
+    check_tick,
+)
 from clusters.domain.permissions import OPERATORS, VIEWERS, Permission, authorize, may
 from clusters.domain.registration import Registration, RegistrationRequest
-from clusters.domain.repository import AuditLog, ClusterRepository, UnitOfWork
+from clusters.domain.repository import (
+    AuditLog,
+    ClusterRepository,
+    NodeLists,
+    StatusHistory,
+    UnitOfWork,
+)
 
 __all__ = [
     "AUDIT_PAGE_MAX",
@@ -116,9 +135,11 @@ __all__ = [
     "NAME_KEY_MAX_LENGTH",
     "NAME_MAX_LENGTH",
     "NOT_GIVEN",
+    "NO_NODES",
     "OBSERVATION_FIELDS",
     "OPERATORS",
     "PROXMOX_DEFAULT_PORT",
+    "SCHEDULING_FIELDS",
     "SEARCH_MAX_LENGTH",
     "SECRET_CHANGED",
     "SECRET_MAX_LENGTH",
@@ -131,6 +152,9 @@ __all__ = [
     "AuditPage",
     "AuditQuery",
     "AuthMethod",
+    "CheckOvertaken",
+    "CheckSchedule",
+    "Claim",
     "Cluster",
     "ClusterError",
     "ClusterNameTaken",
@@ -148,9 +172,13 @@ __all__ = [
     "FieldInvalid",
     "Forbidden",
     "Health",
+    "HistoryPage",
     "InvalidClusterId",
     "NetworkPolicyRefused",
     "NodeEntry",
+    "NodeList",
+    "NodeLists",
+    "NodeState",
     "NotGiven",
     "Outcome",
     "PasswordCredentials",
@@ -170,15 +198,19 @@ __all__ = [
     "RegistrationRequest",
     "Secret",
     "StaleCluster",
+    "StatusChange",
+    "StatusHistory",
     "TokenCredentials",
     "TokenHandOffRefused",
     "UnitOfWork",
     "ValidationFailed",
     "assess_health",
     "authorize",
+    "check_tick",
     "configuration_changes",
     "may",
     "name_key",
+    "node_states",
     "normalise_endpoint",
     "normalise_fingerprint",
     "normalise_name",

@@ -5,6 +5,12 @@ The two halves change differently. An edit of the configuration moves
 ``version`` on by one and is conditional on the version it was based on; a
 check's observations leave ``version`` alone, so an operator's edit is
 never refused because a background check happened to run.
+
+A third kind of field is neither: ``next_check_at``, when the background
+checks look next, is the scheduler's bookkeeping. A check writes it with its
+findings, and moving it (``rescheduled``) never moves ``version``. Claims on
+a cluster by a checker (``monitoring.Claim``) are kept by the repository
+beside the cluster, not in it.
 """
 
 from __future__ import annotations
@@ -62,6 +68,9 @@ class Cluster:
     # What an operator may act on about ``last_error``, e.g. the certificate
     # fingerprint a node presents now: {"fingerprint": "AB:…"} to pin.
     last_error_details: Mapping[str, Any] | None = None
+    cluster_name: str | None = None
+    nodes_online: int = 0
+    next_check_at: datetime | None = None
 
     @property
     def name_key(self) -> str:
@@ -101,6 +110,11 @@ class Cluster:
             raise ValueError(f"not an observation: {', '.join(sorted(unknown))}")
         return replace(self, **findings, last_checked_at=at, updated_at=at)
 
+    def rescheduled(self, next_check_at: datetime | None) -> Cluster:
+        """This cluster to be checked next at ``next_check_at`` (None: as soon
+        as a checker is free); configuration and findings stay."""
+        return replace(self, next_check_at=next_check_at)
+
 
 # What the operator configures: a change is a new version.
 CONFIGURATION_FIELDS = frozenset(
@@ -112,13 +126,18 @@ OBSERVATION_FIELDS = frozenset(
         "status",
         "proxmox_version",
         "node_count",
+        "nodes_online",
+        "cluster_name",
         "last_checked_at",
         "last_error",
         "last_error_details",
         "updated_at",
     }
 )
+# The checks' schedule: written with a check's findings or on its own, never
+# a reason to move the version.
+SCHEDULING_FIELDS = frozenset({"next_check_at"})
 _IDENTITY_FIELDS = frozenset({"id", "created_at", "version"})
 assert {f.name for f in fields(Cluster)} == (
-    CONFIGURATION_FIELDS | OBSERVATION_FIELDS | _IDENTITY_FIELDS
-), "every Cluster field is configuration, observation or identity"
+    CONFIGURATION_FIELDS | OBSERVATION_FIELDS | SCHEDULING_FIELDS | _IDENTITY_FIELDS
+), "every Cluster field is configuration, observation, scheduling or identity"

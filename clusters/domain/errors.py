@@ -69,6 +69,16 @@ class StaleCluster(ClusterError):
         self.expected_version = expected_version
 
 
+class CheckOvertaken(ClusterError):
+    """A check's claim on a cluster is no longer the cluster's: it ran out and
+    another checker took the cluster, or a manual refresh did. The check's
+    findings are dropped; the newer check's stand."""
+
+    def __init__(self, cluster_id: uuid.UUID) -> None:
+        super().__init__(f"Another check of cluster {cluster_id} took over from this one")
+        self.cluster_id = cluster_id
+
+
 class PreconditionFailed(ClusterError):
     """The caller's ``If-Match`` names a version of the configuration that is
     no longer the stored one; nothing was changed."""

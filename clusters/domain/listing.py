@@ -52,6 +52,9 @@ class PublicCluster(TypedDict):
     last_error: str | None
     last_error_details: dict[str, Any] | None
     version: int
+    cluster_name: str | None
+    nodes_online: int
+    next_check_at: str | None
 
 
 def rfc3339(moment: datetime) -> str:
@@ -86,6 +89,9 @@ def public_cluster(cluster: Cluster) -> PublicCluster:
             None if cluster.last_error_details is None else dict(cluster.last_error_details)
         ),
         "version": cluster.version,
+        "cluster_name": cluster.cluster_name,
+        "nodes_online": cluster.nodes_online,
+        "next_check_at": None if cluster.next_check_at is None else rfc3339(cluster.next_check_at),
     }
 
 

@@ -5,6 +5,11 @@ Reads may happen anywhere; writes happen only inside a unit of work, which
 either keeps all of them (``commit``) or none (leaving the block without
 committing, or with an exception). One contract suite holds the in-memory
 and the Django backends to this (tests/integration/test_repository_contract.py).
+
+Deleting a cluster deletes its node list and status history with it. A
+check's unit of work writes the cluster first (``record_check``), then its
+node list and history, so a deregistration racing it either comes after
+and deletes all three, or before and the check stores nothing.
 """
 
 from __future__ import annotations
@@ -12,13 +17,15 @@ from __future__ import annotations
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Self
 
 from clusters.domain.audit import AuditEvent, AuditPage, AuditQuery
 from clusters.domain.cluster import Cluster
+from clusters.domain.health import NodeState
 from clusters.domain.listing import ClusterPage, ClusterQuery
+from clusters.domain.monitoring import Claim, HistoryPage, NodeList, StatusChange
 
 
 class ClusterRepository(ABC):
@@ -72,19 +79,47 @@ class ClusterRepository(ABC):
         """
 
     @abstractmethod
-    def record_check(self, cluster: Cluster) -> None:
-        """Store what a check observed (``OBSERVATION_FIELDS``), leaving the
-        configuration as it is.
+    def record_check(self, cluster: Cluster, *, claim: uuid.UUID | None = None) -> None:
+        """Store what a check observed (``OBSERVATION_FIELDS``) and when to
+        check next (``SCHEDULING_FIELDS``), leaving the configuration as it
+        is, and end any claim on the cluster.
 
         Conditional: the stored cluster must still be at ``cluster.version``,
         the configuration that was checked; otherwise StaleCluster and the
-        observation is dropped. Raises ClusterNotFound when the cluster was
-        deleted meanwhile, so a check never brings a cluster back.
+        observation is dropped. With ``claim``, that claim must also still be
+        the cluster's; otherwise CheckOvertaken. Raises ClusterNotFound when
+        the cluster was deleted meanwhile, so a check never brings a cluster
+        back.
         """
 
     @abstractmethod
+    def claim_due(self, now: datetime, *, limit: int, lease: timedelta) -> Sequence[Claim]:
+        """Claim up to ``limit`` clusters that are due by ``now`` (their
+        ``next_check_at`` at or before it, or never set) and that no claim
+        holds (none, or one expired by ``now``), the longest due first; each
+        is held until ``now + lease``.
+
+        Atomic between threads and processes: while a claim holds, no other
+        caller gets that cluster (``SELECT … FOR UPDATE SKIP LOCKED`` on
+        PostgreSQL, one conditional update on SQLite, the batch lock in
+        memory). Claiming moves no version.
+        """
+
+    @abstractmethod
+    def claim(self, cluster_id: uuid.UUID, now: datetime, *, lease: timedelta) -> Claim:
+        """Claim one cluster whatever its schedule and claims (a manual
+        refresh): any earlier claim on it is void from now on. Raises
+        ClusterNotFound."""
+
+    @abstractmethod
+    def schedule_all(self, next_check_at: datetime) -> None:
+        """Set every cluster's ``next_check_at`` (a bulk refresh makes them
+        all due at once); claims and versions stay."""
+
+    @abstractmethod
     def delete(self, cluster_id: uuid.UUID) -> None:
-        """Raises ClusterNotFound."""
+        """Delete the cluster, its claims, node list and status history.
+        Raises ClusterNotFound."""
 
 
 class AuditLog(ABC):
@@ -111,6 +146,36 @@ class AuditLog(ABC):
         Returns how many were removed."""
 
 
+class NodeLists(ABC):
+    """The node list each cluster's last successful check read, written in
+    the check's unit of work; gone with the cluster."""
+
+    @abstractmethod
+    def replace(
+        self, cluster_id: uuid.UUID, nodes: Sequence[NodeState], checked_at: datetime
+    ) -> None:
+        """Keep ``nodes`` as the cluster's node list (inside a unit of work)."""
+
+    @abstractmethod
+    def find(self, cluster_id: uuid.UUID) -> NodeList:
+        """The cluster's node list, ``NO_NODES`` before its first one."""
+
+
+class StatusHistory(ABC):
+    """Every change of each cluster's status, newest first, bounded per
+    cluster; gone with the cluster."""
+
+    @abstractmethod
+    def append(self, change: StatusChange, *, keep: int) -> None:
+        """Keep ``change`` and, of its cluster's changes, only the newest
+        ``keep`` (inside a unit of work)."""
+
+    @abstractmethod
+    def page(self, cluster_id: uuid.UUID, *, limit: int, offset: int = 0) -> HistoryPage:
+        """The cluster's changes, newest first: ``limit`` of them from
+        ``offset``, and how many there are in all."""
+
+
 class UnitOfWork(ABC):
     """One use case's writes, kept together or not at all.
 
@@ -122,6 +187,8 @@ class UnitOfWork(ABC):
 
     clusters: ClusterRepository
     audit: AuditLog
+    nodes: NodeLists
+    history: StatusHistory
 
     _commit_requested = False
 

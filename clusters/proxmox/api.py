@@ -5,9 +5,12 @@ a transport connection plus the headers that authenticate each call on it
 (the ticket as the ``PVEAuthCookie`` and, on every call but a GET, the
 ``CSRFPreventionToken``; or the ``PVEAPIToken`` header, which needs neither
 a login call nor CSRF). ``session.on(connection)`` carries the same login
-to another connection, so two calls can run side by side. A call returns
-domain objects, or raises the domain's Proxmox errors (the transport's, or
-``ProxmoxBadResponse`` when the answer lacks what the call promises).
+to another connection, so two calls can run side by side;
+``PveSession.with_ticket`` resumes a kept ticket without a call, and
+``session.renew()`` trades it for a new one (clusters/proxmox/tickets.py).
+A call returns domain objects, or raises the domain's Proxmox errors (the
+transport's, or ``ProxmoxBadResponse`` when the answer lacks what the call
+promises).
 
 A further remote call is one more method of a few lines, as
 ``grant_token_role`` shows (``PUT /access/acl``; a non-GET, so the session
@@ -20,6 +23,7 @@ pve-access-control's ``src/PVE/API2/User.pm`` (``generate_token``,
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -35,6 +39,7 @@ from clusters.domain import (
     Secret,
     TokenCredentials,
 )
+from clusters.proxmox.tickets import Ticket
 from clusters.proxmox.transport import Connection
 
 TICKET_PATH = "/access/ticket"
@@ -42,6 +47,9 @@ TICKET_PATH = "/access/ticket"
 # and is neither stored nor shown (it once carried a database URL).
 _VERSION_RE = re.compile(r"[0-9]+\.[0-9]+(?:[.-][0-9]+)*")
 _VERSION_MAX_LENGTH = 32
+_NAME_MAX_LENGTH = 255  # node and cluster names: PVE's are far shorter
+_ADDRESS_MAX_LENGTH = 64  # an IPv6 address with a zone
+_FINGERPRINT_MAX_LENGTH = 95  # 32 hex pairs and 31 colons
 
 
 def open_early(connection: Connection) -> None:
@@ -60,14 +68,14 @@ class PveSession:
         connection: Connection,
         headers: Mapping[str, str],
         csrf_token: str | None = None,
-        ticket: str | None = None,
+        ticket: Ticket | None = None,
     ) -> None:
         self.connection = connection
         self._headers = dict(headers)
         self._csrf_token = csrf_token
-        self._ticket = ticket
+        self.ticket = ticket
         # Whatever the cluster echoes is cleaned of these too.
-        connection.redactor.add(ticket, csrf_token)
+        connection.redactor.add(ticket.value.reveal() if ticket is not None else None, csrf_token)
 
     @classmethod
     def login(cls, connection: Connection, credentials: Credentials) -> PveSession:
@@ -76,8 +84,24 @@ class PveSession:
         if not isinstance(credentials, PasswordCredentials):
             token = f"PVEAPIToken={credentials.token_id}={credentials.secret.reveal()}"
             return cls(connection, {"Authorization": token})
+        return cls._ticket_call(connection, credentials.username, credentials.password)
 
-        form = {"username": credentials.username, "password": credentials.password.reveal()}
+    @classmethod
+    def with_ticket(cls, connection: Connection, ticket: Ticket) -> PveSession:
+        """A session on a ticket obtained earlier: no call."""
+        csrf = ticket.csrf_token.reveal() if ticket.csrf_token is not None else None
+        return cls(connection, {"Cookie": f"PVEAuthCookie={ticket.value.reveal()}"}, csrf, ticket)
+
+    def renew(self) -> PveSession:
+        """A new ticket for this session's, which PVE takes in place of the
+        password (``POST /access/ticket``) while it is valid."""
+        if self.ticket is None:
+            raise ValueError("only a ticket login can be renewed")
+        return self._ticket_call(self.connection, self.ticket.username, self.ticket.value)
+
+    @classmethod
+    def _ticket_call(cls, connection: Connection, username: str, password: Secret) -> PveSession:
+        form = {"username": username, "password": password.reveal()}
         data = connection.call("POST", TICKET_PATH, form=form)
         endpoint = connection.target.api_endpoint
         ticket = data.get("ticket") if isinstance(data, dict) else None
@@ -85,20 +109,17 @@ class PveSession:
             raise ProxmoxBadResponse(f"{endpoint} answered the login without a usable ticket")
         if data.get("NeedTFA") or ticket.startswith("PVE:!tfa!"):
             raise ProxmoxSecondFactorRequired(
-                f"Proxmox account {credentials.username} needs a second factor (TFA), which "
+                f"Proxmox account {username} needs a second factor (TFA), which "
                 "an unattended registry cannot supply; register it with an API token instead"
             )
         csrf = data.get("CSRFPreventionToken")
-        return cls(
-            connection,
-            {"Cookie": f"PVEAuthCookie={ticket}"},
-            csrf if isinstance(csrf, str) else None,
-            ticket,
-        )
+        csrf = csrf if isinstance(csrf, str) else None
+        kept = Ticket(username, Secret(ticket), Secret(csrf) if csrf is not None else None)
+        return cls(connection, {"Cookie": f"PVEAuthCookie={ticket}"}, csrf, kept)
 
     def on(self, connection: Connection) -> PveSession:
         """The same login on another connection to the same cluster."""
-        return PveSession(connection, self._headers, self._csrf_token, self._ticket)
+        return PveSession(connection, self._headers, self._csrf_token, self.ticket)
 
     def headers_for(self, method: str) -> dict[str, str]:
         headers = dict(self._headers)
@@ -132,21 +153,32 @@ class PveSession:
 
     def cluster_status(self) -> list[ClusterStatusEntry]:
         """``GET /cluster/status`` (needs Sys.Audit on ``/``): the cluster
-        entry, if clustered, and one entry per node."""
+        entry, if clustered, and one entry per node with its address."""
         return [
             ClusterStatusEntry(
                 type=str(item.get("type", "")),
-                name=str(item.get("name", "")),
+                name=str(item.get("name", ""))[:_NAME_MAX_LENGTH],
                 online=bool(item.get("online")) if "online" in item else None,
                 quorate=bool(item.get("quorate")) if "quorate" in item else None,
+                ip=_text(item.get("ip"), _ADDRESS_MAX_LENGTH),
             )
             for item in self._list("/cluster/status")
         ]
 
     def nodes(self) -> list[NodeEntry]:
-        """``GET /nodes``: the nodes this account may see."""
+        """``GET /nodes``: the nodes this account may see, with the usage
+        figures PVE gives (none for offline nodes, nor without Sys.Audit)."""
         return [
-            NodeEntry(node=str(item.get("node", "")), status=str(item.get("status", "unknown")))
+            NodeEntry(
+                node=str(item.get("node", ""))[:_NAME_MAX_LENGTH],
+                status=str(item.get("status", "unknown"))[:16],
+                cpu=_number(item.get("cpu")),
+                maxcpu=_whole(item.get("maxcpu")),
+                mem=_whole(item.get("mem")),
+                maxmem=_whole(item.get("maxmem")),
+                uptime=_whole(item.get("uptime")),
+                ssl_fingerprint=_text(item.get("ssl_fingerprint"), _FINGERPRINT_MAX_LENGTH),
+            )
             for item in self._list("/nodes")
         ]
 
@@ -193,6 +225,25 @@ class PveSession:
                 "other than a list"
             )
         return data
+
+
+def _text(value: Any, max_length: int) -> str | None:
+    """A short printable string, or None for anything else."""
+    if isinstance(value, str) and 0 < len(value) <= max_length and value.isprintable():
+        return value
+    return None
+
+
+def _number(value: Any) -> float | None:
+    """A finite number (JSON's ``NaN`` would not survive storage), or None."""
+    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+        return float(value)
+    return None
+
+
+def _whole(value: Any) -> int | None:
+    number = _number(value)
+    return int(number) if number is not None else None
 
 
 def _token_path(userid: str, name: str) -> str:

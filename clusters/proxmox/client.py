@@ -1,10 +1,23 @@
 """``ProxmoxClient``: what the registry asks of a cluster, on the PVE API.
 
-``inspect`` logs in with the operator's credentials and reads what the
-registry records (version, cluster status, or the visible nodes where the
-account may not read the status). The version and status reads go out side
-by side, each on a connection of its own: after the login both cost one
-round trip instead of two (``benchmarks/bench_registration_latency.py``).
+Two calls, one per purpose:
+
+- ``inspect`` proves credentials (a registration, an edit): it logs in with
+  them and reads the version, the cluster status and the nodes side by
+  side, each read on a connection of its own, so that after the login the
+  three cost one round trip instead of three
+  (``benchmarks/bench_registration_latency.py``). Latency is what a person
+  waiting for an answer notices.
+- ``check`` looks again (background checks, refresh): it reuses the
+  cluster's kept PVE ticket (``tickets.py``) instead of logging in, and reads
+  the same three in turn on one connection. A thousand clusters a minute
+  make CPU, not latency, what counts: one TLS handshake per check instead of
+  three (``benchmarks/bench_checks.py``). A check never takes longer than
+  ``check_budget`` seconds in all, so a claim on the cluster that outlasts
+  that budget is never overtaken by a check still running.
+
+Without ``Sys.Audit`` on ``/`` the cluster status is refused (403); the
+nodes are read anyway, and a refused node list counts as empty.
 
 ``issue_token`` and ``delete_token`` are the token hand-off
 (docs/api.md, "Token hand-off"): a least-privilege API token made with the
@@ -14,7 +27,9 @@ operator's password, so that the password need not be kept.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
+from typing import Any, TypeVar
 
 from clusters.domain import (
     ClusterError,
@@ -23,6 +38,7 @@ from clusters.domain import (
     Credentials,
     NodeEntry,
     PasswordCredentials,
+    ProxmoxAuthenticationFailed,
     ProxmoxPermissionDenied,
     ProxmoxReport,
     TokenCredentials,
@@ -30,8 +46,16 @@ from clusters.domain import (
 )
 from clusters.proxmox.api import PveSession, open_early
 from clusters.proxmox.network_policy import NetworkPolicy
+from clusters.proxmox.tickets import TicketCache
 from clusters.proxmox.tls import FingerprintFetcher, fetch_server_fingerprint
-from clusters.proxmox.transport import DEFAULT_MAX_RESPONSE_BYTES, Connection, Transport
+from clusters.proxmox.transport import (
+    DEFAULT_MAX_RESPONSE_BYTES,
+    Connection,
+    Deadline,
+    Transport,
+)
+
+_Read = TypeVar("_Read")
 
 # PVE's built-in read-only role: Sys.Audit, VM.Audit, Datastore.Audit, … —
 # everything a check reads, nothing it could change.
@@ -39,10 +63,11 @@ TOKEN_ROLE = "PVEAuditor"
 
 
 class ProxmoxClient:
-    """Proves credentials against one cluster and reads its facts.
+    """Proves credentials against clusters and reads their facts.
 
-    Thread-safe: each ``inspect`` opens its own connections; the executor
-    only runs the status read beside the login and version read.
+    Thread-safe: each call opens its own connections; the executor only runs
+    the reads beside the login of ``inspect``, and the ticket cache has its
+    own lock.
     """
 
     def __init__(
@@ -55,6 +80,7 @@ class ProxmoxClient:
         network_policy: NetworkPolicy | None = None,
         fingerprint_fetcher: FingerprintFetcher | None = None,
         parallel: bool = True,
+        tickets: TicketCache | None = None,
     ) -> None:
         """``network_policy`` decides where connections may go (default:
         the product's default denied networks, everything else allowed);
@@ -70,42 +96,67 @@ class ProxmoxClient:
             or functools.partial(fetch_server_fingerprint, network_policy=policy),
             network_policy=policy,
         )
-        # A status read holds its worker through the login it waits for; the
-        # service's own request threads bound how many run at once.
+        self._tickets = tickets if tickets is not None else TicketCache()
+        # A read beside the login holds its worker through the login it waits
+        # for; the service's own request threads bound how many run at once.
         self._executor = (
             ThreadPoolExecutor(max_workers=32, thread_name_prefix="proxmox") if parallel else None
         )
 
-    def inspect(self, target: ConnectionTarget, credentials: Credentials) -> ProxmoxReport:
-        """Log in, then read version and cluster status side by side.
+    @property
+    def check_budget(self) -> float:
+        """The most seconds one ``check`` takes, however the cluster
+        answers: the time to connect and to read one slow answer to its end
+        (the read timeout for its headers, again for its body). A failing
+        cluster fails the check at its first slow answer; one that answers
+        every call just in time is cut off here."""
+        transport = self._transport
+        return transport.connect_timeout + 2 * transport.read_timeout
 
-        The status read has a connection of its own, opened while the login
-        is under way, so once the ticket is there both reads cost one round
-        trip: a fresh connection would first spend round trips on its TCP
-        and TLS handshakes. Without a login (API tokens) both reads start at
-        once.
+    @property
+    def tickets(self) -> TicketCache:
+        return self._tickets
+
+    # -- proving credentials ---------------------------------------------------------
+
+    def inspect(self, target: ConnectionTarget, credentials: Credentials) -> ProxmoxReport:
+        """Log in, then read version, cluster status and nodes side by side.
+
+        Each read beside the login has a connection of its own, opened while
+        the login is under way, so once the ticket is there all three cost
+        one round trip: a fresh connection would first spend round trips on
+        its TCP and TLS handshakes. Without a login (API tokens) the reads
+        start at once. A password login's ticket is kept for later checks.
         """
         if self._executor is None:
             return self._inspect_sequentially(target, credentials)
         connect = self._transport.connect
-        with connect(target, credentials) as main, connect(target, credentials) as beside:
+        with (
+            connect(target, credentials) as main,
+            connect(target, credentials) as for_status,
+            connect(target, credentials) as for_nodes,
+        ):
             logged_in: Future[PveSession] = Future()
-            status_read = self._executor.submit(
-                self._read_cluster_status_after_login, beside, logged_in
+            status_read: Future[Any] = self._executor.submit(
+                self._after_login, for_status, logged_in, _cluster_status
+            )
+            nodes_read: Future[Any] = self._executor.submit(
+                self._after_login, for_nodes, logged_in, _nodes
             )
             try:
                 session = PveSession.login(main, credentials)
                 logged_in.set_result(session)
                 version = session.version()
             except BaseException as error:
-                # The first error wins. The status read is over before this
-                # returns (a login error ends it at once), so nothing of this
-                # check is still talking to the cluster afterwards.
+                # The first error wins. The reads are over before this
+                # returns (a login error ends them at once), so nothing of
+                # this inspection is still talking to the cluster afterwards.
                 if not logged_in.done():
                     logged_in.set_exception(error)
-                wait([status_read])
+                wait([status_read, nodes_read])
                 raise
-            cluster_status, nodes = status_read.result()
+            cluster_status, nodes = status_read.result(), nodes_read.result()
+        self._keep_ticket(target, credentials, session)
         return ProxmoxReport(version=version, cluster_status=cluster_status, nodes=nodes)
 
     def issue_token(
@@ -160,31 +211,96 @@ class ProxmoxClient:
         benchmark's baseline)."""
         with self._transport.connect(target, credentials) as connection:
             session = PveSession.login(connection, credentials)
-            version = session.version()
-            cluster_status, nodes = self._read_cluster_status(session)
-        return ProxmoxReport(version=version, cluster_status=cluster_status, nodes=nodes)
+            report = _read_in_turn(session)
+        self._keep_ticket(target, credentials, session)
+        return report
 
-    def _read_cluster_status_after_login(
-        self, connection: Connection, logged_in: Future[PveSession]
-    ) -> tuple[list[ClusterStatusEntry] | None, list[NodeEntry] | None]:
+    def _after_login(
+        self,
+        connection: Connection,
+        logged_in: Future[PveSession],
+        read: Callable[[PveSession], _Read],
+    ) -> _Read:
         # Only a password login leaves time to connect: a token's "login" is
         # already done.
         if isinstance(connection.credentials, PasswordCredentials):
             open_early(connection)
-        return self._read_cluster_status(logged_in.result().on(connection))
+        return read(logged_in.result().on(connection))
 
-    @staticmethod
-    def _read_cluster_status(
-        session: PveSession,
-    ) -> tuple[list[ClusterStatusEntry] | None, list[NodeEntry] | None]:
+    # -- looking again --------------------------------------------------------------------
+
+    def check(
+        self, target: ConnectionTarget, credentials: Credentials, *, fresh_login: bool = False
+    ) -> ProxmoxReport:
+        """Read version, cluster status and nodes in turn on one connection,
+        with the cluster's kept ticket where there is one (renewed when it
+        nears its end); a ticket refused on the way means one fresh login
+        with the password. ``fresh_login`` logs in with the password whatever
+        is kept (a person's refresh: it proves the stored password, which a
+        ticket renewal does not). API tokens never log in."""
+        deadline = Deadline.after(self.check_budget)
+        with self._transport.connect(target, credentials, deadline=deadline) as connection:
+            if not isinstance(credentials, PasswordCredentials):
+                return _read_in_turn(PveSession.login(connection, credentials))
+            key = self._tickets.key(target, credentials)
+            session = None if fresh_login else self._kept_session(connection, key)
+            if session is not None:
+                try:
+                    return _read_in_turn(session)
+                except ProxmoxAuthenticationFailed:
+                    # Refused before its time (PVE's key rotated, a clock
+                    # jumped): once more with the password.
+                    self._tickets.discard(key)
+            session = PveSession.login(connection, credentials)
+            if session.ticket is not None:
+                self._tickets.keep(key, session.ticket)
+            return _read_in_turn(session)
+
+    def _kept_session(self, connection: Connection, key: bytes) -> PveSession | None:
+        """A session on the kept ticket, renewed first when due; None when
+        there is none, or the renewal was refused."""
+        kept = self._tickets.get(key)
+        if kept is None:
+            return None
+        session = PveSession.with_ticket(connection, kept.ticket)
+        if not kept.renew:
+            return session
         try:
-            return session.cluster_status(), None
-        except ProxmoxPermissionDenied:
-            # No Sys.Audit on "/": count what /nodes lets this account see.
-            try:
-                return None, session.nodes()
-            except ProxmoxPermissionDenied:
-                return None, []
+            renewed = session.renew()
+        except ProxmoxAuthenticationFailed:
+            self._tickets.discard(key)
+            return None
+        if renewed.ticket is not None:
+            self._tickets.keep(key, renewed.ticket)
+        return renewed
+
+    def _keep_ticket(
+        self, target: ConnectionTarget, credentials: Credentials, session: PveSession
+    ) -> None:
+        if isinstance(credentials, PasswordCredentials) and session.ticket is not None:
+            self._tickets.keep(self._tickets.key(target, credentials), session.ticket)
+
+
+def _read_in_turn(session: PveSession) -> ProxmoxReport:
+    return ProxmoxReport(
+        version=session.version(),
+        cluster_status=_cluster_status(session),
+        nodes=_nodes(session),
+    )
+
+
+def _cluster_status(session: PveSession) -> list[ClusterStatusEntry] | None:
+    try:
+        return session.cluster_status()
+    except ProxmoxPermissionDenied:  # no Sys.Audit on "/": the health is unknown
+        return None
+
+
+def _nodes(session: PveSession) -> list[NodeEntry]:
+    try:
+        return session.nodes()
+    except ProxmoxPermissionDenied:
+        return []
 
 
 def _refused(doing: str, error: ProxmoxPermissionDenied) -> TokenHandOffRefused:

@@ -14,7 +14,9 @@ Hardening, each for a reason:
 - certificate trust is decided in one place (``tls.py``) and mounted on
   every session.
 - no redirects: a redirect could carry a ticket or token elsewhere.
-- bounded connect/read timeouts, response size, and time to read a body.
+- bounded connect/read timeouts, response size, and time to read a body;
+  optionally a deadline for everything done on one connection (a check's
+  claim must outlast the check: docs/architecture.md, "Background checks").
 - every socket goes to an address the network policy checked
   (``network_policy.py``): a refused target gets no packet.
 - nothing a server sends is quoted but a short reason phrase, and that only
@@ -30,6 +32,7 @@ import socket
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import requests
@@ -51,6 +54,22 @@ from clusters.proxmox.tls import CertificateTrust, FingerprintFetcher
 API_ROOT = "/api2/json"
 DEFAULT_MAX_RESPONSE_BYTES = 1 << 20  # a 1,000-node /cluster/status is ~200 KiB
 _READ_CHUNK_BYTES = 64 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Deadline:
+    """When everything on a connection must be over (``time.monotonic()``),
+    and how many seconds that allowed, for the message."""
+
+    at: float
+    seconds: float
+
+    @classmethod
+    def after(cls, seconds: float) -> Deadline:
+        return cls(time.monotonic() + seconds, seconds)
+
+    def left(self) -> float:
+        return self.at - time.monotonic()
 
 
 class Transport:
@@ -79,11 +98,18 @@ class Transport:
         )
 
     @contextmanager
-    def connect(self, target: ConnectionTarget, credentials: Credentials) -> Iterator[Connection]:
+    def connect(
+        self,
+        target: ConnectionTarget,
+        credentials: Credentials,
+        *,
+        deadline: Deadline | None = None,
+    ) -> Iterator[Connection]:
         """A connection to ``target`` on behalf of ``credentials``, closed on
         leaving. The credentials only name the account in errors and are
         removed from whatever the server echoes; authenticating is the
-        caller's (headers on each call)."""
+        caller's (headers on each call). With ``deadline``, every call on it
+        gets at most the time left, and none starts after it."""
         session = requests.Session()
         session.trust_env = False
         # Only https, and only through the policy's connections: no adapter
@@ -91,7 +117,7 @@ class Transport:
         session.adapters.clear()
         session.mount("https://", self.trust.adapter(target, self._pool_classes))
         try:
-            yield Connection(self, session, target, credentials)
+            yield Connection(self, session, target, credentials, deadline)
         finally:
             session.close()
 
@@ -106,11 +132,13 @@ class Connection:
         session: requests.Session,
         target: ConnectionTarget,
         credentials: Credentials,
+        deadline: Deadline | None = None,
     ) -> None:
         self._transport = transport
         self._session = session
         self.target = target
         self.credentials = credentials
+        self.deadline = deadline
         # The layer above adds the ticket and CSRF token of a login.
         self.redactor = Redactor([credentials.secret.reveal()])
 
@@ -126,10 +154,11 @@ class Connection:
         form: Mapping[str, str] | None = None,
     ) -> Any:
         """One API call; returns the envelope's ``data`` or raises a ProxmoxError."""
-        with self._failures_mapped(path):
-            response = self._request(method, path, headers, form)
+        timeouts = self._timeouts(path)
+        with self._failures_mapped(path, timeouts):
+            response = self._request(method, path, headers, form, timeouts)
         with response:
-            body = self._read_body(path, response)
+            body = self._read_body(path, response, timeouts[1])
         return self._unwrap(path, response, body)
 
     def open(self, path: str) -> None:
@@ -138,10 +167,25 @@ class Connection:
         it never raises, since whatever went wrong, the next call meets and
         reports it."""
         try:
-            with self._request("GET", path, None, None) as response:
-                self._read_body(path, response)
+            timeouts = self._timeouts(path)
+            with self._request("GET", path, None, None, timeouts) as response:
+                self._read_body(path, response, timeouts[1])
         except Exception:  # noqa: BLE001, S110 - only a head start; it must never fail a check
             pass
+
+    def _timeouts(self, path: str) -> tuple[float, float]:
+        """(connect, read) timeouts of the next call: the transport's, or the
+        time left before the deadline where that is shorter."""
+        transport = self._transport
+        if self.deadline is None:
+            return transport.connect_timeout, transport.read_timeout
+        left = self.deadline.left()
+        if left <= 0:
+            raise ProxmoxUnreachable(
+                f"{self.target.api_endpoint} took longer than {self.deadline.seconds:g} s, "
+                f"the most a check may take, before {path} was asked"
+            )
+        return min(transport.connect_timeout, left), min(transport.read_timeout, left)
 
     def _request(
         self,
@@ -149,35 +193,36 @@ class Connection:
         path: str,
         headers: Mapping[str, str] | None,
         form: Mapping[str, str] | None,
+        timeouts: tuple[float, float],
     ) -> requests.Response:
-        transport = self._transport
         return self._session.request(
             method,
             f"{self.target.api_endpoint}{API_ROOT}{path}",
             data=form,
             headers=headers,
-            timeout=(transport.connect_timeout, transport.read_timeout),
-            verify=transport.trust.verifies(self.target),
+            timeout=timeouts,
+            verify=self._transport.trust.verifies(self.target),
             allow_redirects=False,
             stream=True,
         )
 
     @contextmanager
-    def _failures_mapped(self, path: str) -> Iterator[None]:
+    def _failures_mapped(self, path: str, timeouts: tuple[float, float]) -> Iterator[None]:
         """requests' errors for sending ``path`` as the domain's errors."""
         endpoint = self.target.api_endpoint
         transport = self._transport
+        connect_timeout, read_timeout = timeouts
         try:
             yield
         except requests.exceptions.SSLError:
             raise transport.trust.failure(self.target) from None
         except requests.exceptions.ConnectTimeout:
             raise ProxmoxNoAnswer(
-                f"Timed out connecting to {endpoint} after {transport.connect_timeout:g} s"
+                f"Timed out connecting to {endpoint} after {connect_timeout:g} s"
             ) from None
         except requests.exceptions.ReadTimeout:
             raise ProxmoxUnreachable(
-                f"{endpoint} did not answer {path} within {transport.read_timeout:g} s"
+                f"{endpoint} did not answer {path} within {read_timeout:g} s"
             ) from None
         except requests.exceptions.ConnectionError as error:
             reason = _innermost_reason(error)
@@ -187,10 +232,9 @@ class Connection:
             # Never str(error): some requests errors quote header values.
             raise ProxmoxUnreachable(f"The request to {endpoint}{API_ROOT}{path} failed") from None
 
-    def _read_body(self, path: str, response: requests.Response) -> bytes:
+    def _read_body(self, path: str, response: requests.Response, read_timeout: float) -> bytes:
         endpoint = self.target.api_endpoint
         limit = self._transport.max_response_bytes
-        read_timeout = self._transport.read_timeout
         too_large = ProxmoxBadResponse(f"{endpoint} answered {path} with more than {limit} bytes")
         too_slow = ProxmoxUnreachable(
             f"{endpoint} did not finish answering {path} within {read_timeout:g} s"

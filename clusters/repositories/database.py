@@ -9,6 +9,14 @@ gets ``ClusterNameTaken``. Secrets are stored encrypted (clusters.encryption).
 Every write runs inside a ``DjangoUnitOfWork``'s transaction; conditional
 writes put the version they were based on into their ``WHERE`` clause, so
 two processes racing over one cluster cannot both win.
+
+Claims for the background checks are two columns of the cluster's row
+(``claimed_until``, ``claim_token``): PostgreSQL picks due rows with
+``SELECT … FOR UPDATE SKIP LOCKED``, so racing checkers skip each other's
+rows instead of waiting; SQLite, which locks the whole database for a write,
+claims with one conditional ``UPDATE``. A unit of work that writes starts
+with its write where it can: on SQLite a transaction that read first and
+then writes can fail at once ("database is locked") when another writes.
 """
 
 from __future__ import annotations
@@ -17,35 +25,51 @@ import json
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import psycopg
 from django.db import DEFAULT_DB_ALIAS, IntegrityError, connections, transaction
-from django.db.models import Q, QuerySet
+from django.db.models import F, Q, QuerySet, Subquery
 from django.db.models.functions import Lower
 
 from clusters.domain import (
+    NO_NODES,
     OBSERVATION_FIELDS,
+    SCHEDULING_FIELDS,
     AuditEvent,
     AuditLog,
     AuditPage,
     AuditQuery,
+    CheckOvertaken,
+    Claim,
     Cluster,
     ClusterNameTaken,
     ClusterNotFound,
     ClusterPage,
     ClusterQuery,
     ClusterRepository,
+    HistoryPage,
+    NodeList,
+    NodeLists,
+    NodeState,
     PublicCluster,
     StaleCluster,
+    StatusChange,
+    StatusHistory,
     UnitOfWork,
     name_key,
     rfc3339,
     search_key,
 )
 from clusters.encryption import CredentialCipher
-from clusters.models import NAME_KEY_CONSTRAINT, AuditEventRecord, ClusterRecord
+from clusters.models import (
+    NAME_KEY_CONSTRAINT,
+    AuditEventRecord,
+    ClusterRecord,
+    NodeListRecord,
+    StatusChangeRecord,
+)
 
 _TABLE = ClusterRecord._meta.db_table
 # What an edit writes: the configuration's columns (CONFIGURATION_FIELDS),
@@ -63,13 +87,15 @@ _CONFIGURED_FIELDS = [
     "version",
     "updated_at",
 ]
-_OBSERVED_FIELDS = sorted(OBSERVATION_FIELDS)
+_RECORDED_FIELDS = sorted(OBSERVATION_FIELDS | SCHEDULING_FIELDS)
+_DUE_FIRST = (F("next_check_at").asc(nulls_first=True), "pk")
 # What a list reads of a row: every column of PublicCluster, in its order,
 # with the principal where username/token_id go; never the secret.
 _PUBLIC_COLUMNS = (
     "id", "name", "api_endpoint", "status", "proxmox_version", "node_count", "auth_method",
     "principal", "verify_tls", "fingerprint", "created_at", "updated_at", "last_checked_at",
-    "last_error", "last_error_details", "version",
+    "last_error", "last_error_details", "version", "cluster_name", "nodes_online",
+    "next_check_at",
 )  # fmt: skip
 _PASSWORD = "password"
 
@@ -88,7 +114,8 @@ def _public_cluster(
     (
         cluster_id, name, api_endpoint, status, proxmox_version, node_count, auth_method,
         principal, verify_tls, fingerprint, created_at, updated_at, last_checked_at,
-        last_error, last_error_details, version, *_rest,
+        last_error, last_error_details, version, cluster_name, nodes_online, next_check_at,
+        *_rest,
     ) = row  # fmt: skip
     password = auth_method == _PASSWORD
     return {
@@ -109,6 +136,9 @@ def _public_cluster(
         "last_error": last_error,
         "last_error_details": None if last_error_details is None else document(last_error_details),
         "version": version,
+        "cluster_name": cluster_name,
+        "nodes_online": nodes_online,
+        "next_check_at": None if next_check_at is None else moment(next_check_at),
     }
 
 
@@ -232,7 +262,8 @@ class _PublicFormCache:
 _PUBLIC_FORMS: defaultdict[str, _PublicFormCache] = defaultdict(_PublicFormCache)
 
 _DATETIME_COLUMNS = [
-    _PUBLIC_COLUMNS.index(c) for c in ("created_at", "updated_at", "last_checked_at")
+    _PUBLIC_COLUMNS.index(c)
+    for c in ("created_at", "updated_at", "last_checked_at", "next_check_at")
 ]
 
 
@@ -377,36 +408,110 @@ class DjangoClusterRepository(ClusterRepository):
         values = {field: getattr(record, field) for field in _CONFIGURED_FIELDS}
         self._conditional_update(cluster, based_on=cluster.version - 1, values=values)
 
-    def record_check(self, cluster: Cluster) -> None:
+    def record_check(self, cluster: Cluster, *, claim: uuid.UUID | None = None) -> None:
         record = ClusterRecord.from_domain(cluster, self._cipher, with_secret=False)
-        values = {field: getattr(record, field) for field in _OBSERVED_FIELDS}
-        self._conditional_update(cluster, based_on=cluster.version, values=values)
+        values = {field: getattr(record, field) for field in _RECORDED_FIELDS}
+        values.update(claimed_until=None, claim_token=None)
+        self._conditional_update(
+            cluster,
+            based_on=cluster.version,
+            values=values,
+            claim=claim,
+            # No name is written, so no unique rule can fail: the savepoint
+            # would cost two statements on every check.
+            savepoint=False,
+        )
+
+    def claim_due(self, now: datetime, *, limit: int, lease: timedelta) -> Sequence[Claim]:
+        self._require_transaction()
+        if limit <= 0:
+            return []
+        token, until = uuid.uuid4(), now + lease
+        due = (
+            self._records()
+            .filter(Q(next_check_at__isnull=True) | Q(next_check_at__lte=now))
+            .filter(Q(claimed_until__isnull=True) | Q(claimed_until__lte=now))
+            .order_by(*_DUE_FIRST)
+        )
+        if connections[self._using].features.has_select_for_update_skip_locked:
+            # PostgreSQL: lock what is due and not locked by a racing claimer.
+            records = list(due.select_for_update(skip_locked=True)[:limit])
+            if records:
+                self._records().filter(pk__in=[record.pk for record in records]).update(
+                    claimed_until=until, claim_token=token
+                )
+        else:
+            # SQLite: a write locks the database before it reads, so this one
+            # statement picks and claims atomically; then read what it took.
+            claimed = (
+                self._records()
+                .filter(pk__in=due.values("pk")[:limit])
+                .update(claimed_until=until, claim_token=token)
+            )
+            records = (
+                list(self._records().filter(claim_token=token).order_by(*_DUE_FIRST))
+                if claimed
+                else []
+            )
+        cipher = self._cipher
+        return [Claim(record.to_domain(cipher), token, until) for record in records]
+
+    def claim(self, cluster_id: uuid.UUID, now: datetime, *, lease: timedelta) -> Claim:
+        self._require_transaction()
+        token, until = uuid.uuid4(), now + lease
+        if not self._records().filter(pk=cluster_id).update(claimed_until=until, claim_token=token):
+            raise ClusterNotFound(cluster_id)
+        return Claim(self.find_by_id(cluster_id), token, until)
+
+    def schedule_all(self, next_check_at: datetime) -> None:
+        self._require_transaction()
+        self._records().update(next_check_at=next_check_at)
 
     def delete(self, cluster_id: uuid.UUID) -> None:
         self._require_transaction()
+        # The cluster's row first: deleting it waits for a check that is
+        # writing it, so that check's node list and history are there to be
+        # deleted next (or the check finds the cluster gone and stores none).
         deleted, _ = self._records().filter(pk=cluster_id).delete()
         if not deleted:
             raise ClusterNotFound(cluster_id)
+        NodeListRecord.objects.using(self._using).filter(cluster_id=cluster_id).delete()
+        StatusChangeRecord.objects.using(self._using).filter(cluster_id=cluster_id).delete()
 
     # -- helpers ---------------------------------------------------------------------
 
     def _conditional_update(
-        self, cluster: Cluster, *, based_on: int, values: Mapping[str, Any]
+        self,
+        cluster: Cluster,
+        *,
+        based_on: int,
+        values: Mapping[str, Any],
+        claim: uuid.UUID | None = None,
+        savepoint: bool = True,
     ) -> None:
-        """UPDATE … WHERE id = … AND version = based_on; no row means someone
-        else wrote first (StaleCluster) or deleted it (ClusterNotFound)."""
+        """UPDATE … WHERE id = … AND version = based_on [AND claim_token =
+        claim]; no row means someone else wrote first (StaleCluster), another
+        check took over (CheckOvertaken) or it was deleted (ClusterNotFound)."""
         self._require_transaction()
+        matching = self._records().filter(pk=cluster.id, version=based_on)
+        if claim is not None:
+            matching = matching.filter(claim_token=claim)
         try:
-            with transaction.atomic(using=self._using):
-                changed = self._records().filter(pk=cluster.id, version=based_on).update(**values)
+            with transaction.atomic(using=self._using, savepoint=savepoint):
+                changed = matching.update(**values)
         except IntegrityError as error:
             if _violated_unique_column(error) == "name_key":
                 raise ClusterNameTaken(cluster.name) from None
             raise
         if not changed:
-            if self.exists(cluster.id):
+            stored_version = (
+                self._records().filter(pk=cluster.id).values_list("version", flat=True).first()
+            )
+            if stored_version is None:
+                raise ClusterNotFound(cluster.id)
+            if stored_version != based_on:
                 raise StaleCluster(cluster.id, based_on)
-            raise ClusterNotFound(cluster.id)
+            raise CheckOvertaken(cluster.id)
 
     def _records(self) -> QuerySet[ClusterRecord]:
         return ClusterRecord.objects.using(self._using)
@@ -458,6 +563,69 @@ class DjangoAuditLog(AuditLog):
         return removed
 
 
+class DjangoNodeLists(NodeLists):
+    """Node lists as one JSON row per cluster."""
+
+    def __init__(self, using: str = DEFAULT_DB_ALIAS) -> None:
+        self._using = using
+
+    def replace(
+        self, cluster_id: uuid.UUID, nodes: Sequence[NodeState], checked_at: datetime
+    ) -> None:
+        _require_transaction(self._using)
+        # One INSERT … ON CONFLICT DO UPDATE, on SQLite and PostgreSQL alike.
+        NodeListRecord.objects.using(self._using).bulk_create(
+            [NodeListRecord.from_domain(cluster_id, nodes, checked_at)],
+            update_conflicts=True,
+            unique_fields=["cluster_id"],
+            update_fields=["checked_at", "nodes"],
+        )
+
+    def find(self, cluster_id: uuid.UUID) -> NodeList:
+        record = NodeListRecord.objects.using(self._using).filter(cluster_id=cluster_id).first()
+        return record.to_domain() if record is not None else NO_NODES
+
+
+class DjangoStatusHistory(StatusHistory):
+    """Status changes as rows, the newest found by the (cluster, sequence) index."""
+
+    def __init__(self, using: str = DEFAULT_DB_ALIAS) -> None:
+        self._using = using
+
+    def append(self, change: StatusChange, *, keep: int) -> None:
+        _require_transaction(self._using)
+        StatusChangeRecord.from_domain(change).save(force_insert=True, using=self._using)
+        of_cluster = StatusChangeRecord.objects.using(self._using).filter(
+            cluster_id=change.cluster_id
+        )
+        # Everything older than the keep-th newest (nothing while there are fewer).
+        keep_th_newest = of_cluster.order_by("-sequence").values("sequence")[keep - 1 : keep]
+        if keep > 0:
+            of_cluster.filter(sequence__lt=Subquery(keep_th_newest)).delete()
+        else:
+            of_cluster.delete()
+
+    def page(self, cluster_id: uuid.UUID, *, limit: int, offset: int = 0) -> HistoryPage:
+        records = StatusChangeRecord.objects.using(self._using).filter(cluster_id=cluster_id)
+        events = tuple(
+            record.to_domain() for record in records.order_by("-sequence")[offset : offset + limit]
+        )
+        return HistoryPage(events, records.count())
+
+
+def _fields_of(record: StatusChangeRecord) -> dict[str, Any]:
+    return {
+        field.attname: getattr(record, field.attname)
+        for field in StatusChangeRecord._meta.concrete_fields
+        if not field.primary_key
+    }
+
+
+def _require_transaction(using: str) -> None:
+    if not connections[using].in_atomic_block:
+        raise RuntimeError("repository writes happen inside a unit of work")
+
+
 class DjangoUnitOfWork(UnitOfWork):
     """One database transaction (``transaction.atomic``) per use case.
 
@@ -470,6 +638,8 @@ class DjangoUnitOfWork(UnitOfWork):
         self._using = using
         self.clusters = DjangoClusterRepository(using, cipher=cipher)
         self.audit = DjangoAuditLog(using)
+        self.nodes = DjangoNodeLists(using)
+        self.history = DjangoStatusHistory(using)
 
     def _begin(self) -> None:
         self._atomic = transaction.atomic(using=self._using)

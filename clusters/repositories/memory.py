@@ -7,28 +7,40 @@ use the Django backend to share and keep clusters).
 
 from __future__ import annotations
 
+import heapq
 import threading
 import uuid
 from bisect import bisect_left
 from collections.abc import Callable, Sequence
 from dataclasses import replace
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
+from typing import Protocol
 
 from clusters.domain import (
     CONFIGURATION_FIELDS,
+    NO_NODES,
     OBSERVATION_FIELDS,
+    SCHEDULING_FIELDS,
     AuditEvent,
     AuditLog,
     AuditPage,
     AuditQuery,
+    CheckOvertaken,
+    Claim,
     Cluster,
     ClusterNameTaken,
     ClusterNotFound,
     ClusterPage,
     ClusterQuery,
     ClusterRepository,
+    HistoryPage,
+    NodeList,
+    NodeLists,
+    NodeState,
     PublicCluster,
     StaleCluster,
+    StatusChange,
+    StatusHistory,
     UnitOfWork,
     name_key,
     public_cluster,
@@ -36,6 +48,16 @@ from clusters.domain import (
 
 _OrderKey = tuple[str, str, int]
 _Snapshot = tuple[tuple[Cluster, ...], tuple[PublicCluster, ...]]
+_NEVER = datetime.min.replace(tzinfo=UTC)  # a cluster never scheduled is due first
+_RECORDED_FIELDS = OBSERVATION_FIELDS | SCHEDULING_FIELDS
+
+
+class _Dependent(Protocol):
+    """A store keyed by cluster whose entries go when the cluster does."""
+
+    def forget(self, cluster_id: int) -> Callable[[], object]:
+        """Drop the cluster's entries; returns how to put them back."""
+        ...
 
 
 def _order_key(cluster: Cluster) -> _OrderKey:
@@ -115,6 +137,12 @@ class InMemoryClusterRepository(ClusterRepository):
         self._pending: list[tuple[Cluster, bool]] = []  # (cluster, added?) in write order
         self._rebuild = False
         self._snapshot: _Snapshot | None = ((), ())
+        self._claims: dict[int, tuple[uuid.UUID, datetime]] = {}  # cluster → (token, until)
+        self._dependents: list[_Dependent] = []
+
+    def add_dependent(self, store: _Dependent) -> None:
+        """Have ``store`` forget a cluster's entries when it is deleted."""
+        self._dependents.append(store)
 
     # -- reads -------------------------------------------------------------------
 
@@ -191,11 +219,48 @@ class InMemoryClusterRepository(ClusterRepository):
             replace(previous, **configured, version=cluster.version, updated_at=cluster.updated_at),
         )
 
-    def record_check(self, cluster: Cluster) -> None:
+    def record_check(self, cluster: Cluster, *, claim: uuid.UUID | None = None) -> None:
         self._require_batch()
         previous = self._stored(cluster.id, version=cluster.version)
-        observed = {field: getattr(cluster, field) for field in OBSERVATION_FIELDS}
-        self._swap(previous, replace(previous, **observed))
+        held = self._claims.get(cluster.id.int)
+        if claim is not None and (held is None or held[0] != claim):
+            raise CheckOvertaken(cluster.id)
+        recorded = {field: getattr(cluster, field) for field in _RECORDED_FIELDS}
+        self._swap(previous, replace(previous, **recorded))
+        self._set_claim(cluster.id.int, None)
+
+    def claim_due(self, now: datetime, *, limit: int, lease: timedelta) -> Sequence[Claim]:
+        self._require_batch()
+        claims = self._claims
+
+        def claimable(cluster: Cluster) -> bool:
+            if cluster.next_check_at is not None and cluster.next_check_at > now:
+                return False
+            held = claims.get(cluster.id.int)
+            return held is None or held[1] <= now
+
+        due = filter(claimable, self._by_id.values())
+        chosen = heapq.nsmallest(
+            limit, due, key=lambda cluster: (cluster.next_check_at or _NEVER, cluster.id.int)
+        )
+        token, until = uuid.uuid4(), now + lease
+        for cluster in chosen:
+            self._set_claim(cluster.id.int, (token, until))
+        return [Claim(cluster, token, until) for cluster in chosen]
+
+    def claim(self, cluster_id: uuid.UUID, now: datetime, *, lease: timedelta) -> Claim:
+        self._require_batch()
+        cluster = self._by_id.get(cluster_id.int)
+        if cluster is None:
+            raise ClusterNotFound(cluster_id)
+        granted = Claim(cluster, uuid.uuid4(), now + lease)
+        self._set_claim(cluster_id.int, (granted.token, granted.expires_at))
+        return granted
+
+    def schedule_all(self, next_check_at: datetime) -> None:
+        self._require_batch()
+        for cluster in list(self._by_id.values()):
+            self._swap(cluster, cluster.rescheduled(next_check_at))
 
     def delete(self, cluster_id: uuid.UUID) -> None:
         self._require_batch()
@@ -203,6 +268,9 @@ class InMemoryClusterRepository(ClusterRepository):
             raise ClusterNotFound(cluster_id)
         removed = self._remove(cluster_id.int)
         self.batch.record(lambda: self._insert(removed))
+        self._set_claim(cluster_id.int, None)
+        for store in self._dependents:
+            self.batch.record(store.forget(cluster_id.int))
 
     def _require_batch(self) -> None:
         self.batch.require()
@@ -216,6 +284,20 @@ class InMemoryClusterRepository(ClusterRepository):
         if stored.version != version:
             raise StaleCluster(cluster_id, version)
         return stored
+
+    def _set_claim(self, cluster_id: int, claim: tuple[uuid.UUID, datetime] | None) -> None:
+        before = self._claims.get(cluster_id)
+        if claim is None:
+            self._claims.pop(cluster_id, None)
+        else:
+            self._claims[cluster_id] = claim
+        self.batch.record(lambda: self._restore_claim(cluster_id, before))
+
+    def _restore_claim(self, cluster_id: int, claim: tuple[uuid.UUID, datetime] | None) -> None:
+        if claim is None:
+            self._claims.pop(cluster_id, None)
+        else:
+            self._claims[cluster_id] = claim
 
     def _swap(self, previous: Cluster, replacement: Cluster) -> None:
         key = name_key(replacement.name)
@@ -308,14 +390,87 @@ class InMemoryAuditLog(AuditLog):
         return removed
 
 
+class InMemoryNodeLists(NodeLists):
+    """Each cluster's last node list, in this process's memory."""
+
+    def __init__(self, batch: InMemoryBatch) -> None:
+        self.batch = batch
+        self._lists: dict[int, NodeList] = {}
+
+    def replace(
+        self, cluster_id: uuid.UUID, nodes: Sequence[NodeState], checked_at: datetime
+    ) -> None:
+        self.batch.require()
+        key = cluster_id.int
+        before = self._lists.get(key)
+        self._lists[key] = NodeList(tuple(nodes), checked_at)
+        self.batch.record(lambda: self._put_back(key, before))
+
+    def find(self, cluster_id: uuid.UUID) -> NodeList:
+        with self.batch.lock:
+            return self._lists.get(cluster_id.int, NO_NODES)
+
+    def forget(self, cluster_id: int) -> Callable[[], object]:
+        before = self._lists.pop(cluster_id, None)
+        return lambda: self._put_back(cluster_id, before)
+
+    def _put_back(self, cluster_id: int, node_list: NodeList | None) -> None:
+        if node_list is None:
+            self._lists.pop(cluster_id, None)
+        else:
+            self._lists[cluster_id] = node_list
+
+
+class InMemoryStatusHistory(StatusHistory):
+    """Each cluster's status changes, oldest first, in this process's memory."""
+
+    def __init__(self, batch: InMemoryBatch) -> None:
+        self.batch = batch
+        self._changes: dict[int, list[StatusChange]] = {}
+
+    def append(self, change: StatusChange, *, keep: int) -> None:
+        self.batch.require()
+        key = change.cluster_id.int
+        before = self._changes.get(key)
+        changes = [*(before or ()), change]
+        self._changes[key] = changes[-keep:] if keep > 0 else []
+        self.batch.record(lambda: self._put_back(key, before))
+
+    def page(self, cluster_id: uuid.UUID, *, limit: int, offset: int = 0) -> HistoryPage:
+        with self.batch.lock:
+            changes = self._changes.get(cluster_id.int, [])
+            newest_first = changes[::-1]
+            return HistoryPage(tuple(newest_first[offset : offset + limit]), len(changes))
+
+    def forget(self, cluster_id: int) -> Callable[[], object]:
+        before = self._changes.pop(cluster_id, None)
+        return lambda: self._put_back(cluster_id, before)
+
+    def _put_back(self, cluster_id: int, changes: list[StatusChange] | None) -> None:
+        if changes is None:
+            self._changes.pop(cluster_id, None)
+        else:
+            self._changes[cluster_id] = changes
+
+
 class InMemoryUnitOfWork(UnitOfWork):
     """A lock-scoped batch over one registry's in-memory stores."""
 
-    def __init__(self, clusters: InMemoryClusterRepository, audit: InMemoryAuditLog) -> None:
+    def __init__(
+        self,
+        clusters: InMemoryClusterRepository,
+        audit: InMemoryAuditLog,
+        nodes: InMemoryNodeLists | None = None,
+        history: InMemoryStatusHistory | None = None,
+    ) -> None:
         if clusters.batch is not audit.batch:
             raise ValueError("the stores of one unit of work share one batch")
         self.clusters = clusters
         self.audit = audit
+        self.nodes = nodes if nodes is not None else InMemoryNodeLists(clusters.batch)
+        self.history = history if history is not None else InMemoryStatusHistory(clusters.batch)
+        if self.nodes.batch is not clusters.batch or self.history.batch is not clusters.batch:
+            raise ValueError("the stores of one unit of work share one batch")
         self._batch = clusters.batch
 
     def _begin(self) -> None:
@@ -331,4 +486,8 @@ class InMemoryUnitOfWork(UnitOfWork):
         """Units of work over one registry (a new, empty one unless given)."""
         clusters = repository if repository is not None else InMemoryClusterRepository()
         audit = InMemoryAuditLog(clusters.batch)
-        return lambda: cls(clusters, audit)
+        nodes = InMemoryNodeLists(clusters.batch)
+        history = InMemoryStatusHistory(clusters.batch)
+        clusters.add_dependent(nodes)
+        clusters.add_dependent(history)
+        return lambda: cls(clusters, audit, nodes, history)

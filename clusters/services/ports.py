@@ -1,7 +1,7 @@
 """What the use cases need from the outside world, as types: a Proxmox
-gateway, a clock, a way to open a unit of work and someone to tell about
-checks. The composition root (clusters/bootstrap.py) supplies real ones;
-unit tests supply fakes."""
+gateway, a clock, a source of randomness, a way to open a unit of work and
+someone to tell about checks. The composition root (clusters/bootstrap.py)
+supplies real ones; unit tests supply fakes."""
 
 from __future__ import annotations
 
@@ -24,7 +24,15 @@ class ProxmoxGateway(Protocol):
     """What the service needs from a Proxmox client (a fake in unit tests)."""
 
     def inspect(self, target: ConnectionTarget, credentials: Credentials) -> ProxmoxReport:
-        """Log in and read version and health; the domain's Proxmox errors."""
+        """Prove the credentials (a fresh login) and read the cluster; the
+        domain's Proxmox errors."""
+        ...
+
+    def check(
+        self, target: ConnectionTarget, credentials: Credentials, *, fresh_login: bool = False
+    ) -> ProxmoxReport:
+        """Read the cluster again, reusing a login where one is kept unless
+        ``fresh_login``; never takes longer than the client's check budget."""
         ...
 
     def issue_token(
@@ -44,6 +52,7 @@ class ProxmoxGateway(Protocol):
 
 
 Clock = Callable[[], datetime]
+Random = Callable[[], float]  # uniform in [0, 1), as random.random
 UnitOfWorkFactory = Callable[[], UnitOfWork]
 
 

@@ -11,6 +11,7 @@ held open while Proxmox is being asked.
 from __future__ import annotations
 
 import logging
+import random
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from clusters.domain import (
     Actor,
     AuditAction,
     AuditEvent,
+    CheckSchedule,
     Cluster,
     ClusterError,
     ClusterNameTaken,
@@ -37,15 +39,17 @@ from clusters.domain import (
     ProxmoxReport,
     RegistrationRequest,
     StaleCluster,
+    StatusChange,
     TokenCredentials,
     TokenHandOffRefused,
     assess_health,
     authorize,
     configuration_changes,
+    node_states,
     parse_cluster_id,
 )
-from clusters.services.checks import inspect
-from clusters.services.ports import Clock, ProxmoxGateway, UnitOfWorkFactory
+from clusters.services.checks import DEFAULT_HISTORY_LIMIT, DEFAULT_SCHEDULE, inspect
+from clusters.services.ports import Clock, ProxmoxGateway, Random, UnitOfWorkFactory
 
 logger = logging.getLogger("clusters")
 
@@ -73,16 +77,24 @@ class ClusterService:
         proxmox: ProxmoxGateway,
         clock: Clock,
         new_id: Callable[[], uuid.UUID] = uuid.uuid4,
+        schedule: CheckSchedule = DEFAULT_SCHEDULE,
+        random: Random = random.random,
+        history_limit: int = DEFAULT_HISTORY_LIMIT,
     ) -> None:
         self._unit_of_work = unit_of_work
         self._proxmox = proxmox
         self._clock = clock
         self._new_id = new_id
+        self._schedule = schedule
+        self._random = random
+        self._history_limit = history_limit
 
     # -- register ------------------------------------------------------
 
     def register(self, request: RegistrationRequest, *, actor: Actor) -> Cluster:
-        """Prove the credentials against the cluster, record what it reports.
+        """Prove the credentials against the cluster, record what it reports:
+        the cluster, its nodes and its first status (the start of its status
+        history), due for its first background check an interval from now.
 
         With ``create_token``, the password only creates a least-privilege
         API token on the cluster, which is what is kept. A failure at any
@@ -117,10 +129,18 @@ class ClusterService:
             created_at=now,
             updated_at=now,
             last_checked_at=now,
+            nodes_online=health.nodes_online,
+            cluster_name=health.cluster_name,
+            next_check_at=self._schedule.next_check(now, self._random()),
+        )
+        first_status = StatusChange(
+            cluster.id, now, None, cluster.status, f"registered: {health.reason}"
         )
         try:
             with self._unit_of_work() as uow:
                 uow.clusters.add(cluster)
+                uow.nodes.replace(cluster.id, node_states(proof.report), now)
+                uow.history.append(first_status, keep=self._history_limit)
                 uow.audit.append(
                     AuditEvent.success(
                         AuditAction.CLUSTER_REGISTER,
@@ -175,6 +195,7 @@ class ClusterService:
         edited = cluster.reconfigured(at=now, **edit.changes)
         proof: _Proof | None = None
         findings: Cluster | None = None
+        status_change: StatusChange | None = None
         if edit.changes_connection:
             proof = self._prove(
                 edited.target,
@@ -191,15 +212,25 @@ class ClusterService:
                 at=now,
                 status=health.status,
                 node_count=health.node_count,
+                nodes_online=health.nodes_online,
+                cluster_name=health.cluster_name,
                 proxmox_version=proof.report.version,
                 last_error=None,
                 last_error_details=None,
             )
+            # The proof is a check: its nodes are kept, a change of status too.
+            if findings.status != cluster.status:
+                status_change = StatusChange(
+                    cluster.id, now, cluster.status, findings.status, f"edited: {health.reason}"
+                )
         try:
             with self._unit_of_work() as uow:
                 uow.clusters.update(edited)
-                if findings is not None:
+                if findings is not None and proof is not None:
                     uow.clusters.record_check(findings)
+                    uow.nodes.replace(cluster.id, node_states(proof.report), now)
+                if status_change is not None:
+                    uow.history.append(status_change, keep=self._history_limit)
                 uow.audit.append(
                     AuditEvent.success(
                         AuditAction.CLUSTER_EDIT,
@@ -229,6 +260,14 @@ class ClusterService:
             stored.version,
             ",".join(sorted(edit.changes)),
         )
+        if status_change is not None:
+            logger.info(
+                "Cluster status changed, cluster_id=%s, name=%s, from=%s, to=%s",
+                stored.id,
+                stored.name,
+                status_change.from_status,
+                status_change.to_status,
+            )
         self._retire_replaced_token(cluster, stored, given=edit.changes.get("credentials"))
         return stored
 

@@ -7,8 +7,10 @@ the tests talk to it over a real socket.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -50,6 +52,9 @@ def service_environment(database_url: str, **overrides: str) -> dict[str, str]:
         DATABASE_URL=database_url,
         PROXMOXER_CREDENTIALS_KEYS=E2E_CREDENTIALS_KEY,
         PYTHONUNBUFFERED="1",
+        # No background checks unless a test asks for them: they would add
+        # requests to the simulators that other tests count.
+        PROXMOXER_MONITOR="off",
     )
     env.update(overrides)
     return env
@@ -164,3 +169,55 @@ def gunicorn(env: Mapping[str, str], log_path: Path, workers: int = 2) -> Server
         "-",
     ]
     return ServerProcess(command, env, f"http://127.0.0.1:{port}", log_path).start()
+
+
+@dataclass
+class CeleryWorker:
+    """A Celery worker with its own beat, as ``make worker`` runs it, in a
+    session of its own so that it can be killed whole (``kill -9`` of its
+    process group: the worker and its beat)."""
+
+    env: Mapping[str, str]
+    log_path: Path
+    name: str
+    process: subprocess.Popen[bytes] | None = field(default=None, init=False)
+
+    def start(self) -> CeleryWorker:
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            [
+                PYTHON, "-m", "celery", "-A", "proxmoxer_site", "worker", "--beat",
+                "--pool", "solo", "--without-gossip", "--without-mingle",
+                "--loglevel", "WARNING", "--hostname", f"{self.name}@%h",
+            ],
+            cwd=PROJECT_DIR,
+            env=dict(self.env),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
+        log.close()
+        return self
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        """Signal the worker's whole process group (worker and beat)."""
+        if self.process is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, sig)
+            self.process.wait(timeout=30)
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            with contextlib.suppress(ProcessLookupError):  # its beat may outlive it
+                if self.process is not None:
+                    os.killpg(self.process.pid, signal.SIGKILL)
+            return
+        try:
+            self.kill(signal.SIGTERM)
+        except subprocess.TimeoutExpired:
+            self.kill(signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

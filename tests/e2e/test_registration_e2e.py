@@ -82,12 +82,14 @@ def test_password_registration_shows_the_username(registry, sim, name):
     assert "password" not in body
 
 
-def test_version_and_status_are_read_after_a_single_login(registry, sim, name):
+def test_version_status_and_nodes_are_read_after_a_single_login(registry, sim, name):
     registry.register(name=name, **pinned(sim), **password_fields(sim))
     calls = sorted((entry.method, entry.path, entry.auth) for entry in sim.requests)
     assert calls == [
         ("GET", "/api2/json/access/ticket", "none"),  # opens the status read's connection
+        ("GET", "/api2/json/access/ticket", "none"),  # and the nodes read's
         ("GET", "/api2/json/cluster/status", "ticket"),
+        ("GET", "/api2/json/nodes", "ticket"),
         ("GET", "/api2/json/version", "ticket"),
         ("POST", "/api2/json/access/ticket", "none"),
     ]

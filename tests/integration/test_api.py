@@ -84,11 +84,13 @@ def test_register_answers_201_with_the_cluster_and_its_location(api_client, heal
         "id", "name", "api_endpoint", "status", "proxmox_version", "node_count",
         "auth_method", "username", "token_id", "verify_tls", "fingerprint",
         "created_at", "updated_at", "last_checked_at", "last_error", "last_error_details",
-        "version",
+        "version", "cluster_name", "nodes_online", "next_check_at",
     }  # fmt: skip
     assert body["version"] == 1
     assert body["last_error_details"] is None
     assert response["ETag"] == '"1"'
+    assert (body["cluster_name"], body["nodes_online"]) == ("prod", 3)
+    assert body["next_check_at"] > body["last_checked_at"]
 
 
 def test_register_with_verification_off_records_it(api_client, healthy_pve):
@@ -164,6 +166,7 @@ def test_registration_records_the_health_proxmox_reports(
     pve.login_ok(pve_api)
     pve.version(pve_api, version)
     pve.cluster_status(pve_api, status_entries)
+    pve.nodes(pve_api, [])
     body = register(api_client).json()
     assert (body["status"], body["node_count"], body["proxmox_version"]) == (
         expected_status,
@@ -174,10 +177,7 @@ def test_registration_records_the_health_proxmox_reports(
 
 def test_a_later_check_of_an_unreachable_cluster_marks_it_unhealthy(api_client, healthy_pve):
     created = register(api_client).json()
-    healthy_pve.post(
-        f"{pve.API}/access/ticket",
-        exc=requests.exceptions.ConnectionError(ConnectionRefusedError(111, "Connection refused")),
-    )
+    pve.unreachable(healthy_pve)
 
     response = api_client.post(f"{CLUSTERS}/{created['id']}/refresh")
 
@@ -192,10 +192,13 @@ def test_a_later_check_of_an_unreachable_cluster_marks_it_unhealthy(api_client, 
 
 def test_a_later_check_with_refused_credentials_marks_it_unknown(api_client, healthy_pve):
     created = register(api_client).json()
-    pve.login_refused(healthy_pve)
+    pve.ticket_refused(healthy_pve)
     body = api_client.post(f"{CLUSTERS}/{created['id']}/refresh").json()
     assert body["status"] == "unknown"
     assert "refused the credentials" in body["last_error"]
+    # A refresh proves the stored password: it logs in, kept ticket or not.
+    assert healthy_pve.last_request.method == "POST"
+    assert healthy_pve.last_request.path == "/api2/json/access/ticket"
 
 
 # -- the status table of docs/product-contract.md §4 -------------------------------

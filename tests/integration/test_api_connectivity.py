@@ -74,7 +74,7 @@ def assert_nothing_stored(api: APIClient) -> None:
 
 
 def fail_tls(m: requests_mock.Mocker) -> None:
-    for path in ("/access/ticket", "/version", "/cluster/status"):
+    for path in ("/access/ticket", "/version", "/cluster/status", "/nodes"):
         for method in ("GET", "POST"):
             m.register_uri(
                 method, f"{pve.API}{path}", exc=requests.exceptions.SSLError("verify failed")
@@ -87,6 +87,7 @@ def fail_tls(m: requests_mock.Mocker) -> None:
 def test_registers_with_an_api_token_without_a_ticket_call(api, m):
     pve.version(m)
     pve.cluster_status(m, pve.three_node_cluster())
+    pve.nodes(m, pve.three_nodes())
     response = register(api, **with_token())
     assert response.status_code == 201
     body = response.json()
@@ -100,6 +101,7 @@ def test_registers_with_an_api_token_without_a_ticket_call(api, m):
     assert {request.path for request in m.request_history} == {
         "/api2/json/version",
         "/api2/json/cluster/status",
+        "/api2/json/nodes",
     }
     assert {request.headers["Authorization"] for request in m.request_history} == {
         f"PVEAPIToken=root@pam!proxmoxer={TOKEN_SECRET}"

@@ -301,6 +301,7 @@ def _page_controls(client, path):
         "buttons": sorted(set(re.findall(r'data-method="([A-Z]+)"', html))),
         "raw_data": "Raw data" in html,
         "extra_actions": "Extra Actions" in html,
+        "refresh_in_menu": '/refresh"' in html,
     }
 
 
@@ -331,9 +332,11 @@ def test_write_forms_and_buttons_are_shown_only_to_who_may_use_them(role, cluste
         "buttons": ["OPTIONS"],
         "raw_data": may_change,
         "extra_actions": False,
+        "refresh_in_menu": False,
     }
     assert detail["buttons"] == (["DELETE", "OPTIONS", "PATCH"] if may_change else ["OPTIONS"])
-    assert detail["extra_actions"] is may_change, "Refresh is listed for who may refresh"
+    assert detail["extra_actions"], "nodes and history are listed for every role"
+    assert detail["refresh_in_menu"] is may_change, "Refresh is listed for who may refresh"
     assert refresh["post_forms"] == (2 if may_change else 0)
     actions = {event.action for event in unit_of_work().audit.list()}
     assert "auth.forbidden" not in actions, "deciding what to show is no refusal to record"

@@ -4,15 +4,24 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import uuid
 
 import pytest
 from django.core.management import CommandError, call_command
 
-from clusters.domain import OPERATORS, VIEWERS, Actor, AuditAction, AuditQuery
+from clusters.domain import (
+    OPERATORS,
+    VIEWERS,
+    Actor,
+    AuditAction,
+    AuditQuery,
+    ProxmoxUnreachable,
+    RegistrationRequest,
+)
 from clusters.repositories.memory import InMemoryUnitOfWork
 from tests.conftest import assert_secret_absent, with_role
-from tests.fakes import FakeProxmox
+from tests.fakes import DEGRADED_REPORT, FakeProxmox
 
 SECRET = "Pa55-cli-secret-2a7c"
 
@@ -77,7 +86,8 @@ def test_list_show_refresh_and_remove(service, stdin):
     shown = json.loads(run("show", "PROD"))
     assert shown["id"] == str(cluster.id) and "password" not in shown
     assert json.loads(run("show", str(cluster.id)))["name"] == "prod"
-    assert run("refresh", "--all") == "prod: healthy\n"
+    assert run("refresh", "prod") == "prod: healthy\n"
+    assert run("refresh", "--all").startswith("Checked 1 of 1 cluster(s) in ")
     assert run("remove", "prod") == f"Removed prod ({cluster.id})\n"
     assert run("list") == "0 cluster(s)\n"
 
@@ -143,3 +153,71 @@ def test_register_can_hand_off_to_a_token_and_remove_delete_it_with_the_owners_p
     assert proxmox.tokens == {}
     assert proxmox.token_calls[-1] == ("delete", "root@pam", cluster.token_id)
     assert_secret_absent(SECRET, output, "the command's output")
+
+
+# -- refresh --all: the background checks' engine at a terminal --------------------------------
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def register_three(service) -> None:
+    for name in ("alpha", "beta", "gamma"):
+        service.clusters.register(
+            RegistrationRequest(
+                name=name, api_endpoint=f"{name}.example.com", username="root@pam", password=SECRET
+            ),
+            actor=Actor.command_line(),
+        )
+
+
+def test_refresh_all_checks_every_cluster_and_summarises_by_status(
+    settings, compose, capsys, monkeypatch
+):
+    settings.CLUSTER_REPOSITORY = "django"
+    proxmox = FakeProxmox()
+    service = compose(unit_of_work=InMemoryUnitOfWork.factory(), proxmox=proxmox)
+    register_three(service)
+    proxmox.report = DEGRADED_REPORT
+
+    output = run("refresh", "--all", "--concurrency", "2")
+
+    assert re.fullmatch(r"Checked 3 of 3 cluster\(s\) in \d+\.\d s: 3 degraded\n", output)
+    assert len(proxmox.checks) == 3
+    assert capsys.readouterr().err == ""  # no progress bar where stderr is no terminal
+
+
+def test_refresh_all_lists_the_failures_and_exits_with_an_error(settings, compose):
+    settings.CLUSTER_REPOSITORY = "django"
+    proxmox = FakeProxmox()
+    service = compose(unit_of_work=InMemoryUnitOfWork.factory(), proxmox=proxmox)
+    register_three(service)
+    proxmox.error = ProxmoxUnreachable("Could not connect to beta.example.com: connection refused")
+    out = io.StringIO()
+
+    with pytest.raises(CommandError, match=r"^3 of 3 check\(s\) failed$"):
+        call_command("clusters", "refresh", "--all", stdout=out)
+
+    lines = out.getvalue().splitlines()
+    assert re.fullmatch(r"Checked 3 of 3 cluster\(s\) in \d+\.\d s: 3 unhealthy", lines[0])
+    assert lines[1:] == ["Failures (3):"] + [
+        f"  {name}: Could not connect to beta.example.com: connection refused"
+        for name in ("alpha", "beta", "gamma")
+    ]
+
+
+def test_refresh_all_shows_its_progress_on_a_terminal(service, monkeypatch):
+    register_three(service)
+    terminal = Terminal()
+    monkeypatch.setattr("sys.stderr", terminal)
+
+    run("refresh", "--all")
+
+    assert "3/3" in terminal.getvalue() and "cluster" in terminal.getvalue()
+
+
+def test_refresh_all_refuses_a_concurrency_below_one(service):
+    with pytest.raises(CommandError, match="--concurrency must be at least 1"):
+        run("refresh", "--all", "--concurrency", "0")

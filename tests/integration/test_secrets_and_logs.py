@@ -117,9 +117,7 @@ def test_each_request_leaves_exactly_one_access_line(api_client, anonymous_clien
 def test_concurrent_registrations_of_one_name_through_the_api_give_one_cluster(
     api_client, user, pve_api
 ):
-    pve.login_ok(pve_api)
-    pve.version(pve_api)
-    pve.cluster_status(pve_api, pve.three_node_cluster())
+    pve.healthy_cluster(pve_api)
     threads = 12
     barrier = threading.Barrier(threads)
     statuses = []

@@ -82,7 +82,11 @@ def test_registering_with_create_token_creates_grants_verifies_and_keeps_only_th
     }
     assert grant.headers["CSRFPreventionToken"] == pve.CSRF_TOKEN
     reads = calls(pve_api, "GET")
-    assert {call.path for call in reads} == {"/api2/json/version", "/api2/json/cluster/status"}
+    assert {call.path for call in reads} == {
+        "/api2/json/version",
+        "/api2/json/cluster/status",
+        "/api2/json/nodes",
+    }
     for read in reads:  # verified with the new token, not the ticket
         assert read.headers["Authorization"] == f"PVEAPIToken={body['token_id']}={pve.TOKEN_VALUE}"
         assert "Cookie" not in read.headers

@@ -152,6 +152,7 @@ def test_a_reverse_proxys_prefix_is_kept_and_used_for_every_call(api_client, pve
     assert {call.path for call in pve.api_calls(pve_api)} == {
         "/pve/eu-1/api2/json/version",
         "/pve/eu-1/api2/json/cluster/status",
+        "/pve/eu-1/api2/json/nodes",
     }
 
 

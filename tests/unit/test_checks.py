@@ -8,7 +8,7 @@ import pytest
 from django.core import checks
 from django.test import override_settings
 
-from clusters.checks import check_cluster_repository
+from clusters.checks import check_cluster_repository, check_monitor
 
 
 def _ids(messages: list[checks.CheckMessage]) -> list[str | None]:
@@ -44,3 +44,20 @@ def test_unknown_backend_is_an_error() -> None:
     assert error.id == "clusters.E001"
     assert error.level == checks.ERROR
     assert "django, memory" in (error.hint or "")
+
+
+@override_settings(CLUSTER_REPOSITORY="memory", PROXMOXER_MONITOR="celery")
+def test_celery_workers_on_the_memory_backend_are_an_error() -> None:
+    [error] = check_monitor()
+
+    assert error.id == "clusters.E002"
+    assert error.level == checks.ERROR
+    assert "CLUSTER_REPOSITORY=django" in (error.hint or "")
+
+
+@pytest.mark.parametrize(
+    ("backend", "monitor"), [("memory", "embedded"), ("memory", "off"), ("django", "celery")]
+)
+def test_every_other_engine_and_backend_goes_together(backend: str, monitor: str) -> None:
+    with override_settings(CLUSTER_REPOSITORY=backend, PROXMOXER_MONITOR=monitor):
+        assert check_monitor() == []

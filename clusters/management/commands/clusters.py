@@ -4,7 +4,7 @@
     manage.py clusters show <id-or-name>
     manage.py clusters register --name prod --endpoint pve1.example.com --username root@pam
         [--create-token]
-    manage.py clusters refresh <id-or-name> | --all
+    manage.py clusters refresh <id-or-name> | --all [--concurrency N]
     manage.py clusters remove <id-or-name> [--token-owner root@pam]
     manage.py clusters --as alice remove <id-or-name>
 
@@ -19,6 +19,11 @@ the command line, where ``ps`` and shell history would keep them.
 It drives the same ClusterService as the REST API, so it only makes sense
 with a shared backend (``CLUSTER_REPOSITORY=django``): the memory backend
 lives inside the server process and this command runs in its own.
+
+``refresh --all`` runs the background checks' engine (``check_all``, then
+``check_due``): concurrently, with a progress bar (tqdm) when stderr is a
+terminal, a summary by status and the failures at the end, and exit code 1
+when any check failed.
 """
 
 from __future__ import annotations
@@ -26,11 +31,14 @@ from __future__ import annotations
 import getpass
 import json
 import sys
+import time
+from collections import Counter
 from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from tqdm import tqdm
 
 from clusters import wiring
 from clusters.access import actor_of
@@ -39,12 +47,19 @@ from clusters.domain import (
     Actor,
     Cluster,
     ClusterError,
+    ClusterStatus,
     InvalidClusterId,
     RegistrationRequest,
     parse_cluster_id,
     token_owner,
 )
 from clusters.serializers import ClusterSerializer
+from clusters.services import CheckResult, FinishedCheck
+
+# Checks in flight for ``refresh --all`` unless --concurrency says otherwise
+# (or PROXMOXER_CHECK_CONCURRENCY is higher): someone is waiting at a
+# terminal, and each check is one connection to a different cluster.
+BULK_CONCURRENCY = 128
 
 
 class Command(BaseCommand):
@@ -77,6 +92,12 @@ class Command(BaseCommand):
         target = refresh.add_mutually_exclusive_group(required=True)
         target.add_argument("cluster", nargs="?", help="id or name")
         target.add_argument("--all", action="store_true", help="every registered cluster")
+        refresh.add_argument(
+            "--concurrency",
+            type=int,
+            help=f"with --all: checks in flight at once (default {BULK_CONCURRENCY}, or "
+            "PROXMOXER_CHECK_CONCURRENCY when higher)",
+        )
         register = actions.add_parser("register", help="register a cluster")
         register.add_argument("--name", required=True)
         register.add_argument("--endpoint", required=True, help="e.g. pve1.example.com")
@@ -135,17 +156,62 @@ class Command(BaseCommand):
         self.stdout.write(f"Removed {found.name} ({found.id})")
 
     def _refresh(
-        self, services: Services, *, cluster: str | None, all: bool, **options: Any
+        self,
+        services: Services,
+        *,
+        cluster: str | None,
+        all: bool,
+        concurrency: int | None,
+        **options: Any,
     ) -> None:
-        targets = (
-            services.clusters.all_clusters(actor=self.actor)
-            if all
-            else [self._find(services, cluster or "")]
+        if all:
+            self._refresh_all(services, concurrency)
+            return
+        checked = services.checks.refresh(self._find(services, cluster or "").id, actor=self.actor)
+        note = f"  ({checked.last_error})" if checked.last_error else ""
+        self.stdout.write(f"{checked.name}: {checked.status}{note}")
+
+    def _refresh_all(self, services: Services, concurrency: int | None) -> None:
+        if concurrency is not None and concurrency < 1:
+            raise CommandError("--concurrency must be at least 1")
+        in_flight = concurrency or max(BULK_CONCURRENCY, settings.PROXMOXER_CHECK_CONCURRENCY)
+        registered = len(services.clusters.all_clusters(actor=self.actor))
+        started = time.monotonic()
+        # disable=None: a bar on a terminal, nothing when stderr is a file or a pipe.
+        with tqdm(total=registered, unit="cluster", disable=None, file=sys.stderr) as bar:
+            outcomes = services.checks.with_concurrency(in_flight).check_all(
+                actor=self.actor, on_checked=lambda outcome: bar.update()
+            )
+        self._summarise(outcomes, registered, time.monotonic() - started)
+
+    def _summarise(self, outcomes: list[FinishedCheck], registered: int, seconds: float) -> None:
+        recorded = [o.cluster for o in outcomes if o.result is CheckResult.RECORDED]
+        by_status = Counter(cluster.status for cluster in recorded)
+        counts = ", ".join(
+            f"{by_status[status]} {status}" for status in ClusterStatus if by_status[status]
         )
-        for target in targets:
-            checked = services.checks.refresh(target.id, actor=self.actor)
-            note = f"  ({checked.last_error})" if checked.last_error else ""
-            self.stdout.write(f"{checked.name}: {checked.status}{note}")
+        self.stdout.write(
+            f"Checked {len(recorded)} of {registered} cluster(s) in {seconds:.1f} s"
+            + (f": {counts}" if counts else "")
+        )
+        dropped = sum(1 for o in outcomes if o.result is CheckResult.DROPPED)
+        if dropped:
+            self.stdout.write(f"{dropped} check(s) dropped: edited or removed meanwhile")
+        elsewhere = registered - len(outcomes)
+        if elsewhere > 0:
+            self.stdout.write(
+                f"{elsewhere} cluster(s) not checked here: being checked elsewhere, or "
+                "registered or removed during the run"
+            )
+        failures = sorted(
+            ((o.cluster.name, o.problem) for o in outcomes if o.problem is not None),
+            key=lambda failure: failure[0].casefold(),
+        )
+        if failures:
+            self.stdout.write(f"Failures ({len(failures)}):")
+            for name, problem in failures:
+                self.stdout.write(f"  {name}: {problem}")
+            raise CommandError(f"{len(failures)} of {len(outcomes)} check(s) failed")
 
     def _register(self, services: Services, **options: Any) -> None:
         label = "Password" if options["username"] else "Token secret"

@@ -19,6 +19,7 @@ def test_token_login_makes_no_ticket_call_and_sends_no_csrf_header(sim):
     client().inspect(pinned(sim), token(sim))
     assert sorted(r.path for r in sim.requests) == [
         "/api2/json/cluster/status",
+        "/api2/json/nodes",
         "/api2/json/version",
     ]
     assert {(r.auth, r.csrf_header) for r in sim.requests} == {("token", False)}
@@ -31,6 +32,7 @@ def test_password_login_uses_the_ticket_for_every_read(sim):
     assert [(r.path, r.status) for r in logins] == [("/api2/json/access/ticket", 200)]
     assert sorted((r.path, r.auth) for r in reads) == [
         ("/api2/json/cluster/status", "ticket"),
+        ("/api2/json/nodes", "ticket"),
         ("/api2/json/version", "ticket"),
     ]
 

@@ -12,6 +12,9 @@ def test_standalone_pve7_node_reports_its_version_and_single_node(client, m):
     pve.login_ok(m)
     pve.version(m, "7.4-13")
     pve.cluster_status(m, pve.STANDALONE_NODE)
+    pve.nodes(m, [pve.node_entry("pve")])
     report = client.inspect(TARGET, PASSWORD_LOGIN)
     assert report.version == "7.4-13"
-    assert report.cluster_status == [ClusterStatusEntry("node", "pve", online=True, quorate=None)]
+    assert report.cluster_status == [
+        ClusterStatusEntry("node", "pve", online=True, quorate=None, ip="127.0.0.1")
+    ]

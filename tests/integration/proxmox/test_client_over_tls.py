@@ -13,17 +13,19 @@ from tests.integration.proxmox.simulated import client, password, pinned, token
 # -- the status read's connection ------------------------------------------------------
 
 
-def test_the_status_connection_is_opened_during_the_login_without_credentials(sim):
+def test_the_read_connections_are_opened_during_the_login_without_credentials(sim):
     sim.configure(latency=0.1)
     client().inspect(pinned(sim), password(sim))
     by_path = {(r.method, r.path): r for r in sim.requests}
     login = by_path["POST", "/api2/json/access/ticket"]
-    opener = by_path["GET", "/api2/json/access/ticket"]
+    openers = [r for r in sim.requests if (r.method, r.path) == ("GET", "/api2/json/access/ticket")]
     version = by_path["GET", "/api2/json/version"]
     status = by_path["GET", "/api2/json/cluster/status"]
-    assert (opener.auth, opener.status) == ("none", 200)
-    assert opener.started < login.answered  # while the login was under way
-    assert status.connection == opener.connection != login.connection == version.connection
+    nodes = by_path["GET", "/api2/json/nodes"]
+    assert [(opener.auth, opener.status) for opener in openers] == [("none", 200)] * 2
+    assert all(opener.started < login.answered for opener in openers)  # during the login
+    assert {status.connection, nodes.connection} == {opener.connection for opener in openers}
+    assert login.connection == version.connection not in {status.connection, nodes.connection}
 
 
 def test_token_inspection_opens_no_connection_in_advance(sim):
@@ -33,7 +35,7 @@ def test_token_inspection_opens_no_connection_in_advance(sim):
 
 def test_sequential_client_uses_one_connection(sim):
     client(parallel=False).inspect(pinned(sim), password(sim))
-    assert [r.method for r in sim.requests] == ["POST", "GET", "GET"]
+    assert [r.method for r in sim.requests] == ["POST", "GET", "GET", "GET"]
     assert len({r.connection for r in sim.requests}) == 1
 
 
@@ -60,16 +62,22 @@ def test_each_cluster_state_is_judged_from_real_answers(sim, scenario, status, n
 # -- one round trip after login --------------------------------------------------------
 
 
-def _overlap(sim: PveSimulator) -> bool:
-    version = next(r for r in sim.requests if r.path.endswith("/version"))
-    status = next(r for r in sim.requests if r.path.endswith("/cluster/status"))
-    return version.started < status.answered and status.started < version.answered
+def _overlap(sim: PveSimulator, first: str = "/version", second: str = "/cluster/status") -> bool:
+    one = next(r for r in sim.requests if r.path.endswith(first))
+    other = next(r for r in sim.requests if r.path.endswith(second))
+    return one.started < other.answered and other.started < one.answered
 
 
-def test_version_and_status_are_read_in_parallel(sim):
+def test_version_status_and_nodes_are_read_in_parallel(sim):
     sim.configure(latency=0.2)
     client().inspect(pinned(sim), password(sim))
-    assert _overlap(sim)
+    assert _overlap(sim) and _overlap(sim, "/version", "/nodes")
+
+
+def test_all_three_are_read_in_parallel_with_a_token(sim):
+    sim.configure(latency=0.2)
+    client().inspect(pinned(sim), token(sim))
+    assert _overlap(sim) and _overlap(sim, "/nodes", "/cluster/status")
 
 
 def test_sequential_client_reads_one_after_the_other(sim):

@@ -33,7 +33,7 @@ def test_every_call_carries_the_configured_timeouts(client, m):
     pve.healthy_cluster(m)
     client.inspect(TARGET, PASSWORD_LOGIN)
     assert {call.timeout for call in m.request_history} == {(2, 3)}
-    assert len(m.request_history) == 4, "login, version, status and the connection opener"
+    assert len(m.request_history) == 6, "login, version, status, nodes and two connection openers"
 
 
 @pytest.mark.parametrize(

@@ -38,10 +38,12 @@ from tests.unit.proxmox.conftest import (
 def test_token_is_sent_as_pveapitoken_header_without_a_ticket_call(m):
     pve.version(m)
     pve.cluster_status(m, pve.three_node_cluster())
+    pve.nodes(m, pve.three_nodes())
     report = client().inspect(TARGET, TOKEN_CREDENTIALS)
     assert report.version == "8.2.4"
     assert sorted(request.path for request in m.request_history) == [
         "/api2/json/cluster/status",
+        "/api2/json/nodes",
         "/api2/json/version",
     ]
     for request in m.request_history:
@@ -142,7 +144,11 @@ def test_a_login_carries_over_to_another_connection_to_read_the_nodes(m, transpo
     ):
         session = PveSession.login(first, PASSWORD_CREDENTIALS).on(second)
         assert session.connection is second
-        assert session.nodes() == [NodeEntry("pve1", "online"), NodeEntry("pve2", "offline")]
+        assert session.nodes() == [
+            NodeEntry("pve1", "online", 0.031, 16, 8_412_000_256, 67_316_121_600, 1_209_600,
+                      "AB:" * 31 + "AB"),
+            NodeEntry("pve2", "offline"),
+        ]  # fmt: skip
     assert m.last_request.headers["Cookie"] == f"PVEAuthCookie={pve.TICKET}"
 
 

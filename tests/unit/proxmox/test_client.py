@@ -64,13 +64,14 @@ def test_a_refused_login_ends_the_waiting_status_read(m):
     assert "/api2/json/cluster/status" not in [r.path for r in m.request_history]
 
 
-def test_sequential_client_makes_exactly_the_three_calls(m):
+def test_sequential_client_makes_exactly_the_four_calls(m):
     pve.healthy_cluster(m)
     client().inspect(TARGET, PASSWORD_CREDENTIALS)  # client() is sequential
     assert [(r.method, r.path) for r in m.request_history] == [
         ("POST", LOGIN_PATH),
         ("GET", "/api2/json/version"),
         ("GET", "/api2/json/cluster/status"),
+        ("GET", "/api2/json/nodes"),
     ]
 
 

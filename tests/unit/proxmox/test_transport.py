@@ -116,6 +116,7 @@ def test_a_body_just_under_the_cap_is_read_whole(m):
     padding = "x" * 900
     m.get(f"{pve.API}/version", json={"data": {"version": "8.2.4", "pad": padding}})
     pve.cluster_status(m, [])
+    pve.nodes(m, [])
     assert client(max_response_bytes=1024).inspect(TARGET, TOKEN_CREDENTIALS).version == "8.2.4"
 
 
@@ -174,7 +175,8 @@ def test_verification_contexts_are_built_once_per_client(m, monkeypatch):
     monkeypatch.setattr(tls, "_verifying_context", counting)
     pve.version(m)
     pve.cluster_status(m, pve.three_node_cluster())
-    shared = ProxmoxClient()  # parallel: two sessions per inspect
+    pve.nodes(m, pve.three_nodes())
+    shared = ProxmoxClient()  # parallel: three sessions per inspect
     for _ in range(3):
         shared.inspect(TARGET, TOKEN_CREDENTIALS)
     assert built == [None]
