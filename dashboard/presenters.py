@@ -80,7 +80,7 @@ class ClusterRow:
     name: str
     status: StatusBadge
     proxmox_version: str
-    nodes_online: int | None  # known once checks record it (§8)
+    nodes_online: int
     node_count: int
     api_endpoint: str
     last_checked_at: datetime | None
@@ -93,7 +93,7 @@ class ClusterRow:
             name=field_of(cluster, "name"),
             status=status_badge(field_of(cluster, "status")),
             proxmox_version=field_of(cluster, "proxmox_version") or "",
-            nodes_online=field_of(cluster, "nodes_online"),
+            nodes_online=field_of(cluster, "nodes_online") or 0,
             node_count=field_of(cluster, "node_count") or 0,
             api_endpoint=field_of(cluster, "api_endpoint"),
             last_checked_at=moment(field_of(cluster, "last_checked_at")),

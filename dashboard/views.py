@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.views import LoginView, LogoutView, redirect_to_login
 from django.http import HttpRequest, HttpResponse
@@ -66,9 +67,8 @@ from dashboard.security import dashboard_page
 
 logger = logging.getLogger("clusters")
 
-# How often the clusters table asks for fresh rows while it is visible: no
-# longer than the background checks' interval, so each check shows.
-POLL_SECONDS = 15
+# The status changes a cluster's page shows (the REST API pages through all).
+HISTORY_SHOWN = 20
 SECRET_FIELDS = ("password", "token_secret")
 
 
@@ -168,6 +168,13 @@ def fleet_rows(request: HttpRequest) -> HttpResponse:
     return _fleet(request, template="dashboard/_fleet.html")
 
 
+def poll_seconds() -> int:
+    """How often the clusters table asks for fresh rows while it is shown:
+    every 15 s, and never less often than the background checks run, so
+    each check shows."""
+    return max(1, min(15, int(settings.PROXMOXER_CHECK_INTERVAL)))
+
+
 @signed_in_page
 def _fleet(request: HttpRequest, actor: Actor, *, template: str) -> HttpResponse:
     filters = FleetFilters(request.GET)
@@ -175,7 +182,7 @@ def _fleet(request: HttpRequest, actor: Actor, *, template: str) -> HttpResponse
         "filters": filters,
         "fleet": read_fleet(actor, filters),
         "may_operate": may(actor, Permission.OPERATE),
-        "poll_seconds": POLL_SECONDS,
+        "poll_seconds": poll_seconds(),
     }
     return render(request, template, context)
 
@@ -184,14 +191,17 @@ def _fleet(request: HttpRequest, actor: Actor, *, template: str) -> HttpResponse
 @signed_in_page
 def cluster_page(request: HttpRequest, actor: Actor, cluster_id: str) -> HttpResponse:
     cluster = services().clusters.get_cluster(cluster_id, actor=actor)
+    checks = services().checks
+    nodes = checks.nodes(cluster.id, actor=actor)
+    history = checks.history(cluster.id, actor=actor, limit=HISTORY_SHOWN)
     context = {
         "cluster": cluster,
         "status": status_badge(cluster.status),
         "endpoints": endpoints_of(cluster),
-        # Recorded by the background checks once they run; until then the
-        # page says these are not yet known.
-        "nodes": section(None, NodeLine),
-        "history": section(None, HistoryLine),
+        # Not yet known until a check has read them.
+        "nodes": section(nodes.nodes if nodes.checked_at else None, NodeLine, nodes.checked_at),
+        "history": section(history.events, HistoryLine),
+        "history_total": history.total,
         "observed_fingerprint": observed_fingerprint(cluster),
         "may_operate": may(actor, Permission.OPERATE),
     }

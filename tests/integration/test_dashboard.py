@@ -249,7 +249,9 @@ def rows(response) -> dict[str, str]:
 def fleet(stored) -> dict[str, object]:
     now = utc_now()
     clusters = {
-        "alpha": make_cluster("alpha", status=ClusterStatus.HEALTHY, last_checked_at=now),
+        "alpha": make_cluster(
+            "alpha", status=ClusterStatus.HEALTHY, nodes_online=3, last_checked_at=now
+        ),
         "bravo": make_cluster(
             "bravo",
             status=ClusterStatus.DEGRADED,
@@ -287,7 +289,7 @@ def test_the_table_shows_each_cluster_with_its_status_in_colour_and_words(viewer
     assert "8.2.4" in found["alpha"] and "9.1.2" in found["delta"]
     assert "https://10-0-0-7.pve.test:8006" in found["bravo"]
     assert "did not answer within 5 s" in found["charlie"]
-    assert "? of 3" in found["alpha"]  # nodes online: recorded once checks run
+    assert "3 of 3" in found["alpha"]
     assert "4 clusters" in text_of(response)
 
 
@@ -385,12 +387,14 @@ def test_an_empty_registry_invites_an_operator_to_register(operator):
     assert response.content.decode().count('href="/clusters/new/"') == 2
 
 
-def test_the_page_polls_no_less_often_than_the_checks_run(viewer):
+@pytest.mark.parametrize(("interval", "polled"), [(60.0, 15), (8.0, 8), (0.5, 1)])
+def test_the_page_polls_no_less_often_than_the_checks_run(viewer, settings, interval, polled):
+    settings.PROXMOXER_CHECK_INTERVAL = interval
+
     html = viewer.get("/").content.decode()
 
     assert 'data-poll-url="/clusters/rows/"' in html
-    seconds = int(re.search(r'data-poll-seconds="(\d+)"', html).group(1))
-    assert 0 < seconds <= 60
+    assert f'data-poll-seconds="{polled}"' in html
 
 
 # -- roles ---------------------------------------------------------------------------------------
@@ -465,10 +469,29 @@ def test_the_cluster_page_shows_its_fields_and_says_what_is_not_yet_known(viewer
     assert "Signs in with user root@pam and password" in text
     assert f"Certificate pinned to {FINGERPRINT}" in text
     assert "Nodes Not yet known" in text
-    assert "History Not yet known" in text
+    assert "History No status change recorded yet." in text
     assert f"https://pve1.example.com:8006 (registered) — {FINGERPRINT}" in text
     assert 'data-copy="pinned-fingerprint"' in response.content.decode()
     viewer.assert_secrets_absent("hunter2-Ünïcode")
+
+
+def test_a_checked_clusters_page_shows_its_nodes_and_history(operator, stored, healthy_pve):
+    operator.submit(NEW_CLUSTER, NEW_CLUSTER, register_form(name="lab"))
+    cluster = stored.find_by_name("lab")
+
+    response = operator.get(f"/clusters/{cluster.id}/")
+
+    text = text_of(response)
+    assert "Nodes 3 online of 3" in text
+    nodes = re.search(r'<h2 id="nodes-heading">.*?</section>', response.content.decode(), re.S)
+    assert re.findall(r'<th scope="row" data-label="Node">(\w+)</th>', nodes.group(0)) == [
+        "pve1",
+        "pve2",
+        "pve3",
+    ]
+    assert "online" in nodes.group(0) and "Not yet known" not in nodes.group(0)
+    assert "registered as ● Healthy" in text
+    operator.assert_secrets_absent(PASSWORD)
 
 
 def test_a_token_cluster_page_names_the_token_and_never_its_secret(viewer, stored):
@@ -774,6 +797,7 @@ def test_checking_a_cluster_now_shows_what_it_found(operator, stored, pve_api):
     pve.login_ok(pve_api)
     pve.version(pve_api)
     pve.cluster_status(pve_api, pve.three_node_cluster(offline=1))
+    pve.nodes(pve_api)
 
     response = operator.submit(f"/clusters/{cluster.id}/", f"/clusters/{cluster.id}/refresh/", {})
 

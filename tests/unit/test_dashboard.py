@@ -76,7 +76,7 @@ def test_a_row_reads_a_cluster_and_a_listed_cluster_alike():
 
     assert from_object.status == from_mapping.status == status_badge("degraded")
     assert (from_object.name, from_object.last_error) == ("lab", "pve3 offline")
-    assert from_object.nodes_online is None  # not recorded before the checks do
+    assert from_object.nodes_online == cluster.nodes_online
     assert from_mapping.nodes_online == 2
     assert from_mapping.last_checked_at == NOW + timedelta(microseconds=500_000)
 
