@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from selenium.common.exceptions import StaleElementReferenceException
+from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
 from selenium.webdriver import Chrome
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
@@ -62,9 +62,19 @@ class Dashboard:
 
     def wait_until(self, condition, message: str) -> None:  # type: ignore[no-untyped-def]
         # A page that is being replaced may take an element away mid-look.
+        # Chromium reports that either as a stale reference or, now and then,
+        # as an inspector error about a node no longer in the document.
+        def look(_driver):  # type: ignore[no-untyped-def]
+            try:
+                return condition()
+            except WebDriverException as error:
+                if "does not belong to the document" in (error.msg or ""):
+                    return False
+                raise
+
         WebDriverWait(
             self.driver, WAIT, ignored_exceptions=(StaleElementReferenceException,)
-        ).until(lambda _: condition(), message)
+        ).until(look, message)
 
     def heading(self) -> str:
         return self.find("h1").text
