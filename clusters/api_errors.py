@@ -88,6 +88,7 @@ _DOMAIN_STATUS: list[tuple[type[domain.ClusterError], int]] = [
     (domain.TokenHandOffRefused, 403),
     (domain.ClusterNotFound, 404),
     (domain.ClusterNameTaken, 409),
+    (domain.ClusterAlreadyRegistered, 409),
     (domain.StaleCluster, 409),
     (domain.CheckOvertaken, 409),
     (domain.PreconditionFailed, 412),

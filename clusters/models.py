@@ -35,6 +35,12 @@ from clusters.domain import (
     TokenCredentials,
     name_key,
 )
+from clusters.domain.topology import (
+    endpoints_document,
+    endpoints_from_document,
+    health_document,
+    health_from_document,
+)
 from clusters.encryption import CredentialCipher, StoredSecret
 
 NAME_KEY_CONSTRAINT = "clusters_cluster_unique_name_key"
@@ -107,6 +113,14 @@ class ClusterRecord(models.Model):
     next_check_at = models.DateTimeField(null=True, blank=True)
     claimed_until = models.DateTimeField(null=True, blank=True)
     claim_token = models.UUIDField(null=True, blank=True)
+    # Topology (docs/product-contract.md §10): further endpoints as
+    # [{"url", "node", "fingerprint"}] and whether they are learned from the
+    # cluster (configuration); per endpoint url, when a check last got an
+    # answer through it and when not (observation).
+    endpoints = models.JSONField(default=list, blank=True)
+    discover_endpoints = models.BooleanField(default=True)
+    registered_node = models.CharField(max_length=CLUSTER_NAME_MAX_LENGTH, null=True, blank=True)
+    endpoint_health = models.JSONField(default=dict, blank=True)
 
     class Meta:
         db_table = "clusters_cluster"
@@ -168,6 +182,10 @@ class ClusterRecord(models.Model):
             cluster_name=cluster.cluster_name,
             nodes_online=cluster.nodes_online,
             next_check_at=cluster.next_check_at,
+            endpoints=endpoints_document(cluster.endpoints),
+            discover_endpoints=cluster.discover_endpoints,
+            registered_node=cluster.registered_node,
+            endpoint_health=health_document(cluster.endpoint_health),
         )
 
     def to_domain(self, cipher: CredentialCipher) -> Cluster:
@@ -198,6 +216,10 @@ class ClusterRecord(models.Model):
             cluster_name=self.cluster_name,
             nodes_online=self.nodes_online,
             next_check_at=self.next_check_at,
+            endpoints=endpoints_from_document(self.endpoints),
+            discover_endpoints=self.discover_endpoints,
+            registered_node=self.registered_node,
+            endpoint_health=health_from_document(self.endpoint_health),
         )
 
 
@@ -207,6 +229,23 @@ def _secret_token(secret: Secret, cipher: CredentialCipher) -> str:
     if isinstance(secret, StoredSecret) and secret.cipher is cipher:
         return secret.token
     return cipher.encrypt(secret.reveal())
+
+
+class ClusterIdentityRecord(models.Model):
+    """One key of what identifies a registered PVE cluster
+    (``domain.identity_keys``): the primary key makes a key one cluster's,
+    between processes too. Deleted with the cluster by the repository, as
+    node lists are (no foreign key: see ``DjangoClusterRepository.delete``)."""
+
+    key = models.CharField(primary_key=True, max_length=80)
+    cluster_id = models.UUIDField(db_index=True)
+
+    class Meta:
+        db_table = "clusters_cluster_identity"
+        verbose_name = "cluster identity key"
+
+    def __str__(self) -> str:
+        return self.key
 
 
 class AuditEventRecord(models.Model):

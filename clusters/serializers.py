@@ -54,6 +54,11 @@ _CREATE_TOKEN_HELP = (
     "With username and password: create a read-only (PVEAuditor) API token on the cluster "
     "and keep only the token, never the password"
 )
+_DISCOVER_HELP = (
+    "Learn every other node's address and certificate from the cluster, so that a check "
+    "still answers when the registered node is down; learned again whenever the connection "
+    "changes"
+)
 
 
 def _secret_field(label: str, help_text: str) -> serializers.CharField:
@@ -127,10 +132,27 @@ class RegisterClusterSerializer(InputSerializer):
         required=False,
         help_text=_CREATE_TOKEN_HELP,
     )
+    discover_endpoints = FormBooleanField(
+        label="Learn the other nodes' endpoints",
+        required=False,
+        initial=True,
+        help_text=_DISCOVER_HELP,
+    )
 
     def to_request(self) -> domain.RegistrationRequest:
         data = self.validated_or_raise()
         return domain.RegistrationRequest(**data)
+
+
+class EndpointsField(serializers.JSONField):
+    """A PATCH's ``endpoints``: JSON from an API client; from the browsable
+    API's form, the text of its box, where blank leaves them as they are."""
+
+    def get_value(self, dictionary: Mapping[str, Any]) -> Any:
+        value = super().get_value(dictionary)
+        if isinstance(value, str) and not value.strip():
+            return empty
+        return value
 
 
 class EditClusterSerializer(InputSerializer):
@@ -164,10 +186,22 @@ class EditClusterSerializer(InputSerializer):
     create_token = serializers.BooleanField(
         label="Hand off to an API token", required=False, help_text=_CREATE_TOKEN_HELP
     )
+    endpoints = EndpointsField(
+        label="Further endpoints",
+        required=False,
+        allow_null=True,
+        help_text='[{"url": …, "fingerprint": …}]: the other nodes\' API addresses, each '
+        "pinned to its certificate; setting them turns their discovery off",
+    )
+    discover_endpoints = FormBooleanField(
+        label="Learn the other nodes' endpoints", required=False, help_text=_DISCOVER_HELP
+    )
 
     def to_request(self) -> domain.EditRequest:
         self._refuse_unknown_fields()
         data = self.validated_or_raise()
+        if data.get("endpoints") in ("", None):
+            data.pop("endpoints", None)  # a form's blank box: left as it is
         return domain.EditRequest(**data)
 
     def _refuse_unknown_fields(self) -> None:
@@ -192,6 +226,7 @@ class EditClusterSerializer(InputSerializer):
             "verify_tls": cluster.verify_tls,
             "fingerprint": cluster.fingerprint,
             "create_token": False,
+            "discover_endpoints": cluster.discover_endpoints,
         }
 
 
@@ -206,6 +241,17 @@ class DeregisterSerializer(InputSerializer):
     def to_credentials(self) -> domain.PasswordCredentials | None:
         data = self.validated_or_raise()
         return domain.token_owner(data.get("username"), data.get("password"))
+
+
+class EndpointSerializer(serializers.Serializer):
+    url = serializers.CharField()
+    node = serializers.CharField(allow_null=True, help_text="The node behind it, as it said")
+    fingerprint = serializers.CharField(
+        allow_null=True, help_text="The certificate fingerprint it is pinned to"
+    )
+    last_ok_at = serializers.DateTimeField(
+        allow_null=True, help_text="When a check last got an answer through it"
+    )
 
 
 class ClusterSerializer(serializers.Serializer):
@@ -242,6 +288,19 @@ class ClusterSerializer(serializers.Serializer):
         help_text="When the background checks look at the cluster next "
         "(null: as soon as a checker is free)",
     )
+    endpoints = EndpointSerializer(
+        many=True,
+        help_text="Every address the service may use for this cluster, the registered one "
+        "first; a check tries the one that answered last first",
+    )
+    discover_endpoints = serializers.BooleanField(
+        help_text="Whether the other nodes' endpoints are learned from the cluster"
+    )
+
+
+def cluster_body(cluster: domain.Cluster) -> dict[str, Any]:
+    """The cluster as the API shows it: its public form, as a list shows it."""
+    return dict(ClusterSerializer(domain.public_cluster(cluster)).data)
 
 
 # One object, not a list of them: drf-spectacular would otherwise describe

@@ -65,6 +65,7 @@ from clusters.serializers import (
     PageSerializer,
     RegisterClusterSerializer,
     StatusChangeSerializer,
+    cluster_body,
     cluster_page,
     cluster_query,
     page_links,
@@ -344,7 +345,7 @@ def _cluster_response(cluster: Cluster, **kwargs: Any) -> Response:
     """The cluster, with its ETag. A plain dict: the browsable API would
     render a serializer attached to the data as the next form."""
     headers = {"ETag": etag(cluster), **kwargs.pop("headers", {})}
-    return Response(dict(ClusterSerializer(cluster).data), headers=headers, **kwargs)
+    return Response(cluster_body(cluster), headers=headers, **kwargs)
 
 
 class AuditEventViewSet(viewsets.ViewSet):

@@ -4,6 +4,7 @@ requests-mock. Each helper registers one endpoint's behaviour on a Mocker."""
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from typing import Any
 from urllib.parse import parse_qs, unquote
 
@@ -15,6 +16,22 @@ API = f"{ENDPOINT}/api2/json"
 TICKET = "PVE:root@pam:6745A1B2::K3Ho1r9Ykx2f3Q0hVh4bV5w5m3bM0qCq2cX8q+vHfC2Q3Yx8zQ1s=="
 CSRF_TOKEN = "6745A1B2:Qm9vc3RlZEJ5UHJveG1veGVyVGVzdHM"
 TOKEN_VALUE = "0d8e3c52-7a1f-4b9e-9c62-5e2f1a7b3c4d"  # what PVE shows once, on creation
+
+
+# The nodes' own API addresses, as every fixture here reports them: loopback.
+NODE_ADDRESS = re.compile(r"^https://(127\.[0-9]+\.[0-9]+\.[0-9]+|\[::1\]):[0-9]+/")
+
+
+def nodes_refuse_connections(mocker: requests_mock.Mocker) -> None:
+    """Any node address a test does not mock refuses connections, as a node
+    that is down does: a check that fails over to the nodes a cluster
+    reported finds them down instead of asking the real network. Register
+    first; what a test registers later wins."""
+    mocker.register_uri(
+        requests_mock.ANY,
+        NODE_ADDRESS,
+        exc=requests.exceptions.ConnectionError("[Errno 111] Connection refused"),
+    )
 
 
 def node(name: str, nodeid: int, *, online: bool = True, local: bool = False) -> dict[str, Any]:
@@ -163,6 +180,33 @@ def healthy_cluster(m: requests_mock.Mocker, *, endpoint: str = ENDPOINT) -> Non
     version(m, endpoint=endpoint)
     cluster_status(m, three_node_cluster(), endpoint=endpoint)
     nodes(m, three_nodes(), endpoint=endpoint)
+
+
+def healthy_clusters(m: requests_mock.Mocker, names: Iterable[str]) -> dict[str, str]:
+    """One healthy PVE cluster per name, at ``https://<name>.example.com:8006``,
+    each with its own PVE cluster name and node certificates: as many
+    clusters as names, which the registry lets register once each. Returns
+    each name's endpoint."""
+    endpoints = {}
+    for index, name in enumerate(names):
+        endpoint = f"https://{name.lower()}.example.com:8006"
+        login_ok(m, endpoint=endpoint)
+        version(m, endpoint=endpoint)
+        cluster_status(
+            m,
+            [
+                cluster_entry(name.lower(), 3),
+                *(node(f"pve{i}", i, local=i == 1) for i in (1, 2, 3)),
+            ],
+            endpoint=endpoint,
+        )
+        nodes(
+            m,
+            [node_entry(f"pve{i}", fingerprint=f"{index * 3 + i:02X}") for i in (1, 2, 3)],
+            endpoint=endpoint,
+        )
+        endpoints[name] = endpoint
+    return endpoints
 
 
 def unreachable(m: requests_mock.Mocker, *, endpoint: str = ENDPOINT) -> None:

@@ -17,13 +17,16 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from clusters.domain.credentials import AuthMethod, Credentials
 from clusters.domain.fields import name_key
+
+if TYPE_CHECKING:
+    from clusters.domain.topology import EndpointHealth, NodeEndpoint
 
 
 class ClusterStatus(StrEnum):
@@ -71,6 +74,14 @@ class Cluster:
     cluster_name: str | None = None
     nodes_online: int = 0
     next_check_at: datetime | None = None
+    # Further addresses of the cluster's API (other nodes'), tried when the
+    # registered one does not answer; learned at registration unless
+    # ``discover_endpoints`` is off, or set by hand (domain/topology.py).
+    endpoints: tuple[NodeEndpoint, ...] = ()
+    discover_endpoints: bool = True
+    registered_node: str | None = None  # the node behind api_endpoint, as it said
+    # Per endpoint url: when a check last got an answer through it, and not.
+    endpoint_health: Mapping[str, EndpointHealth] = field(default_factory=dict)
 
     @property
     def name_key(self) -> str:
@@ -118,7 +129,16 @@ class Cluster:
 
 # What the operator configures: a change is a new version.
 CONFIGURATION_FIELDS = frozenset(
-    {"name", "api_endpoint", "credentials", "verify_tls", "fingerprint"}
+    {
+        "name",
+        "api_endpoint",
+        "credentials",
+        "verify_tls",
+        "fingerprint",
+        "endpoints",
+        "discover_endpoints",
+        "registered_node",
+    }
 )
 # What a check writes, conditional on the configuration it checked.
 OBSERVATION_FIELDS = frozenset(
@@ -131,6 +151,7 @@ OBSERVATION_FIELDS = frozenset(
         "last_checked_at",
         "last_error",
         "last_error_details",
+        "endpoint_health",
         "updated_at",
     }
 )

@@ -24,6 +24,7 @@ from clusters.domain.credentials import (
 from clusters.domain.endpoint import Endpoint, parse_endpoint
 from clusters.domain.errors import ValidationFailed
 from clusters.domain.fields import (
+    FieldInvalid,
     check_secret,
     normalise_fingerprint,
     normalise_name,
@@ -31,6 +32,7 @@ from clusters.domain.fields import (
     normalise_username,
 )
 from clusters.domain.registration import FieldErrors
+from clusters.domain.topology import parse_endpoints
 
 
 class NotGiven(Enum):
@@ -52,10 +54,22 @@ EDITABLE_FIELDS = (
     "verify_tls",
     "fingerprint",
     "create_token",
+    "endpoints",
+    "discover_endpoints",
 )
 # Configuration that decides how the cluster is reached: a change is proven
-# against Proxmox before it is stored.
-CONNECTION_FIELDS = frozenset({"api_endpoint", "credentials", "verify_tls", "fingerprint"})
+# against Proxmox before it is stored (endpoints set by hand through the
+# registered one, which also names their nodes).
+CONNECTION_FIELDS = frozenset(
+    {
+        "api_endpoint",
+        "credentials",
+        "verify_tls",
+        "fingerprint",
+        "endpoints",
+        "discover_endpoints",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -89,6 +103,8 @@ class EditRequest:
     verify_tls: bool | NotGiven = NOT_GIVEN
     fingerprint: str | NotGiven | None = NOT_GIVEN
     create_token: bool = False
+    endpoints: object = NOT_GIVEN  # [{"url", "fingerprint"}], as the request carried it
+    discover_endpoints: bool | NotGiven = NOT_GIVEN
 
     def validate(self, cluster: Cluster) -> Edit:
         """Apply every field rule against ``cluster`` as it is stored; raise
@@ -109,6 +125,7 @@ class EditRequest:
                 if self.fingerprint
                 else None
             )
+        self._topology(wanted, errors)
         credentials = self._credentials(cluster, errors)
         if self.create_token and not isinstance(credentials, PasswordCredentials):
             errors.add(
@@ -127,6 +144,28 @@ class EditRequest:
         if "api_endpoint" not in changes:
             endpoint = None
         return Edit(changes, create_token=self.create_token, endpoint=endpoint)
+
+    def _topology(self, wanted: dict[str, Any], errors: FieldErrors) -> None:
+        """Endpoints set by hand turn their discovery off; discovery asked
+        for learns them from the cluster, so both at once contradict."""
+        given = not isinstance(self.endpoints, NotGiven)
+        if given and self.discover_endpoints is True:
+            errors.add(
+                "discover_endpoints",
+                "discover_endpoints: true learns the endpoints from the cluster; do not give "
+                "endpoints with it",
+            )
+            return
+        if given:
+            try:
+                wanted["endpoints"] = parse_endpoints(self.endpoints)
+            except FieldInvalid as error:
+                errors.add("endpoints", str(error))
+            wanted["discover_endpoints"] = False
+        elif not isinstance(self.discover_endpoints, NotGiven):
+            wanted["discover_endpoints"] = self.discover_endpoints
+            if not self.discover_endpoints:
+                wanted["endpoints"] = ()
 
     def _credentials(self, cluster: Cluster, errors: FieldErrors) -> Credentials | None:
         """New credentials, or None where the edit keeps the stored ones."""

@@ -52,6 +52,21 @@ class ClusterNameTaken(ClusterError):
         self.name = name
 
 
+class ClusterAlreadyRegistered(ClusterError):
+    """The PVE cluster (or standalone node) is registered already, under
+    another name or through another of its nodes."""
+
+    def __init__(self, existing_id: uuid.UUID, existing_name: str) -> None:
+        super().__init__(
+            f"This Proxmox VE cluster is already registered as {existing_name!r} "
+            f"(id {existing_id}), maybe through another of its nodes; one cluster has one "
+            "registration: edit that one (PATCH) to change its address, name or credentials",
+            details={"existing_id": str(existing_id), "existing_name": existing_name},
+        )
+        self.existing_id = existing_id
+        self.existing_name = existing_name
+
+
 class Forbidden(ClusterError):
     """The acting account's role does not allow what it asked for."""
 

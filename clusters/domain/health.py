@@ -19,6 +19,7 @@ class ClusterStatusEntry:
     online: bool | None = None
     quorate: bool | None = None
     ip: str | None = None
+    local: bool = False  # the node that answered
 
 
 @dataclass(frozen=True, slots=True)

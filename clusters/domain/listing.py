@@ -14,12 +14,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any, TypedDict
 
 from clusters.domain.cluster import Cluster, ClusterStatus
 from clusters.domain.errors import ValidationFailed
 from clusters.domain.fields import has_control_characters, name_key
+from clusters.domain.moments import rfc3339
+from clusters.domain.topology import endpoints_document, health_document, public_endpoints
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
@@ -55,13 +56,8 @@ class PublicCluster(TypedDict):
     cluster_name: str | None
     nodes_online: int
     next_check_at: str | None
-
-
-def rfc3339(moment: datetime) -> str:
-    """``moment`` in UTC as RFC 3339, as DRF's DateTimeField writes it: ISO
-    8601 with microseconds when there are any, ``Z`` for UTC."""
-    text = moment.astimezone(UTC).isoformat()
-    return text[:-6] + "Z" if text.endswith("+00:00") else text
+    endpoints: list[dict[str, str | None]]
+    discover_endpoints: bool
 
 
 def public_cluster(cluster: Cluster) -> PublicCluster:
@@ -92,6 +88,14 @@ def public_cluster(cluster: Cluster) -> PublicCluster:
         "cluster_name": cluster.cluster_name,
         "nodes_online": cluster.nodes_online,
         "next_check_at": None if cluster.next_check_at is None else rfc3339(cluster.next_check_at),
+        "endpoints": public_endpoints(
+            cluster.api_endpoint,
+            cluster.registered_node,
+            cluster.fingerprint,
+            endpoints_document(cluster.endpoints),
+            health_document(cluster.endpoint_health),
+        ),
+        "discover_endpoints": cluster.discover_endpoints,
     }
 
 

@@ -37,6 +37,7 @@ class Registration:
     credentials: Credentials
     create_token: bool = False
     endpoint: Endpoint | None = None  # as parsed: for the hint when nothing answers
+    discover_endpoints: bool = True
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,7 @@ class RegistrationRequest:
     verify_tls: bool = True
     fingerprint: str | None = None
     create_token: bool = False
+    discover_endpoints: bool = True
 
     def validate(self) -> Registration:
         """Apply every field rule; raise ValidationFailed listing all that fail."""
@@ -78,6 +80,7 @@ class RegistrationRequest:
             credentials,
             create_token=self.create_token,
             endpoint=endpoint,
+            discover_endpoints=self.discover_endpoints,
         )
 
     def _credentials(self, errors: FieldErrors) -> Credentials | None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Self
@@ -176,6 +176,23 @@ class StatusHistory(ABC):
         ``offset``, and how many there are in all."""
 
 
+class ClusterIdentities(ABC):
+    """What identifies each registered PVE cluster whichever node or name it
+    was registered under (``topology.identity_keys``): a key belongs to one
+    registration at most; gone with the cluster."""
+
+    @abstractmethod
+    def holder(self, keys: Iterable[str]) -> uuid.UUID | None:
+        """The cluster holding any of ``keys``, None when none does."""
+
+    @abstractmethod
+    def assign(self, cluster: Cluster, keys: Iterable[str]) -> None:
+        """Make ``keys`` the cluster's (its earlier ones go; inside a unit of
+        work, after the cluster is stored). Atomic between threads and
+        processes: raises ClusterAlreadyRegistered when another cluster
+        holds one of them."""
+
+
 class UnitOfWork(ABC):
     """One use case's writes, kept together or not at all.
 
@@ -189,6 +206,7 @@ class UnitOfWork(ABC):
     audit: AuditLog
     nodes: NodeLists
     history: StatusHistory
+    identities: ClusterIdentities
 
     _commit_requested = False
 

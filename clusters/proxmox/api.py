@@ -161,6 +161,7 @@ class PveSession:
                 online=bool(item.get("online")) if "online" in item else None,
                 quorate=bool(item.get("quorate")) if "quorate" in item else None,
                 ip=_text(item.get("ip"), _ADDRESS_MAX_LENGTH),
+                local=bool(item.get("local")),
             )
             for item in self._list("/cluster/status")
         ]

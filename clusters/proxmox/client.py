@@ -16,6 +16,10 @@ Two calls, one per purpose:
   ``check_budget`` seconds in all, so a claim on the cluster that outlasts
   that budget is never overtaken by a check still running.
 
+``check_through`` is ``check`` with failover: the endpoints of a cluster
+(its nodes' own addresses, docs/operations.md "Endpoints and failover")
+in turn until one answers, all within one check budget.
+
 Without ``Sys.Audit`` on ``/`` the cluster status is refused (403); the
 nodes are read anyway, and a refused node list counts as empty.
 
@@ -27,20 +31,25 @@ operator's password, so that the password need not be kept.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import Any, TypeVar
 
 from clusters.domain import (
+    CheckAttempts,
     ClusterError,
     ClusterStatusEntry,
     ConnectionTarget,
     Credentials,
+    NetworkPolicyRefused,
     NodeEntry,
     PasswordCredentials,
     ProxmoxAuthenticationFailed,
+    ProxmoxBadResponse,
     ProxmoxPermissionDenied,
     ProxmoxReport,
+    ProxmoxTLSError,
+    ProxmoxUnreachable,
     TokenCredentials,
     TokenHandOffRefused,
 )
@@ -60,6 +69,9 @@ _Read = TypeVar("_Read")
 # PVE's built-in read-only role: Sys.Audit, VM.Audit, Datastore.Audit, … —
 # everything a check reads, nothing it could change.
 TOKEN_ROLE = "PVEAuditor"
+# What makes a check pass one endpoint over for the next (``check_through``):
+# trouble with that node's API, not with the credentials or the account.
+_PASSED_OVER = (ProxmoxUnreachable, ProxmoxTLSError, ProxmoxBadResponse, NetworkPolicyRefused)
 
 
 class ProxmoxClient:
@@ -239,6 +251,44 @@ class ProxmoxClient:
         is kept (a person's refresh: it proves the stored password, which a
         ticket renewal does not). API tokens never log in."""
         deadline = Deadline.after(self.check_budget)
+        return self._check_on(target, credentials, fresh_login, deadline)
+
+    def check_through(
+        self,
+        targets: Sequence[ConnectionTarget],
+        credentials: Credentials,
+        *,
+        fresh_login: bool = False,
+    ) -> CheckAttempts:
+        """``check`` through the first of ``targets`` that answers, in their
+        order: one that cannot be reached, whose certificate does not match
+        its pin, that answers like no PVE node, or that the network policy
+        refuses, is passed over for the next. Credentials refused or a
+        permission denied end it at once (they are the same on every node).
+
+        All of it within one check budget: an endpoint that does not answer
+        costs at most the connect timeout, and no endpoint is started after
+        the budget is spent. Tickets are kept per endpoint."""
+        deadline = Deadline.after(self.check_budget)
+        failed: list[tuple[ConnectionTarget, ClusterError]] = []
+        for target in targets:
+            if failed and deadline.left() <= 0:
+                break
+            try:
+                report = self._check_on(target, credentials, fresh_login, deadline)
+            except _PASSED_OVER as error:
+                failed.append((target, error))
+                continue
+            return CheckAttempts(report, target, tuple(failed))
+        return CheckAttempts(None, None, tuple(failed))
+
+    def _check_on(
+        self,
+        target: ConnectionTarget,
+        credentials: Credentials,
+        fresh_login: bool,
+        deadline: Deadline,
+    ) -> ProxmoxReport:
         with self._transport.connect(target, credentials, deadline=deadline) as connection:
             if not isinstance(credentials, PasswordCredentials):
                 return _read_in_turn(PveSession.login(connection, credentials))

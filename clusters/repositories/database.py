@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -44,6 +44,8 @@ from clusters.domain import (
     CheckOvertaken,
     Claim,
     Cluster,
+    ClusterAlreadyRegistered,
+    ClusterIdentities,
     ClusterNameTaken,
     ClusterNotFound,
     ClusterPage,
@@ -62,10 +64,12 @@ from clusters.domain import (
     rfc3339,
     search_key,
 )
+from clusters.domain.topology import public_endpoints
 from clusters.encryption import CredentialCipher
 from clusters.models import (
     NAME_KEY_CONSTRAINT,
     AuditEventRecord,
+    ClusterIdentityRecord,
     ClusterRecord,
     NodeListRecord,
     StatusChangeRecord,
@@ -84,6 +88,9 @@ _CONFIGURED_FIELDS = [
     "token_created_by_registry",
     "verify_tls",
     "fingerprint",
+    "endpoints",
+    "discover_endpoints",
+    "registered_node",
     "version",
     "updated_at",
 ]
@@ -95,7 +102,7 @@ _PUBLIC_COLUMNS = (
     "id", "name", "api_endpoint", "status", "proxmox_version", "node_count", "auth_method",
     "principal", "verify_tls", "fingerprint", "created_at", "updated_at", "last_checked_at",
     "last_error", "last_error_details", "version", "cluster_name", "nodes_online",
-    "next_check_at",
+    "next_check_at", "endpoints", "discover_endpoints", "registered_node", "endpoint_health",
 )  # fmt: skip
 _PASSWORD = "password"
 
@@ -115,7 +122,7 @@ def _public_cluster(
         cluster_id, name, api_endpoint, status, proxmox_version, node_count, auth_method,
         principal, verify_tls, fingerprint, created_at, updated_at, last_checked_at,
         last_error, last_error_details, version, cluster_name, nodes_online, next_check_at,
-        *_rest,
+        endpoints, discover_endpoints, registered_node, endpoint_health, *_rest,
     ) = row  # fmt: skip
     password = auth_method == _PASSWORD
     return {
@@ -128,7 +135,7 @@ def _public_cluster(
         "auth_method": auth_method,
         "username": principal if password else None,
         "token_id": None if password else principal,
-        "verify_tls": verify_tls,
+        "verify_tls": bool(verify_tls),
         "fingerprint": fingerprint,
         "created_at": moment(created_at),
         "updated_at": moment(updated_at),
@@ -139,6 +146,14 @@ def _public_cluster(
         "cluster_name": cluster_name,
         "nodes_online": nodes_online,
         "next_check_at": None if next_check_at is None else moment(next_check_at),
+        "endpoints": public_endpoints(
+            api_endpoint,
+            registered_node,
+            fingerprint,
+            document(endpoints),
+            document(endpoint_health),
+        ),
+        "discover_endpoints": bool(discover_endpoints),
     }
 
 
@@ -477,6 +492,7 @@ class DjangoClusterRepository(ClusterRepository):
             raise ClusterNotFound(cluster_id)
         NodeListRecord.objects.using(self._using).filter(cluster_id=cluster_id).delete()
         StatusChangeRecord.objects.using(self._using).filter(cluster_id=cluster_id).delete()
+        ClusterIdentityRecord.objects.using(self._using).filter(cluster_id=cluster_id).delete()
 
     # -- helpers ---------------------------------------------------------------------
 
@@ -563,6 +579,51 @@ class DjangoAuditLog(AuditLog):
         return removed
 
 
+class DjangoClusterIdentities(ClusterIdentities):
+    """Identity keys as rows whose primary key is the key: of two
+    registrations of one cluster racing in different processes, the second
+    insert fails and is told which cluster holds it."""
+
+    def __init__(self, using: str = DEFAULT_DB_ALIAS) -> None:
+        self._using = using
+
+    def holder(self, keys: Iterable[str]) -> uuid.UUID | None:
+        found = (
+            ClusterIdentityRecord.objects.using(self._using)
+            .filter(key__in=list(keys))
+            .values_list("cluster_id", flat=True)
+            .first()
+        )
+        return found
+
+    def assign(self, cluster: Cluster, keys: Iterable[str]) -> None:
+        _require_transaction(self._using)
+        wanted = set(keys)
+        rows = ClusterIdentityRecord.objects.using(self._using)
+        held = set(rows.filter(cluster_id=cluster.id).values_list("key", flat=True))
+        if held == wanted:
+            return
+        if held - wanted:
+            rows.filter(cluster_id=cluster.id, key__in=sorted(held - wanted)).delete()
+        try:
+            with transaction.atomic(using=self._using):
+                rows.bulk_create(
+                    ClusterIdentityRecord(key=key, cluster_id=cluster.id)
+                    for key in sorted(wanted - held)
+                )
+        except IntegrityError:
+            holder = self.holder(wanted - held)
+            if holder is None or holder == cluster.id:
+                raise
+            name = (
+                ClusterRecord.objects.using(self._using)
+                .filter(pk=holder)
+                .values_list("name", flat=True)
+                .first()
+            )
+            raise ClusterAlreadyRegistered(holder, name or str(holder)) from None
+
+
 class DjangoNodeLists(NodeLists):
     """Node lists as one JSON row per cluster."""
 
@@ -640,6 +701,7 @@ class DjangoUnitOfWork(UnitOfWork):
         self.audit = DjangoAuditLog(using)
         self.nodes = DjangoNodeLists(using)
         self.history = DjangoStatusHistory(using)
+        self.identities = DjangoClusterIdentities(using)
 
     def _begin(self) -> None:
         self._atomic = transaction.atomic(using=self._using)

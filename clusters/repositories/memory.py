@@ -11,7 +11,7 @@ import heapq
 import threading
 import uuid
 from bisect import bisect_left
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
@@ -28,6 +28,8 @@ from clusters.domain import (
     CheckOvertaken,
     Claim,
     Cluster,
+    ClusterAlreadyRegistered,
+    ClusterIdentities,
     ClusterNameTaken,
     ClusterNotFound,
     ClusterPage,
@@ -453,6 +455,49 @@ class InMemoryStatusHistory(StatusHistory):
             self._changes[cluster_id] = changes
 
 
+class InMemoryClusterIdentities(ClusterIdentities):
+    """Which cluster holds each identity key, in this process's memory."""
+
+    def __init__(self, clusters: InMemoryClusterRepository) -> None:
+        self.batch = clusters.batch
+        self._clusters = clusters
+        self._holders: dict[str, int] = {}
+        self._keys: dict[int, frozenset[str]] = {}
+
+    def holder(self, keys: Iterable[str]) -> uuid.UUID | None:
+        with self.batch.lock:
+            for key in keys:
+                if key in self._holders:
+                    return uuid.UUID(int=self._holders[key])
+        return None
+
+    def assign(self, cluster: Cluster, keys: Iterable[str]) -> None:
+        self.batch.require()
+        wanted = frozenset(keys)
+        cluster_id = cluster.id.int
+        for key in wanted:
+            held_by = self._holders.get(key)
+            if held_by is not None and held_by != cluster_id:
+                holder = self._clusters.find_by_id(uuid.UUID(int=held_by))
+                raise ClusterAlreadyRegistered(holder.id, holder.name)
+        before = self._keys.get(cluster_id, frozenset())
+        self._put_back(cluster_id, wanted)
+        self.batch.record(lambda: self._put_back(cluster_id, before))
+
+    def forget(self, cluster_id: int) -> Callable[[], object]:
+        before = self._keys.get(cluster_id, frozenset())
+        self._put_back(cluster_id, frozenset())
+        return lambda: self._put_back(cluster_id, before)
+
+    def _put_back(self, cluster_id: int, keys: frozenset[str]) -> None:
+        for key in self._keys.pop(cluster_id, frozenset()):
+            self._holders.pop(key, None)
+        if keys:
+            self._keys[cluster_id] = keys
+            for key in keys:
+                self._holders[key] = cluster_id
+
+
 class InMemoryUnitOfWork(UnitOfWork):
     """A lock-scoped batch over one registry's in-memory stores."""
 
@@ -462,6 +507,7 @@ class InMemoryUnitOfWork(UnitOfWork):
         audit: InMemoryAuditLog,
         nodes: InMemoryNodeLists | None = None,
         history: InMemoryStatusHistory | None = None,
+        identities: InMemoryClusterIdentities | None = None,
     ) -> None:
         if clusters.batch is not audit.batch:
             raise ValueError("the stores of one unit of work share one batch")
@@ -469,6 +515,9 @@ class InMemoryUnitOfWork(UnitOfWork):
         self.audit = audit
         self.nodes = nodes if nodes is not None else InMemoryNodeLists(clusters.batch)
         self.history = history if history is not None else InMemoryStatusHistory(clusters.batch)
+        self.identities = (
+            identities if identities is not None else InMemoryClusterIdentities(clusters)
+        )
         if self.nodes.batch is not clusters.batch or self.history.batch is not clusters.batch:
             raise ValueError("the stores of one unit of work share one batch")
         self._batch = clusters.batch
@@ -488,6 +537,8 @@ class InMemoryUnitOfWork(UnitOfWork):
         audit = InMemoryAuditLog(clusters.batch)
         nodes = InMemoryNodeLists(clusters.batch)
         history = InMemoryStatusHistory(clusters.batch)
+        identities = InMemoryClusterIdentities(clusters)
         clusters.add_dependent(nodes)
         clusters.add_dependent(history)
-        return lambda: cls(clusters, audit, nodes, history)
+        clusters.add_dependent(identities)
+        return lambda: cls(clusters, audit, nodes, history, identities)

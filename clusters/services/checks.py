@@ -35,14 +35,17 @@ from clusters.domain import (
     Actor,
     AuditAction,
     AuditEvent,
+    CheckAttempts,
     CheckOvertaken,
     CheckSchedule,
     Claim,
     Cluster,
+    ClusterError,
     ClusterNotFound,
     ClusterStatus,
     ConnectionTarget,
     Credentials,
+    EndpointHealth,
     HistoryPage,
     NetworkPolicyRefused,
     NodeList,
@@ -54,8 +57,11 @@ from clusters.domain import (
     ProxmoxTLSError,
     StaleCluster,
     StatusChange,
+    after_check,
     assess_health,
+    attempt_order,
     authorize,
+    kept_for,
     node_states,
     parse_cluster_id,
 )
@@ -456,21 +462,36 @@ class CheckService:
     def _check(self, cluster: Cluster, *, actor: Actor) -> _Findings:
         """The cluster with what its API says now (nothing stored yet).
 
+        The check goes through the cluster's endpoints in turn
+        (``attempt_order``) until one answers. A cluster that answers only
+        through another node than the registered one is ``degraded`` at
+        best, ``last_error`` saying why; one that answers through none is
+        ``unhealthy`` with the registered endpoint's error.
+
         A check a person asked for logs in with the stored password (so a
-        password changed on the cluster shows at once) and logs any failure;
-        the registry's own checks reuse the kept ticket and log a failure
-        only when it is not the one the last check found, so a cluster that
-        is down does not log the same line every interval.
+        password changed on the cluster shows at once), tries the registered
+        endpoint first and logs any failure; the registry's own checks reuse
+        the kept ticket and log a failure only when it is not the one the
+        last check found, so a cluster that is down does not log the same
+        line every interval.
 
         A cluster that cannot be asked keeps its last known version, node
         count and node list; none of its nodes counts as online."""
         started = self._clock()
         by_person = not actor.is_system
+        registered = cluster.target
+        order = attempt_order(
+            registered, cluster.endpoints, cluster.endpoint_health, now=started, fresh=by_person
+        )
+        unless = None if by_person else cluster.last_error
+        attempts: CheckAttempts | None = None
         try:
-            with _failures_logged(cluster.target, unless=None if by_person else cluster.last_error):
-                report = self._proxmox.check(
-                    cluster.target, cluster.credentials, fresh_login=by_person
+            with _failures_logged(registered, unless=unless):
+                attempts = self._proxmox.check_through(
+                    order, cluster.credentials, fresh_login=by_person
                 )
+                if attempts.report is None:
+                    raise _failure_to_report(attempts, registered)
         except ProxmoxError as error:
             self._finished(CheckOutcome.ERROR, started)
             failed = cluster.observed(
@@ -479,6 +500,7 @@ class CheckService:
                 nodes_online=0,
                 last_error=error.message,
                 last_error_details=actionable_details(error),
+                endpoint_health=_endpoint_health(cluster, attempts, started),
             )
             return _Findings(failed, started, None, error.message)
         except ProxmoxAuthenticationFailed as error:
@@ -489,21 +511,54 @@ class CheckService:
                 nodes_online=0,
                 last_error=error.message,
                 last_error_details=None,
+                endpoint_health=_endpoint_health(cluster, attempts, started),
             )
             return _Findings(failed, started, None, error.message)
         self._finished(CheckOutcome.SUCCESS, started)
+        assert attempts.report is not None and attempts.answered is not None
+        report = attempts.report
         health = assess_health(report)
+        endpoint_health = _endpoint_health(cluster, attempts, started)
+        status, reason = health.status, health.reason
+        last_error: str | None = None
+        last_error_details = None
+        registered_state = endpoint_health.get(registered.api_endpoint)
+        if (
+            attempts.answered != registered
+            and registered_state is not None
+            and registered_state.failing
+        ):
+            # The registered node's API is down, another node's answers.
+            trouble = attempts.failure_of(registered.api_endpoint)
+            why = (
+                trouble.message
+                if trouble is not None
+                else f"{registered.api_endpoint} did not answer when it was last tried"
+            )
+            last_error = f"{why}; answered through {attempts.answered.api_endpoint}"
+            if trouble is not None and isinstance(trouble, ProxmoxError):
+                last_error_details = actionable_details(trouble)
+            if status is ClusterStatus.HEALTHY:
+                status = ClusterStatus.DEGRADED
+            reason = f"{reason}; the registered endpoint does not answer ({last_error})"
+            if by_person or last_error != cluster.last_error:
+                logger.warning(
+                    "Proxmox API request failed, endpoint=%s, error=%s",
+                    registered.api_endpoint,
+                    last_error,
+                )
         checked = cluster.observed(
             at=started,
-            status=health.status,
+            status=status,
             node_count=health.node_count,
             nodes_online=health.nodes_online,
             cluster_name=health.cluster_name,
             proxmox_version=report.version,
-            last_error=None,
-            last_error_details=None,
+            last_error=last_error,
+            last_error_details=last_error_details,
+            endpoint_health=endpoint_health,
         )
-        return _Findings(checked, started, node_states(report), health.reason)
+        return _Findings(checked, started, node_states(report), reason)
 
     def _finished(self, outcome: CheckOutcome, started: datetime) -> None:
         # The wall clock may step back; a check never took negative time.
@@ -579,6 +634,21 @@ def _log_dropped(cluster: Cluster, error: Exception) -> None:
     else:
         why = "another check took over"
     logger.info("Cluster check dropped, %s, cluster_id=%s, name=%s", why, cluster.id, cluster.name)
+
+
+def _failure_to_report(attempts: CheckAttempts, registered: ConnectionTarget) -> ClusterError:
+    """Why a check through no endpoint succeeded: the registered endpoint's
+    failure, or the first one's if it was not tried (the others' show in
+    the endpoints' ``last_ok_at``)."""
+    failures = {target.api_endpoint: error for target, error in attempts.failed}
+    return failures.get(registered.api_endpoint) or attempts.failed[0][1]
+
+
+def _endpoint_health(
+    cluster: Cluster, attempts: CheckAttempts | None, at: datetime
+) -> dict[str, EndpointHealth]:
+    kept = kept_for(cluster.endpoint_health, cluster.api_endpoint, cluster.endpoints)
+    return kept if attempts is None else after_check(kept, attempts, at)
 
 
 def actionable_details(error: ProxmoxError) -> dict[str, str] | None:

@@ -5,12 +5,13 @@ supplies real ones; unit tests supply fakes."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Protocol
 
 from clusters.domain import (
+    CheckAttempts,
     ConnectionTarget,
     Credentials,
     PasswordCredentials,
@@ -33,6 +34,18 @@ class ProxmoxGateway(Protocol):
     ) -> ProxmoxReport:
         """Read the cluster again, reusing a login where one is kept unless
         ``fresh_login``; never takes longer than the client's check budget."""
+        ...
+
+    def check_through(
+        self,
+        targets: Sequence[ConnectionTarget],
+        credentials: Credentials,
+        *,
+        fresh_login: bool = False,
+    ) -> CheckAttempts:
+        """``check`` through the first of ``targets`` that answers, passing
+        over those that cannot be reached or trusted; all within one check
+        budget. Refused credentials raise at once."""
         ...
 
     def issue_token(

@@ -13,8 +13,9 @@ from __future__ import annotations
 import logging
 import random
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from clusters.domain import (
     Actor,
@@ -22,6 +23,7 @@ from clusters.domain import (
     AuditEvent,
     CheckSchedule,
     Cluster,
+    ClusterAlreadyRegistered,
     ClusterError,
     ClusterNameTaken,
     ClusterNotFound,
@@ -29,8 +31,10 @@ from clusters.domain import (
     ClusterQuery,
     ConnectionTarget,
     Credentials,
+    Edit,
     EditRequest,
     Endpoint,
+    EndpointHealth,
     PasswordCredentials,
     Permission,
     PreconditionFailed,
@@ -42,11 +46,18 @@ from clusters.domain import (
     StatusChange,
     TokenCredentials,
     TokenHandOffRefused,
+    UnitOfWork,
     assess_health,
     authorize,
     configuration_changes,
+    discovered_endpoints,
+    identity_keys,
+    kept_for,
+    local_node,
+    matched_to_nodes,
     node_states,
     parse_cluster_id,
+    parse_endpoint,
 )
 from clusters.services.checks import DEFAULT_HISTORY_LIMIT, DEFAULT_SCHEDULE, inspect
 from clusters.services.ports import Clock, ProxmoxGateway, Random, UnitOfWorkFactory
@@ -114,7 +125,8 @@ class ClusterService:
             endpoint=registration.endpoint,
             cluster_id=cluster_id,
         )
-        health = assess_health(proof.report)
+        report = proof.report
+        health = assess_health(report)
         now = self._clock()
         cluster = Cluster(
             id=cluster_id,
@@ -124,7 +136,7 @@ class ClusterService:
             verify_tls=registration.target.verify_tls,
             fingerprint=registration.target.fingerprint,
             status=health.status,
-            proxmox_version=proof.report.version,
+            proxmox_version=report.version,
             node_count=health.node_count,
             created_at=now,
             updated_at=now,
@@ -132,14 +144,25 @@ class ClusterService:
             nodes_online=health.nodes_online,
             cluster_name=health.cluster_name,
             next_check_at=self._schedule.next_check(now, self._random()),
+            endpoints=(
+                discovered_endpoints(report, registration.endpoint)
+                if registration.discover_endpoints and registration.endpoint is not None
+                else ()
+            ),
+            discover_endpoints=registration.discover_endpoints,
+            registered_node=local_node(report),
+            endpoint_health={registration.target.api_endpoint: EndpointHealth(last_ok_at=now)},
         )
         first_status = StatusChange(
             cluster.id, now, None, cluster.status, f"registered: {health.reason}"
         )
         try:
             with self._unit_of_work() as uow:
+                identity = identity_keys(report)
+                _refuse_registered_twice(uow, cluster, identity)
                 uow.clusters.add(cluster)
-                uow.nodes.replace(cluster.id, node_states(proof.report), now)
+                uow.identities.assign(cluster, identity)
+                uow.nodes.replace(cluster.id, node_states(report), now)
                 uow.history.append(first_status, keep=self._history_limit)
                 uow.audit.append(
                     AuditEvent.success(
@@ -155,6 +178,8 @@ class ClusterService:
             self._take_back(proof, registration.target, registration.credentials, cluster_id)
             if isinstance(error, ClusterNameTaken):
                 self._log_name_taken(cluster.name)
+            if isinstance(error, ClusterAlreadyRegistered):
+                _log_registered_twice(error, registration.target)
             raise
         logger.info(
             "Cluster registered successfully, cluster_id=%s, name=%s", cluster.id, cluster.name
@@ -204,19 +229,25 @@ class ClusterService:
                 endpoint=edit.endpoint,
                 cluster_id=cluster.id,
             )
+            report = proof.report
+            learned = _topology_after_edit(edited, edit, report)
             edited = cluster.reconfigured(
-                at=now, **{**edit.changes, "credentials": proof.credentials}
+                at=now, **{**edit.changes, "credentials": proof.credentials, **learned}
             )
-            health = assess_health(proof.report)
+            health = assess_health(report)
             findings = edited.observed(
                 at=now,
                 status=health.status,
                 node_count=health.node_count,
                 nodes_online=health.nodes_online,
                 cluster_name=health.cluster_name,
-                proxmox_version=proof.report.version,
+                proxmox_version=report.version,
                 last_error=None,
                 last_error_details=None,
+                endpoint_health={
+                    **kept_for(cluster.endpoint_health, edited.api_endpoint, edited.endpoints),
+                    edited.api_endpoint: EndpointHealth(last_ok_at=now),
+                },
             )
             # The proof is a check: its nodes are kept, a change of status too.
             if findings.status != cluster.status:
@@ -228,6 +259,7 @@ class ClusterService:
                 uow.clusters.update(edited)
                 if findings is not None and proof is not None:
                     uow.clusters.record_check(findings)
+                    uow.identities.assign(edited, identity_keys(proof.report))
                     uow.nodes.replace(cluster.id, node_states(proof.report), now)
                 if status_change is not None:
                     uow.history.append(status_change, keep=self._history_limit)
@@ -248,6 +280,8 @@ class ClusterService:
                 self._take_back(proof, edited.target, given, cluster.id)
             if isinstance(error, ClusterNameTaken):
                 self._log_name_taken(edited.name)
+            if isinstance(error, ClusterAlreadyRegistered):
+                _log_registered_twice(error, edited.target)
             if isinstance(error, StaleCluster) and expected_version is not None:
                 raise PreconditionFailed(
                     cluster.id, expected_version, self._current_version(cluster.id)
@@ -464,6 +498,36 @@ class ClusterService:
     @staticmethod
     def _log_name_taken(name: str) -> None:
         logger.warning("Cluster name already exists, name=%s", name)
+
+
+def _refuse_registered_twice(uow: UnitOfWork, cluster: Cluster, identity: Iterable[str]) -> None:
+    """ClusterAlreadyRegistered when another registration holds what
+    identifies this PVE cluster (checked again by ``assign``, atomically)."""
+    holder = uow.identities.holder(identity)
+    if holder is not None and holder != cluster.id:
+        existing = uow.clusters.find_by_id(holder)
+        raise ClusterAlreadyRegistered(existing.id, existing.name)
+
+
+def _log_registered_twice(error: ClusterAlreadyRegistered, target: ConnectionTarget) -> None:
+    logger.warning(
+        "Cluster already registered, endpoint=%s, existing_id=%s, existing_name=%s",
+        target.api_endpoint,
+        error.existing_id,
+        error.existing_name,
+    )
+
+
+def _topology_after_edit(edited: Cluster, edit: Edit, report: ProxmoxReport) -> dict[str, Any]:
+    """What an edit proven against the cluster learns of its topology: the
+    node behind the endpoint, the further endpoints as set (named after
+    their nodes) or, where they are learned, as the cluster reports them."""
+    learned: dict[str, Any] = {"registered_node": local_node(report)}
+    if "endpoints" in edit.changes:
+        learned["endpoints"] = matched_to_nodes(edit.changes["endpoints"], report)
+    elif edited.discover_endpoints:
+        learned["endpoints"] = discovered_endpoints(report, parse_endpoint(edited.api_endpoint))
+    return learned
 
 
 def _registry_token(credentials: Credentials) -> TokenCredentials | None:

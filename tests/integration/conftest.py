@@ -44,6 +44,7 @@ def anonymous_client():
 @pytest.fixture
 def pve_api():
     with requests_mock.Mocker() as mocker:
+        pve.nodes_refuse_connections(mocker)
         yield mocker
 
 

@@ -84,7 +84,8 @@ def test_register_answers_201_with_the_cluster_and_its_location(api_client, heal
         "id", "name", "api_endpoint", "status", "proxmox_version", "node_count",
         "auth_method", "username", "token_id", "verify_tls", "fingerprint",
         "created_at", "updated_at", "last_checked_at", "last_error", "last_error_details",
-        "version", "cluster_name", "nodes_online", "next_check_at",
+        "version", "cluster_name", "nodes_online", "next_check_at", "endpoints",
+        "discover_endpoints",
     }  # fmt: skip
     assert body["version"] == 1
     assert body["last_error_details"] is None
@@ -103,9 +104,10 @@ def test_unknown_fields_are_ignored(api_client, healthy_pve):
     assert register(api_client, colour="blue", id="chosen-by-client").status_code == 201
 
 
-def test_list_orders_by_name_and_counts(api_client, healthy_pve):
-    for name in ["beta", "Alpha", "gamma"]:
-        assert register(api_client, name=name).status_code == 201
+def test_list_orders_by_name_and_counts(api_client, pve_api):
+    endpoints = pve.healthy_clusters(pve_api, ["beta", "Alpha", "gamma"])
+    for name, endpoint in endpoints.items():
+        assert register(api_client, name=name, api_endpoint=endpoint).status_code == 201
     body = api_client.get(CLUSTERS).json()
     assert body["total"] == 3
     assert [cluster["name"] for cluster in body["clusters"]] == ["Alpha", "beta", "gamma"]

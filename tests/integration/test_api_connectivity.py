@@ -35,6 +35,7 @@ def api() -> APIClient:
 @pytest.fixture
 def m():
     with requests_mock.Mocker() as mocker:
+        pve.nodes_refuse_connections(mocker)
         yield mocker
 
 

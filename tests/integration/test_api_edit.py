@@ -236,7 +236,8 @@ def test_a_patch_body_that_is_not_an_object_is_400(api_client, cluster, payload)
 
 
 def test_the_name_of_another_cluster_in_any_case_is_409(api_client, cluster, healthy_pve):
-    register(api_client, name="Lab")
+    [lab_endpoint] = pve.healthy_clusters(healthy_pve, ["Lab"]).values()
+    assert register(api_client, name="Lab", api_endpoint=lab_endpoint)["name"] == "Lab"
     healthy_pve.reset_mock()
     response = patch(api_client, cluster, {"name": "lAB", "verify_tls": False})
     assert_error(response, 409, "Conflict")

@@ -112,7 +112,9 @@ def test_the_log_reads_newest_first_in_the_shape_of_the_contract(admin, operator
 
 def test_each_filter_of_the_query_string_selects(admin, operator, fake_proxmox, unit_of_work):
     prod = operator.post(CLUSTERS, registration(), format="json").json()
-    lab = operator.post(CLUSTERS, registration(name="lab"), format="json").json()
+    lab = operator.post(
+        CLUSTERS, registration(name="lab", api_endpoint="lab.example.com"), format="json"
+    ).json()
     client_for("viewer").delete(f"{CLUSTERS}/{lab['id']}")  # refused: auth.forbidden
     operator.post(f"{CLUSTERS}/{prod['id']}/refresh")
     first = stored_events(unit_of_work)[-1]
@@ -135,7 +137,11 @@ def test_each_filter_of_the_query_string_selects(admin, operator, fake_proxmox, 
 
 def test_pages_link_to_each_other_and_keep_the_filters(admin, fake_proxmox, unit_of_work):
     for number in range(5):
-        admin.post(CLUSTERS, registration(name=f"c{number}"), format="json")
+        admin.post(
+            CLUSTERS,
+            registration(name=f"c{number}", api_endpoint=f"c{number}.example.com"),
+            format="json",
+        )
 
     first = read(admin, limit=2, action="cluster.register")
     second = APIClient.get(admin, first["next"]).json()

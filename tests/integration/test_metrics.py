@@ -101,18 +101,17 @@ def api(request: pytest.FixtureRequest, compose: Any, django_user_model: Any) ->
     return client
 
 
-def unreachable(pve_api: requests_mock.Mocker) -> None:
+def unreachable(pve_api: requests_mock.Mocker, endpoint: str = pve.ENDPOINT) -> None:
     pve_api.post(
-        f"{pve.API}/access/ticket",
+        f"{endpoint}/api2/json/access/ticket",
         exc=requests.exceptions.ConnectionError(ConnectionRefusedError(111, "Connection refused")),
     )
 
 
-def register(api: APIClient, name: str) -> str:
+def register(api: APIClient, name: str, endpoint: str = "pve.example.com") -> str:
     response = api.post(
         "/api/v1/clusters",
-        {"name": name, "api_endpoint": "pve.example.com", "username": "root@pam",
-         "password": PASSWORD},
+        {"name": name, "api_endpoint": endpoint, "username": "root@pam", "password": PASSWORD},
         format="json",
     )  # fmt: skip
     assert response.status_code == 201, response.content
@@ -122,8 +121,8 @@ def register(api: APIClient, name: str) -> str:
 def test_cluster_gauges_follow_registrations_checks_and_deletions(
     metrics_on: None, api: APIClient, pve_api: requests_mock.Mocker
 ) -> None:
-    pve.healthy_cluster(pve_api)
-    prod, lab = register(api, "prod"), register(api, "lab")
+    endpoints = pve.healthy_clusters(pve_api, ["prod", "lab"])
+    prod, lab = (register(api, name, endpoint) for name, endpoint in endpoints.items())
 
     found = samples()
     assert value(found, "proxmoxer_clusters", status="healthy") == 2
@@ -131,7 +130,7 @@ def test_cluster_gauges_follow_registrations_checks_and_deletions(
     assert value(found, "proxmoxer_cluster_up", cluster="prod") == 1
     assert value(found, "proxmoxer_cluster_nodes_online", cluster="lab") == 3
 
-    unreachable(pve_api)
+    unreachable(pve_api, endpoints["lab"])
     assert api.post(f"/api/v1/clusters/{lab}/refresh").status_code == 200
     found = samples()
     assert value(found, "proxmoxer_clusters", status="healthy") == 1

@@ -29,9 +29,9 @@ from tests.roles import ROLES, client_for
 
 pytestmark = pytest.mark.django_db
 
-NEW = {  # a registration
+NEW = {  # a registration of another PVE cluster than the one the fixture registered
     "name": "new-cluster",
-    "api_endpoint": "pve.example.com",
+    "api_endpoint": "new.example.com",
     "username": "root@pam",
     "password": "Pa55-matrix-secret-5d1a",
 }

@@ -32,10 +32,10 @@ def password_registration(name="prod"):
     }
 
 
-def token_registration(name="prod-token"):
+def token_registration(name="prod-token", endpoint="pve.example.com"):
     return {
         "name": name,
-        "api_endpoint": "pve.example.com",
+        "api_endpoint": endpoint,
         "token_id": "root@pam!ci",
         "token_secret": TOKEN_SECRET,
     }
@@ -49,9 +49,10 @@ def formatted(caplog):
 def test_no_response_or_log_line_carries_a_password_or_token_secret(api_client, pve_api, caplog):
     caplog.set_level(logging.DEBUG)
     pve.healthy_cluster(pve_api)
+    [another] = pve.healthy_clusters(pve_api, ["tokens"]).values()
     responses = [
         api_client.post(CLUSTERS, password_registration(), format="json"),
-        api_client.post(CLUSTERS, token_registration(), format="json"),
+        api_client.post(CLUSTERS, token_registration(endpoint=another), format="json"),
         api_client.post(CLUSTERS, password_registration("PROD"), format="json"),  # 409
         api_client.post(CLUSTERS, {**password_registration("x"), "api_endpoint": "http://a"}),
         api_client.post(CLUSTERS, {**password_registration("y"), "username": "root"}),

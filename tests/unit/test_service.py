@@ -174,7 +174,9 @@ def test_authentication_failure(service, proxmox, caplog):
 
 def test_list_clusters_answers_the_page_the_query_asks_for(service):
     for name in ["beta", "Alpha", "gamma", "delta"]:
-        service.clusters.register(request(name=name), actor=OPERATOR)
+        service.clusters.register(
+            request(name=name, api_endpoint=f"{name}.example.com"), actor=OPERATOR
+        )
 
     page = service.clusters.list_clusters(ClusterQuery(limit=2, offset=1), actor=OPERATOR)
 
@@ -192,7 +194,10 @@ def test_list_clusters_when_none_is_registered(service):
 
 def test_all_clusters_lists_every_cluster_past_any_page(service):
     for index in range(DEFAULT_LIMIT + 1):
-        service.clusters.register(request(name=f"c-{index:03d}"), actor=OPERATOR)
+        service.clusters.register(
+            request(name=f"c-{index:03d}", api_endpoint=f"c-{index:03d}.example.com"),
+            actor=OPERATOR,
+        )
 
     clusters = service.clusters.all_clusters(actor=OPERATOR)
 
@@ -368,17 +373,18 @@ def test_refresh_that_finds_the_configuration_edited_meanwhile_drops_its_result(
 
 
 @pytest.mark.parametrize(
-    ("error", "outcome"),
+    ("error", "outcome", "endpoints_tried"),
     [
-        (None, CheckOutcome.SUCCESS),
-        (ProxmoxAuthenticationFailed("refused"), CheckOutcome.UNAUTHORIZED),
-        (ProxmoxUnreachable("gone"), CheckOutcome.ERROR),
-        (ProxmoxBadResponse("not PVE"), CheckOutcome.ERROR),
+        (None, CheckOutcome.SUCCESS, 1),
+        (ProxmoxAuthenticationFailed("refused"), CheckOutcome.UNAUTHORIZED, 1),
+        # Every node's endpoint in turn: the registered one and the two others.
+        (ProxmoxUnreachable("gone"), CheckOutcome.ERROR, 3),
+        (ProxmoxBadResponse("not PVE"), CheckOutcome.ERROR, 3),
     ],
     ids=["success", "unauthorized", "unreachable", "bad-response"],
 )
 def test_every_check_tells_the_observer_its_outcome_and_duration(
-    service, proxmox, clock, observer, error, outcome
+    service, proxmox, clock, observer, error, outcome, endpoints_tried
 ):
     cluster = service.clusters.register(request(), actor=OPERATOR)
     assert observer.finished == []  # a registration proves credentials; it is no check
@@ -387,7 +393,7 @@ def test_every_check_tells_the_observer_its_outcome_and_duration(
 
     service.checks.refresh(cluster.id, actor=OPERATOR)
 
-    assert observer.finished == [(outcome, 1.5)]
+    assert observer.finished == [(outcome, 1.5 * endpoints_tried)]
 
 
 def test_a_check_while_the_clock_steps_back_took_no_negative_time(

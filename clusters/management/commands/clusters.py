@@ -53,7 +53,7 @@ from clusters.domain import (
     parse_cluster_id,
     token_owner,
 )
-from clusters.serializers import ClusterSerializer
+from clusters.serializers import cluster_body
 from clusters.services import CheckResult, FinishedCheck
 
 # Checks in flight for ``refresh --all`` unless --concurrency says otherwise
@@ -142,7 +142,7 @@ class Command(BaseCommand):
 
     def _show(self, services: Services, *, cluster: str, **options: Any) -> None:
         found = self._find(services, cluster)
-        self.stdout.write(json.dumps(ClusterSerializer(found).data, indent=2))
+        self.stdout.write(json.dumps(cluster_body(found), indent=2))
 
     def _remove(self, services: Services, *, cluster: str, **options: Any) -> None:
         found = self._find(services, cluster)

@@ -16,5 +16,5 @@ def test_standalone_pve7_node_reports_its_version_and_single_node(client, m):
     report = client.inspect(TARGET, PASSWORD_LOGIN)
     assert report.version == "7.4-13"
     assert report.cluster_status == [
-        ClusterStatusEntry("node", "pve", online=True, quorate=None, ip="127.0.0.1")
+        ClusterStatusEntry("node", "pve", online=True, quorate=None, ip="127.0.0.1", local=True)
     ]

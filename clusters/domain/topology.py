@@ -1,0 +1,369 @@
+"""A cluster's topology as the registry uses it: the addresses it may reach
+the cluster through, the order a check tries them in, and what identifies a
+PVE cluster whichever of its nodes it was registered through
+(docs/product-contract.md §10; docs/operations.md, "Endpoints and
+failover").
+
+The registered endpoint is the one the operator gave. Further endpoints are
+the other nodes' own API addresses, learned at registration from what the
+cluster reports over the authenticated connection: each node's address
+(``ip`` of ``/cluster/status``) and its certificate's fingerprint
+(``ssl_fingerprint`` of ``/nodes``), to which that endpoint is pinned.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from clusters.domain.cluster import ConnectionTarget
+from clusters.domain.endpoint import Endpoint, parse_endpoint
+from clusters.domain.errors import ClusterError
+from clusters.domain.fields import FieldInvalid, normalise_fingerprint
+from clusters.domain.health import ProxmoxReport
+from clusters.domain.moments import parse_rfc3339, rfc3339
+
+# More than any PVE cluster has nodes (corosync's practical limit is far
+# lower); a report listing more does not make a check try them all.
+MAX_ENDPOINTS = 64
+# How long an endpoint whose last attempt failed is tried after the others;
+# then once first again, to notice that it is back.
+FAILING_RETRY_AFTER = timedelta(minutes=5)
+
+
+@dataclass(frozen=True, slots=True)
+class NodeEndpoint:
+    """A further address of a cluster's API: one node's own, pinned to that
+    node's certificate when its fingerprint is known."""
+
+    url: str
+    node: str | None = None
+    fingerprint: str | None = None
+
+    def as_dict(self) -> dict[str, str | None]:
+        return {"url": self.url, "node": self.node, "fingerprint": self.fingerprint}
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointHealth:
+    """When a check last got an answer through an endpoint, and when one
+    last did not."""
+
+    last_ok_at: datetime | None = None
+    last_failed_at: datetime | None = None
+
+    @property
+    def failing(self) -> bool:
+        """Its last attempt failed: tried after the others until it answers."""
+        failed, ok = self.last_failed_at, self.last_ok_at
+        return failed is not None and (ok is None or failed > ok)
+
+
+def local_node(report: ProxmoxReport) -> str | None:
+    """The node that answered (``local`` in ``/cluster/status``)."""
+    for entry in report.cluster_status or ():
+        if entry.type == "node" and entry.local:
+            return entry.name
+    return None
+
+
+def discovered_endpoints(report: ProxmoxReport, registered: Endpoint) -> tuple[NodeEndpoint, ...]:
+    """Every other node's API address, ``https://<ip>:<registered port>``,
+    pinned to its own certificate: only nodes that report both an address
+    and a fingerprint, the answering node left out (it is the registered
+    endpoint). Nothing behind a reverse proxy's path prefix: the nodes'
+    own addresses are what the proxy hides, and its port is not theirs."""
+    if registered.prefix:
+        return ()
+    fingerprints = {node.node: node.ssl_fingerprint for node in report.nodes or ()}
+    answering = local_node(report)
+    found: list[NodeEndpoint] = []
+    for entry in report.cluster_status or ():
+        if entry.type != "node" or entry.name == answering or not entry.ip:
+            continue
+        fingerprint = _fingerprint(fingerprints.get(entry.name))
+        host = _address(entry.ip)
+        if fingerprint is None or host is None:
+            continue
+        url = f"https://{host}:{registered.port}"
+        if url != registered.url and all(url != known.url for known in found):
+            found.append(NodeEndpoint(url, entry.name, fingerprint))
+    found.sort(key=lambda endpoint: endpoint.node or "")
+    return tuple(found[:MAX_ENDPOINTS])
+
+
+def matched_to_nodes(
+    endpoints: Sequence[NodeEndpoint], report: ProxmoxReport
+) -> tuple[NodeEndpoint, ...]:
+    """Endpoints set by hand, each named after the node whose address it
+    is, where the report shows one."""
+    by_address: dict[str, str] = {}
+    for entry in report.cluster_status or ():
+        host = _address(entry.ip) if entry.type == "node" and entry.ip else None
+        if host is not None:
+            by_address[host] = entry.name
+    named = []
+    for endpoint in endpoints:
+        host = endpoint.url.split("://", 1)[1].rsplit(":", 1)[0]
+        named.append(
+            NodeEndpoint(endpoint.url, by_address.get(host, endpoint.node), endpoint.fingerprint)
+        )
+    return tuple(named)
+
+
+def parse_endpoints(raw: object) -> tuple[NodeEndpoint, ...]:
+    """``[{"url": …, "fingerprint": …}]`` as a PATCH gives it: each url by
+    the rules of ``api_endpoint``, each fingerprint as a pin's. Raises
+    FieldInvalid naming the first entry that breaks a rule."""
+    if not isinstance(raw, list | tuple):
+        raise FieldInvalid('endpoints must be a list of {"url", "fingerprint"} objects')
+    if len(raw) > MAX_ENDPOINTS:
+        raise FieldInvalid(f"endpoints may list at most {MAX_ENDPOINTS} addresses")
+    parsed: list[NodeEndpoint] = []
+    for index, item in enumerate(raw):
+        if not isinstance(item, Mapping) or not isinstance(item.get("url"), str):
+            raise FieldInvalid(f'endpoints[{index}] must be an object with a "url"')
+        unknown = sorted(set(item) - {"url", "fingerprint", "node"})
+        if unknown:
+            raise FieldInvalid(f"endpoints[{index}] has unknown keys: {', '.join(unknown)}")
+        try:
+            url = parse_endpoint(item["url"]).url
+            pin = item.get("fingerprint")
+            if pin is not None and not isinstance(pin, str):
+                raise FieldInvalid("Fingerprint must be a string")
+            fingerprint = normalise_fingerprint(pin) if pin else None
+        except FieldInvalid as error:
+            raise FieldInvalid(f"endpoints[{index}]: {error}") from None
+        if any(url == known.url for known in parsed):
+            raise FieldInvalid(f"endpoints[{index}]: {url} is listed twice")
+        parsed.append(NodeEndpoint(url, None, fingerprint))
+    return tuple(parsed)
+
+
+def attempt_order(
+    registered: ConnectionTarget,
+    endpoints: Sequence[NodeEndpoint],
+    health: Mapping[str, EndpointHealth],
+    *,
+    now: datetime,
+    retry_after: timedelta = FAILING_RETRY_AFTER,
+    fresh: bool = False,
+) -> list[ConnectionTarget]:
+    """The endpoints a check tries, in turn.
+
+    The one that answered last comes first, then the others in their order
+    (the registered one first), and at the end those whose last attempt
+    failed within ``retry_after``: a node down for maintenance costs a
+    check nothing while another answers, and is tried first again once
+    ``retry_after`` has passed, so that a check notices when it is back.
+    ``fresh`` (a person's refresh) tries them in their order, the
+    registered one first, whatever happened before.
+    """
+    targets = [registered] + [
+        ConnectionTarget(
+            endpoint.url,
+            verify_tls=registered.verify_tls if endpoint.fingerprint is None else True,
+            fingerprint=endpoint.fingerprint,
+        )
+        for endpoint in endpoints
+        if endpoint.url != registered.api_endpoint
+    ]
+    if fresh:
+        return targets
+    unknown = EndpointHealth()
+
+    def failing(target: ConnectionTarget) -> bool:
+        state = health.get(target.api_endpoint, unknown)
+        failed = state.last_failed_at
+        return state.failing and failed is not None and failed > now - retry_after
+
+    answered = [
+        (last_ok, target.api_endpoint)
+        for target in targets
+        if (last_ok := health.get(target.api_endpoint, unknown).last_ok_at) is not None
+        and not health.get(target.api_endpoint, unknown).failing
+    ]
+    last_good = max(answered)[1] if answered else None
+
+    def rank(indexed: tuple[int, ConnectionTarget]) -> tuple[bool, bool, int]:
+        index, target = indexed
+        return (failing(target), target.api_endpoint != last_good, index)
+
+    return [target for _, target in sorted(enumerate(targets), key=rank)]
+
+
+def after_check(
+    health: Mapping[str, EndpointHealth], attempts: CheckAttempts, at: datetime
+) -> dict[str, EndpointHealth]:
+    """``health`` with what a check through the endpoints found: the one
+    that answered, and each that failed, at ``at``; the others as they were."""
+    updated = dict(health)
+    for target, _ in attempts.failed:
+        before = updated.get(target.api_endpoint, EndpointHealth())
+        updated[target.api_endpoint] = EndpointHealth(before.last_ok_at, at)
+    if attempts.answered is not None:
+        before = updated.get(attempts.answered.api_endpoint, EndpointHealth())
+        updated[attempts.answered.api_endpoint] = EndpointHealth(at, before.last_failed_at)
+    return updated
+
+
+def kept_for(
+    health: Mapping[str, EndpointHealth], api_endpoint: str, endpoints: Sequence[NodeEndpoint]
+) -> dict[str, EndpointHealth]:
+    """``health`` of the endpoints a cluster has, forgetting any it no longer has."""
+    urls = {api_endpoint, *(endpoint.url for endpoint in endpoints)}
+    return {url: state for url, state in health.items() if url in urls}
+
+
+def identity_keys(report: ProxmoxReport) -> frozenset[str]:
+    """What makes this PVE cluster the same whichever node or name it is
+    registered under (docs/product-contract.md §10):
+
+    - a cluster: its name and node set (``/cluster/status``);
+    - a standalone node: its name and certificate fingerprint;
+    - without Sys.Audit (no ``/cluster/status``): the node set of
+      ``/nodes``, each node with its fingerprint, which a registration with
+      Sys.Audit records too so that the two meet.
+
+    Digests, so that a key is short whatever the names. Empty when nothing
+    identifies the cluster (no node reported a fingerprint, say).
+    """
+    keys: set[str] = set()
+    listed = {node.node: _fingerprint(node.ssl_fingerprint) for node in report.nodes or ()}
+    if report.cluster_status is not None:
+        cluster = next((e for e in report.cluster_status if e.type == "cluster"), None)
+        members = sorted(e.name for e in report.cluster_status if e.type == "node")
+        if cluster is not None and cluster.name:
+            keys.add(_digest("cluster", cluster.name, *members))
+        elif len(members) == 1 and listed.get(members[0]):
+            keys.add(_digest("node", members[0], listed[members[0]] or ""))
+    if len(listed) == 1:
+        [(name, fingerprint)] = listed.items()
+        if fingerprint:
+            keys.add(_digest("node", name, fingerprint))
+    elif listed and all(listed.values()):
+        keys.add(_digest("nodes", *(f"{name}={listed[name]}" for name in sorted(listed))))
+    return frozenset(keys)
+
+
+def _digest(kind: str, *parts: str) -> str:
+    text = "\n".join(parts).encode("utf-8", "surrogatepass")
+    return f"{kind}:{hashlib.sha256(text).hexdigest()}"
+
+
+def _fingerprint(raw: str | None) -> str | None:
+    if not raw:
+        return None
+    try:
+        return normalise_fingerprint(raw)
+    except FieldInvalid:
+        return None
+
+
+def _address(ip: str) -> str | None:
+    """An IP address as it goes into a URL; None for anything else."""
+    try:
+        address = ipaddress.ip_address(ip)
+    except ValueError:
+        return None
+    return f"[{address.compressed}]" if address.version == 6 else address.compressed
+
+
+# -- as documents (a JSON column, the API's list) -----------------------------------
+
+
+def endpoints_document(endpoints: Sequence[NodeEndpoint]) -> list[dict[str, str | None]]:
+    return [endpoint.as_dict() for endpoint in endpoints]
+
+
+def endpoints_from_document(document: object) -> tuple[NodeEndpoint, ...]:
+    if not isinstance(document, list):
+        return ()
+    return tuple(
+        NodeEndpoint(item["url"], item.get("node"), item.get("fingerprint"))
+        for item in document
+        if isinstance(item, dict) and isinstance(item.get("url"), str)
+    )
+
+
+def health_document(health: Mapping[str, EndpointHealth]) -> dict[str, dict[str, str | None]]:
+    """``{url: {"last_ok_at": RFC 3339 | None, "last_failed_at": …}}``."""
+    return {
+        url: {
+            "last_ok_at": rfc3339_or_none(state.last_ok_at),
+            "last_failed_at": rfc3339_or_none(state.last_failed_at),
+        }
+        for url, state in health.items()
+    }
+
+
+def health_from_document(document: object) -> dict[str, EndpointHealth]:
+    if not isinstance(document, dict):
+        return {}
+    return {
+        url: EndpointHealth(
+            parse_rfc3339(state.get("last_ok_at")), parse_rfc3339(state.get("last_failed_at"))
+        )
+        for url, state in document.items()
+        if isinstance(state, dict)
+    }
+
+
+def public_endpoints(
+    api_endpoint: str,
+    registered_node: str | None,
+    fingerprint: str | None,
+    further: object,
+    health: object,
+) -> list[dict[str, str | None]]:
+    """``endpoints`` as the API shows it: the registered endpoint first,
+    then the further ones, each with when a check last got an answer
+    through it. From the documents as stored, so that a list can build it
+    straight from the columns."""
+    states = health if isinstance(health, dict) else {}
+
+    def last_ok(url: str) -> str | None:
+        state = states.get(url)
+        return state.get("last_ok_at") if isinstance(state, dict) else None
+
+    shown = [
+        {
+            "url": api_endpoint,
+            "node": registered_node,
+            "fingerprint": fingerprint,
+            "last_ok_at": last_ok(api_endpoint),
+        }
+    ]
+    for item in further if isinstance(further, list) else ():
+        if isinstance(item, dict) and item.get("url") != api_endpoint:
+            url = item.get("url")
+            shown.append(
+                {
+                    "url": url,
+                    "node": item.get("node"),
+                    "fingerprint": item.get("fingerprint"),
+                    "last_ok_at": last_ok(url) if isinstance(url, str) else None,
+                }
+            )
+    return shown
+
+
+def rfc3339_or_none(moment: datetime | None) -> str | None:
+    return None if moment is None else rfc3339(moment)
+
+
+@dataclass(frozen=True, slots=True)
+class CheckAttempts:
+    """How a check through a cluster's endpoints went: the report of the
+    first that answered (None when none did) and what each one tried before
+    it failed with, in the order tried."""
+
+    report: ProxmoxReport | None
+    answered: ConnectionTarget | None
+    failed: tuple[tuple[ConnectionTarget, ClusterError], ...] = ()
+
+    def failure_of(self, url: str) -> ClusterError | None:
+        return next((error for target, error in self.failed if target.api_endpoint == url), None)
