@@ -157,8 +157,9 @@ def attempt_order(
     The one that answered last comes first, then the others in their order
     (the registered one first), and at the end those whose last attempt
     failed within ``retry_after``: a node down for maintenance costs a
-    check nothing while another answers, and is tried first again once
-    ``retry_after`` has passed, so that a check notices when it is back.
+    check nothing while another answers. Once ``retry_after`` has passed
+    since it failed, it is tried first, once, so that a check notices when
+    it is back (failing again, it waits another ``retry_after``).
     ``fresh`` (a person's refresh) tries them in their order, the
     registered one first, whatever happened before.
     """
@@ -180,6 +181,9 @@ def attempt_order(
         failed = state.last_failed_at
         return state.failing and failed is not None and failed > now - retry_after
 
+    def due_again(target: ConnectionTarget) -> bool:
+        return health.get(target.api_endpoint, unknown).failing and not failing(target)
+
     answered = [
         (last_ok, target.api_endpoint)
         for target in targets
@@ -188,9 +192,15 @@ def attempt_order(
     ]
     last_good = max(answered)[1] if answered else None
 
-    def rank(indexed: tuple[int, ConnectionTarget]) -> tuple[bool, bool, int]:
+    def rank(indexed: tuple[int, ConnectionTarget]) -> tuple[int, int]:
         index, target = indexed
-        return (failing(target), target.api_endpoint != last_good, index)
+        if due_again(target):
+            group = 0
+        elif failing(target):
+            group = 3
+        else:
+            group = 1 if target.api_endpoint == last_good else 2
+        return (group, index)
 
     return [target for _, target in sorted(enumerate(targets), key=rank)]
 

@@ -530,12 +530,13 @@ class CheckService:
         ):
             # The registered node's API is down, another node's answers.
             trouble = attempts.failure_of(registered.api_endpoint)
-            why = (
-                trouble.message
-                if trouble is not None
-                else f"{registered.api_endpoint} did not answer when it was last tried"
-            )
-            last_error = f"{why}; answered through {attempts.answered.api_endpoint}"
+            through = f"; answered through {attempts.answered.api_endpoint}"
+            if trouble is not None:
+                last_error = trouble.message + through
+            elif cluster.last_error and cluster.last_error.endswith(through):
+                last_error = cluster.last_error  # not tried again: what it said last time
+            else:
+                last_error = f"{registered.api_endpoint} did not answer when last tried{through}"
             if trouble is not None and isinstance(trouble, ProxmoxError):
                 last_error_details = actionable_details(trouble)
             if status is ClusterStatus.HEALTHY:
