@@ -1,4 +1,5 @@
-"""Proxmox VE API answers as real PVE 7/8 sends them (docs/product-contract.md §5), for
+"""Proxmox VE API answers as real PVE 7/8 sends them (docs/product-contract.md §5), and
+where PVE 9 differs (``pve9=True``: the error text in the body's ``message`` too), for
 requests-mock. Each helper registers one endpoint's behaviour on a Mocker."""
 
 from __future__ import annotations
@@ -108,13 +109,20 @@ def login_ok(m: requests_mock.Mocker, *, endpoint: str = ENDPOINT, user: str = "
     m.post(f"{endpoint}/api2/json/access/ticket", json={"data": data})
 
 
-def login_refused(m: requests_mock.Mocker, *, endpoint: str = ENDPOINT) -> None:
+def error_body(message: str, *, pve9: bool) -> dict[str, Any]:
+    """The JSON formatter's error body: ``{"data": null}``, and from
+    libpve-http-server-perl 5.2 (PVE 8.3, every PVE 9) the message as well,
+    with the newline PVE's errors end in."""
+    return {"data": None, "message": f"{message}\n"} if pve9 else {"data": None}
+
+
+def login_refused(m: requests_mock.Mocker, *, endpoint: str = ENDPOINT, pve9: bool = False) -> None:
     ticket_page(m, endpoint=endpoint)
     m.post(
         f"{endpoint}/api2/json/access/ticket",
         status_code=401,
         reason="authentication failure",
-        json={"data": None},
+        json=error_body("authentication failure", pve9=pve9),
     )
 
 

@@ -18,8 +18,6 @@ from clusters.domain import (
     TokenCredentials,
 )
 from clusters.proxmox.api import PveSession
-from clusters.proxmox.network_policy import NetworkPolicy
-from clusters.proxmox.transport import DEFAULT_MAX_RESPONSE_BYTES, Transport
 from tests import pve_responses as pve
 from tests.conftest import assert_secret_absent
 from tests.unit.proxmox.conftest import (
@@ -75,18 +73,6 @@ def test_a_tfa_ticket_without_need_tfa_is_a_second_factor_error_too(m):
 # -- the session --------------------------------------------------------------------------------
 
 ACL = {"path": "/", "roles": "PVEAuditor", "tokens": "root@pam!proxmoxer"}
-
-
-@pytest.fixture
-def transport() -> Transport:
-    return Transport(
-        connect_timeout=5.0,
-        read_timeout=10.0,
-        ca_bundle=None,
-        max_response_bytes=DEFAULT_MAX_RESPONSE_BYTES,
-        fingerprint_fetcher=lambda host, port, timeout: None,
-        network_policy=NetworkPolicy(),
-    )
 
 
 def test_a_ticket_goes_with_every_call_and_the_csrf_token_with_every_call_but_a_get(m, transport):
