@@ -192,6 +192,18 @@ def ticket_refused(m: requests_mock.Mocker, *, endpoint: str = ENDPOINT) -> None
     login_refused(m, endpoint=endpoint)
 
 
+def token_refused_pve9(m: requests_mock.Mocker, *, endpoint: str = ENDPOINT) -> None:
+    """A token PVE 9.1.5 and later refuse: whatever is wrong with it, the
+    reason is "Authentication failed!" and the body empty (auth_handler)."""
+    for path in ("version", "cluster/status", "nodes"):
+        m.get(
+            f"{endpoint}/api2/json/{path}",
+            status_code=401,
+            reason="Authentication failed!",
+            content=b"",
+        )
+
+
 def api_calls(m: requests_mock.Mocker) -> list:
     """The calls that carry credentials or read data: all but the
     connection-opening ``GET /access/ticket``."""

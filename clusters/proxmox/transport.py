@@ -49,12 +49,15 @@ from clusters.domain import (
     ProxmoxNoAnswer,
     ProxmoxPermissionDenied,
     ProxmoxUnreachable,
+    TokenCredentials,
 )
 from clusters.proxmox.network_policy import NetworkPolicy, pool_classes
 from clusters.proxmox.redaction import Redactor
 from clusters.proxmox.tls import CertificateTrust, FingerprintFetcher
 
 API_ROOT = "/api2/json"
+# PVE 9.1.5 and later: "Authentication failed!" (pve-manager, PVE/HTTPServer.pm).
+_UNIFIED_AUTH_FAILURE = "authentication failed"
 DEFAULT_MAX_RESPONSE_BYTES = 1 << 20  # a 1,000-node /cluster/status is ~200 KiB
 _READ_CHUNK_BYTES = 64 * 1024
 
@@ -281,10 +284,7 @@ class Connection:
                 "redirects are not followed, register the API's own address"
             )
         if status == 401:
-            raise ProxmoxAuthenticationFailed(
-                f"Proxmox refused the credentials of {credentials.principal}"
-                + (f" ({reason})" if reason else "")
-            )
+            raise ProxmoxAuthenticationFailed(_refusal(credentials, reason))
         if status == 403:
             doing = "read" if response.request.method in (None, "GET") else "change"
             raise ProxmoxPermissionDenied(
@@ -331,6 +331,28 @@ def _body_message(body: bytes) -> str | None:
     envelope = _parse_json(body) if body else None
     message = envelope.get("message") if isinstance(envelope, dict) else None
     return message if isinstance(message, str) else None
+
+
+def _refusal(credentials: Credentials, reason: str) -> str:
+    """The message of a 401. PVE 9.1.5 and later word every refused token
+    and ticket "Authentication failed!" without the detail earlier releases
+    gave, so the message adds what that can mean and what to do."""
+    refused = f"Proxmox refused the credentials of {credentials.principal}" + (
+        f" ({reason})" if reason else ""
+    )
+    if reason.rstrip("!").strip().lower() != _UNIFIED_AUTH_FAILURE:
+        return refused
+    if isinstance(credentials, TokenCredentials):
+        return (
+            f"{refused}: the token id or secret is wrong, or the token expired or was removed "
+            "on the cluster; register or edit the cluster with a valid API token"
+        )
+    # A password never meets it (a refused login is "authentication
+    # failure"): it is the ticket that login brought.
+    return (
+        f"{refused}: the ticket of its login expired or the cluster no longer accepts it; "
+        "the registry logs in with the password again on the next attempt"
+    )
 
 
 def _parse_json(body: bytes) -> Any:

@@ -1,8 +1,9 @@
 """The transport's rules (clusters/proxmox/transport.py and tls.py) through
 ProxmoxClient against requests-mock with real PVE shapes: error mapping,
 which of an error's texts is quoted (the body's message, else the reason
-phrase), redirects, body caps, TLS failures (with a fake fingerprint fetcher
-passed to the constructor), the SSLContexts. The same rules over real TLS:
+phrase) and how PVE 9's "Authentication failed!" reads, redirects, body caps,
+TLS failures (with a fake fingerprint fetcher passed to the constructor), the
+SSLContexts. The same rules over real TLS:
 tests/integration/proxmox/test_transport_over_tls.py."""
 
 from __future__ import annotations
@@ -276,6 +277,37 @@ def test_a_long_or_multi_line_body_message_is_cut_to_a_short_first_line(m, trans
     assert long.reason.startswith("word word") and long.reason.endswith("...")
     assert isinstance(unprintable, ProxmoxPermissionDenied)
     assert unprintable.reason == "caf [31mred"
+
+
+# -- PVE 9.1.5 and later: "Authentication failed!" -------------------------------------
+
+
+def test_authentication_failed_for_a_token_says_what_it_can_mean_and_what_to_do(m):
+    pve.token_refused_pve9(m)
+    with pytest.raises(ProxmoxAuthenticationFailed) as raised:
+        client().inspect(TARGET, TOKEN_CREDENTIALS)
+    assert raised.value.message == (
+        f"Proxmox refused the credentials of {TOKEN} (Authentication failed!): the token id or "
+        "secret is wrong, or the token expired or was removed on the cluster; register or "
+        "edit the cluster with a valid API token"
+    )
+    assert_secret_absent(TOKEN_SECRET, messages(raised.value), "the error")
+
+
+def test_authentication_failed_for_a_ticket_says_the_registry_logs_in_again(m, transport):
+    pve.login_ok(m)
+    m.get(f"{pve.API}/version", status_code=401, reason="Authentication failed!", content=b"")
+    with transport.connect(TARGET, PASSWORD_CREDENTIALS) as connection:
+        session = PveSession.login(connection, PASSWORD_CREDENTIALS)
+        with pytest.raises(ProxmoxAuthenticationFailed) as raised:
+            session.version()
+    assert raised.value.message == (
+        "Proxmox refused the credentials of root@pam (Authentication failed!): the ticket of "
+        "its login expired or the cluster no longer accepts it; the registry logs in with the "
+        "password again on the next attempt"
+    )
+    for secret in (PASSWORD, pve.TICKET, pve.CSRF_TOKEN):
+        assert_secret_absent(secret, messages(raised.value), "the error")
 
 
 # -- hygiene ---------------------------------------------------------------------------
