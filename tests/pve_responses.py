@@ -126,6 +126,21 @@ def login_refused(m: requests_mock.Mocker, *, endpoint: str = ENDPOINT, pve9: bo
     )
 
 
+# GET /access/domains (pve-access-control src/PVE/API2/Domains.pm), which PVE
+# answers without a login: every PVE's two realms and an OpenID Connect one.
+REALMS = [
+    {"realm": "pam", "type": "pam", "comment": "Linux PAM standard authentication"},
+    {"realm": "pve", "type": "pve", "comment": "Proxmox VE authentication server"},
+    {"realm": "oidc", "type": "openid", "comment": "Company SSO"},
+]
+
+
+def domains(
+    m: requests_mock.Mocker, realms: list[dict[str, Any]] = REALMS, *, endpoint: str = ENDPOINT
+) -> None:
+    m.get(f"{endpoint}/api2/json/access/domains", json={"data": realms})
+
+
 def login_needs_tfa(m: requests_mock.Mocker, *, endpoint: str = ENDPOINT) -> None:
     data = {
         "username": "root@pam",
