@@ -1,4 +1,5 @@
-"""Proxmox VE API answers as real PVE 7/8 sends them (docs/product-contract.md §5), for
+"""Proxmox VE API answers as real PVE 7/8 sends them (docs/product-contract.md §5), and
+where PVE 9 differs (``pve9=True``: the error text in the body's ``message`` too), for
 requests-mock. Each helper registers one endpoint's behaviour on a Mocker."""
 
 from __future__ import annotations
@@ -125,14 +126,36 @@ def login_ok(m: requests_mock.Mocker, *, endpoint: str = ENDPOINT, user: str = "
     m.post(f"{endpoint}/api2/json/access/ticket", json={"data": data})
 
 
-def login_refused(m: requests_mock.Mocker, *, endpoint: str = ENDPOINT) -> None:
+def error_body(message: str, *, pve9: bool) -> dict[str, Any]:
+    """The JSON formatter's error body: ``{"data": null}``, and from
+    libpve-http-server-perl 5.2 (PVE 8.3, every PVE 9) the message as well,
+    with the newline PVE's errors end in."""
+    return {"data": None, "message": f"{message}\n"} if pve9 else {"data": None}
+
+
+def login_refused(m: requests_mock.Mocker, *, endpoint: str = ENDPOINT, pve9: bool = False) -> None:
     ticket_page(m, endpoint=endpoint)
     m.post(
         f"{endpoint}/api2/json/access/ticket",
         status_code=401,
         reason="authentication failure",
-        json={"data": None},
+        json=error_body("authentication failure", pve9=pve9),
     )
+
+
+# GET /access/domains (pve-access-control src/PVE/API2/Domains.pm), which PVE
+# answers without a login: every PVE's two realms and an OpenID Connect one.
+REALMS = [
+    {"realm": "pam", "type": "pam", "comment": "Linux PAM standard authentication"},
+    {"realm": "pve", "type": "pve", "comment": "Proxmox VE authentication server"},
+    {"realm": "oidc", "type": "openid", "comment": "Company SSO"},
+]
+
+
+def domains(
+    m: requests_mock.Mocker, realms: list[dict[str, Any]] = REALMS, *, endpoint: str = ENDPOINT
+) -> None:
+    m.get(f"{endpoint}/api2/json/access/domains", json={"data": realms})
 
 
 def login_needs_tfa(m: requests_mock.Mocker, *, endpoint: str = ENDPOINT) -> None:
@@ -226,6 +249,18 @@ def ticket_refused(m: requests_mock.Mocker, *, endpoint: str = ENDPOINT) -> None
             reason="permission denied - invalid PVE ticket",
         )
     login_refused(m, endpoint=endpoint)
+
+
+def token_refused_pve9(m: requests_mock.Mocker, *, endpoint: str = ENDPOINT) -> None:
+    """A token PVE 9.1.5 and later refuse: whatever is wrong with it, the
+    reason is "Authentication failed!" and the body empty (auth_handler)."""
+    for path in ("version", "cluster/status", "nodes"):
+        m.get(
+            f"{endpoint}/api2/json/{path}",
+            status_code=401,
+            reason="Authentication failed!",
+            content=b"",
+        )
 
 
 def api_calls(m: requests_mock.Mocker) -> list:

@@ -12,6 +12,10 @@ A call returns domain objects, or raises the domain's Proxmox errors (the
 transport's, or ``ProxmoxBadResponse`` when the answer lacks what the call
 promises).
 
+A refused password login asks ``GET /access/domains`` (``realm_type``, no
+login needed) whether the account's realm is an OpenID Connect one, where no
+password can work, and then says so.
+
 A further remote call is one more method of a few lines, as
 ``grant_token_role`` shows (``PUT /access/acl``; a non-GET, so the session
 adds the CSRF token of a ticket login).
@@ -34,6 +38,7 @@ from clusters.domain import (
     Credentials,
     NodeEntry,
     PasswordCredentials,
+    ProxmoxAuthenticationFailed,
     ProxmoxBadResponse,
     ProxmoxSecondFactorRequired,
     Secret,
@@ -43,6 +48,8 @@ from clusters.proxmox.tickets import Ticket
 from clusters.proxmox.transport import Connection
 
 TICKET_PATH = "/access/ticket"
+DOMAINS_PATH = "/access/domains"
+_BUILT_IN_REALMS = ("pam", "pve")
 # PVE's versions: 8.2.4, 7.4-13, 9.1.2. Anything else did not come from PVE,
 # and is neither stored nor shown (it once carried a database URL).
 _VERSION_RE = re.compile(r"[0-9]+\.[0-9]+(?:[.-][0-9]+)*")
@@ -50,6 +57,27 @@ _VERSION_MAX_LENGTH = 32
 _NAME_MAX_LENGTH = 255  # node and cluster names: PVE's are far shorter
 _ADDRESS_MAX_LENGTH = 64  # an IPv6 address with a zone
 _FINGERPRINT_MAX_LENGTH = 95  # 32 hex pairs and 31 colons
+
+
+def realm_type(connection: Connection, realm: str) -> str | None:
+    """The type of ``realm`` (``pam``, ``pve``, ``ldap``, ``ad``,
+    ``openid``) as ``GET /access/domains`` lists it, which PVE answers to
+    anyone; None when the realm is not listed or the call fails in any way,
+    since this only ever explains another error. ``pam`` and ``pve`` are
+    every PVE's own realms (src/PVE/Auth/Plugin.pm): no call for them."""
+    if realm in _BUILT_IN_REALMS:
+        return realm
+    try:
+        domains = connection.call("GET", DOMAINS_PATH)
+    except Exception:  # noqa: BLE001 - an explanation that fails leaves the error it explains
+        return None
+    if not isinstance(domains, list):
+        return None
+    for entry in domains:
+        if isinstance(entry, dict) and entry.get("realm") == realm:
+            kind = entry.get("type")
+            return kind if isinstance(kind, str) else None
+    return None
 
 
 def open_early(connection: Connection) -> None:
@@ -80,11 +108,28 @@ class PveSession:
     @classmethod
     def login(cls, connection: Connection, credentials: Credentials) -> PveSession:
         """A password is exchanged for a ticket (``POST /access/ticket``); an
-        API token goes with every call as it is, so it makes no call here."""
+        API token goes with every call as it is, so it makes no call here.
+
+        A refused password login of an account in an OpenID Connect realm
+        says so: PVE refuses it as it refuses a wrong password, though no
+        password could work there."""
         if not isinstance(credentials, PasswordCredentials):
             token = f"PVEAPIToken={credentials.token_id}={credentials.secret.reveal()}"
             return cls(connection, {"Authorization": token})
-        return cls._ticket_call(connection, credentials.username, credentials.password)
+        try:
+            return cls._ticket_call(connection, credentials.username, credentials.password)
+        except ProxmoxSecondFactorRequired:
+            raise
+        except ProxmoxAuthenticationFailed:
+            username = credentials.username
+            realm = username.rpartition("@")[2]
+            if realm_type(connection, realm) != "openid":
+                raise
+            raise ProxmoxAuthenticationFailed(
+                f"Proxmox refused the password of {username}: {realm} is an OpenID Connect "
+                "realm, where a password login cannot work; register with an API token of "
+                f"{username} ({username}!<name>) instead"
+            ) from None
 
     @classmethod
     def with_ticket(cls, connection: Connection, ticket: Ticket) -> PveSession:

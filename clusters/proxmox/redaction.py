@@ -1,16 +1,19 @@
-"""What of a cluster's answers may be quoted: a short, cleaned reason phrase,
-and never a secret in any encoding (docs/product-contract.md §13).
+"""What of a cluster's answers may be quoted: a short, cleaned reason phrase
+or error message, and never a secret in any encoding (docs/product-contract.md
+§13).
 
-PVE puts its error message in the HTTP reason phrase, and the client quotes
+PVE puts its error message in the HTTP reason phrase, and from
+pve-http-server 5.2 in the error body's ``message`` too; the client quotes
 it to the operator, in the log and in the stored ``last_error``. The server
 at a registered address need not be PVE, and a server may echo what it was
 sent: the password of the login form comes back URL-encoded
 (``Pa+ss%26word%3DSECRET``), a token JSON-escaped, a ticket base64-encoded.
-A reason phrase is therefore quoted only when no secret of the conversation
-(password or token secret, and the ticket and CSRF token a login brought) is
-in it in any of those encodings; otherwise it is withheld whole. It is
-checked before it is shortened, so a cut cannot leave half a secret behind,
-and shortened to printable ASCII.
+A reason phrase or message is therefore quoted only when no secret of the
+conversation (password or token secret, and the ticket and CSRF token a login
+brought) is in it in any of those encodings; otherwise it is withheld whole
+(for a message, the transport falls back to the reason phrase, checked the
+same way). It is checked before it is shortened, so a cut cannot leave half
+a secret behind, and shortened to printable ASCII.
 """
 
 from __future__ import annotations

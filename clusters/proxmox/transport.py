@@ -19,10 +19,13 @@ Hardening, each for a reason:
   claim must outlast the check: docs/architecture.md, "Background checks").
 - every socket goes to an address the network policy checked
   (``network_policy.py``): a refused target gets no packet.
-- nothing a server sends is quoted but a short reason phrase, and that only
-  when it holds no secret of the conversation in any encoding
-  (``redaction.py``): no redirect target, no body, no ``errors`` text.
-  requests' own messages are never quoted (some carry header values).
+- nothing a server sends is quoted but the first line of an error's text,
+  short and printable, and that only when it holds no secret of the
+  conversation in any encoding (``redaction.py``): the body's ``message``
+  where there is one (pve-http-server 5.2 and later, the only text left
+  when a reverse proxy rewrote the reason phrase), else the reason phrase;
+  no redirect target, no other body text, no ``errors`` text. requests' own
+  messages are never quoted (some carry header values).
 """
 
 from __future__ import annotations
@@ -46,12 +49,15 @@ from clusters.domain import (
     ProxmoxNoAnswer,
     ProxmoxPermissionDenied,
     ProxmoxUnreachable,
+    TokenCredentials,
 )
 from clusters.proxmox.network_policy import NetworkPolicy, pool_classes
 from clusters.proxmox.redaction import Redactor
 from clusters.proxmox.tls import CertificateTrust, FingerprintFetcher
 
 API_ROOT = "/api2/json"
+# PVE 9.1.5 and later: "Authentication failed!" (pve-manager, PVE/HTTPServer.pm).
+_UNIFIED_AUTH_FAILURE = "authentication failed"
 DEFAULT_MAX_RESPONSE_BYTES = 1 << 20  # a 1,000-node /cluster/status is ~200 KiB
 _READ_CHUNK_BYTES = 64 * 1024
 
@@ -267,7 +273,9 @@ class Connection:
         endpoint = self.target.api_endpoint
         credentials = self.credentials
         status = response.status_code
-        reason = self.redactor.reason(response.reason)
+        # PVE's error bodies carry a message from 400 on; below that only
+        # the reason phrase is read.
+        reason = self._error_text(response, body if status >= 400 else b"")
         if 300 <= status < 400:
             # Where it points is not quoted: whatever sits at a registered
             # address may put anything there.
@@ -276,10 +284,7 @@ class Connection:
                 "redirects are not followed, register the API's own address"
             )
         if status == 401:
-            raise ProxmoxAuthenticationFailed(
-                f"Proxmox refused the credentials of {credentials.principal}"
-                + (f" ({reason})" if reason else "")
-            )
+            raise ProxmoxAuthenticationFailed(_refusal(credentials, reason))
         if status == 403:
             doing = "read" if response.request.method in (None, "GET") else "change"
             raise ProxmoxPermissionDenied(
@@ -293,7 +298,7 @@ class Connection:
             )
         if status != 200:
             # PVE's "errors" object (parameter -> message) is not passed on:
-            # its text is the server's, and the reason phrase says enough.
+            # its text is the server's, and the message says enough.
             raise ProxmoxBadResponse(
                 f"{endpoint} refused {path} with {status}" + (f" {reason}" if reason else "")
             )
@@ -304,6 +309,50 @@ class Connection:
                 'JSON envelope ({"data": ...}); is this the API address of a PVE node?'
             )
         return envelope["data"]
+
+    def _error_text(self, response: requests.Response, body: bytes) -> str:
+        """What the server said went wrong, fit to quote: the first line of
+        the body's ``message`` when it has one and holds no secret, else the
+        reason phrase; both cleaned by the redactor."""
+        message = _body_message(body)
+        # Searched whole, not only the line quoted: a message that holds a
+        # secret anywhere is not quoted at all.
+        if message and not self.redactor.reveals_secret(message):
+            first_line = next(iter(message.splitlines()), "")
+            quoted = self.redactor.reason(first_line)
+            if quoted:
+                return quoted
+        return self.redactor.reason(response.reason)
+
+
+def _body_message(body: bytes) -> str | None:
+    """The ``message`` of an error body ``{"data": null, "message": "..."}``
+    (libpve-http-server-perl 5.2 and later), or None."""
+    envelope = _parse_json(body) if body else None
+    message = envelope.get("message") if isinstance(envelope, dict) else None
+    return message if isinstance(message, str) else None
+
+
+def _refusal(credentials: Credentials, reason: str) -> str:
+    """The message of a 401. PVE 9.1.5 and later word every refused token
+    and ticket "Authentication failed!" without the detail earlier releases
+    gave, so the message adds what that can mean and what to do."""
+    refused = f"Proxmox refused the credentials of {credentials.principal}" + (
+        f" ({reason})" if reason else ""
+    )
+    if reason.rstrip("!").strip().lower() != _UNIFIED_AUTH_FAILURE:
+        return refused
+    if isinstance(credentials, TokenCredentials):
+        return (
+            f"{refused}: the token id or secret is wrong, or the token expired or was removed "
+            "on the cluster; register or edit the cluster with a valid API token"
+        )
+    # A password never meets it (a refused login is "authentication
+    # failure"): it is the ticket that login brought.
+    return (
+        f"{refused}: the ticket of its login expired or the cluster no longer accepts it; "
+        "the registry logs in with the password again on the next attempt"
+    )
 
 
 def _parse_json(body: bytes) -> Any:

@@ -127,6 +127,23 @@ def test_refused_token_is_401_and_stores_nothing(api, m):
     assert_nothing_stored(api)
 
 
+def test_a_token_pve_9_1_5_refuses_is_401_saying_what_that_can_mean(api, m):
+    pve.token_refused_pve9(m)
+    response = register(api, **with_token())
+    assert response.status_code == 401
+    assert response.json() == {
+        "code": "Unauthorized",
+        "message": (
+            "Proxmox refused the credentials of root@pam!proxmoxer (Authentication failed!): "
+            "the token id or secret is wrong, or the token expired or was removed on the "
+            "cluster; register or edit the cluster with a valid API token"
+        ),
+        "details": None,
+    }
+    assert_secret_absent(TOKEN_SECRET, response.content, "the answer")
+    assert_nothing_stored(api)
+
+
 @pytest.mark.parametrize(
     ("fields", "field"),
     [

@@ -1,6 +1,6 @@
 """What the Proxmox client's unit tests share: requests-mock, the
 credentials, a sequential client (one call after the other, so the order of
-calls is fixed)."""
+calls is fixed), a transport to make single calls on."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ import requests_mock
 
 from clusters.domain import ConnectionTarget, PasswordCredentials, Secret, TokenCredentials
 from clusters.proxmox import ProxmoxClient
+from clusters.proxmox.network_policy import NetworkPolicy
+from clusters.proxmox.transport import DEFAULT_MAX_RESPONSE_BYTES, Transport
 from tests import pve_responses as pve
 
 PASSWORD = "correct horse battery staple"
@@ -26,6 +28,18 @@ TOKEN_CREDENTIALS = TokenCredentials("root@pam!proxmoxer", Secret(TOKEN_SECRET))
 def m() -> Iterator[requests_mock.Mocker]:
     with requests_mock.Mocker() as mocker:
         yield mocker
+
+
+@pytest.fixture
+def transport() -> Transport:
+    return Transport(
+        connect_timeout=5.0,
+        read_timeout=10.0,
+        ca_bundle=None,
+        max_response_bytes=DEFAULT_MAX_RESPONSE_BYTES,
+        fingerprint_fetcher=lambda host, port, timeout: None,
+        network_policy=NetworkPolicy(),
+    )
 
 
 def client(**kwargs: Any) -> ProxmoxClient:

@@ -1,25 +1,30 @@
 """The PVE API layer (clusters/proxmox/api.py) against requests-mock with
 real PVE shapes: how each kind of credentials authenticates, the second
-factor, and PveSession's calls on a transport connection (a ticket's CSRF
-token only where PVE wants it, nothing secret in its repr)."""
+factor, a refused password login in an OpenID Connect realm, and
+PveSession's calls on a transport connection (a ticket's CSRF token only
+where PVE wants it, nothing secret in its repr)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
 from urllib.parse import parse_qs
 
 import pytest
+import requests
 
 from clusters.domain import (
     NodeEntry,
+    PasswordCredentials,
+    ProxmoxAuthenticationFailed,
     ProxmoxBadResponse,
     ProxmoxPermissionDenied,
     ProxmoxSecondFactorRequired,
     Secret,
     TokenCredentials,
 )
+from clusters.proxmox import ProxmoxClient
 from clusters.proxmox.api import PveSession
-from clusters.proxmox.network_policy import NetworkPolicy
-from clusters.proxmox.transport import DEFAULT_MAX_RESPONSE_BYTES, Transport
 from tests import pve_responses as pve
 from tests.conftest import assert_secret_absent
 from tests.unit.proxmox.conftest import (
@@ -72,21 +77,110 @@ def test_a_tfa_ticket_without_need_tfa_is_a_second_factor_error_too(m):
         client().inspect(TARGET, PASSWORD_CREDENTIALS)
 
 
+# -- OpenID Connect realms ------------------------------------------------------------------------
+
+ALICE = PasswordCredentials("alice@oidc", Secret(PASSWORD))
+OPENID_REFUSAL = (
+    "Proxmox refused the password of alice@oidc: oidc is an OpenID Connect realm, where a "
+    "password login cannot work; register with an API token of alice@oidc "
+    "(alice@oidc!<name>) instead"
+)
+PASSWORD_LOGINS: dict[str, Callable[[ProxmoxClient], Any]] = {
+    "inspect": lambda proxmox: proxmox.inspect(TARGET, ALICE),
+    "check": lambda proxmox: proxmox.check(TARGET, ALICE),
+    "issue_token": lambda proxmox: proxmox.issue_token(TARGET, ALICE, name="x", comment="x"),
+    "delete_token": lambda proxmox: proxmox.delete_token(TARGET, ALICE, "alice@oidc!x"),
+}
+
+
+def domain_lookups(m) -> list:
+    return [call for call in m.request_history if call.path == "/api2/json/access/domains"]
+
+
+@pytest.mark.parametrize("parallel", [False, True], ids=["sequential", "parallel"])
+@pytest.mark.parametrize("login", PASSWORD_LOGINS.values(), ids=PASSWORD_LOGINS.keys())
+def test_a_refused_password_login_in_an_openid_realm_says_to_use_an_api_token(m, login, parallel):
+    pve.login_refused(m, pve9=True)
+    pve.domains(m)
+    with pytest.raises(ProxmoxAuthenticationFailed) as raised:
+        login(ProxmoxClient(parallel=parallel))
+    assert raised.value.message == OPENID_REFUSAL
+    assert_secret_absent(PASSWORD, messages(raised.value), "the error")
+    (lookup,) = domain_lookups(m)
+    assert lookup.method == "GET"
+    assert "Cookie" not in lookup.headers and "Authorization" not in lookup.headers
+
+
+def test_a_refused_password_login_in_another_realm_keeps_proxmoxs_reason(m):
+    pve.login_refused(m)
+    pve.domains(m, [*pve.REALMS, {"realm": "corp", "type": "ad"}])
+    with pytest.raises(ProxmoxAuthenticationFailed) as raised:
+        client().inspect(TARGET, PasswordCredentials("bob@corp", Secret(PASSWORD)))
+    assert raised.value.message == (
+        "Proxmox refused the credentials of bob@corp (authentication failure)"
+    )
+    assert len(domain_lookups(m)) == 1
+
+
+@pytest.mark.parametrize("username", ["root@pam", "admin@pve"])
+def test_the_realms_every_pve_has_are_not_looked_up(m, username):
+    pve.login_refused(m)
+    pve.domains(m, [{"realm": "pam", "type": "openid"}, {"realm": "pve", "type": "openid"}])
+    with pytest.raises(ProxmoxAuthenticationFailed, match=r"\(authentication failure\)$"):
+        client().inspect(TARGET, PasswordCredentials(username, Secret(PASSWORD)))
+    assert domain_lookups(m) == []
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        {"status_code": 500, "reason": "Internal Server Error"},
+        {"status_code": 401, "reason": "No ticket", "content": b""},
+        {"exc": requests.exceptions.ConnectionError("Connection reset by peer")},
+        {"exc": requests.exceptions.ReadTimeout("read timed out")},
+        {"json": {"data": None}},
+        {"json": {"data": {"realm": "oidc", "type": "openid"}}},
+        {"json": {"data": [{"realm": "oidc"}, "oidc", None]}},
+        {"json": {"data": [{"realm": "oidc", "type": ["openid"]}]}},
+        {"json": {"data": [{"realm": "OIDC", "type": "openid"}]}},
+        {"text": "<html>openid</html>"},
+    ],
+    ids=[
+        "500",
+        "401",
+        "reset",
+        "timeout",
+        "no-data",
+        "not-a-list",
+        "no-type",
+        "type-not-text",
+        "other-realm",
+        "not-json",
+    ],
+)
+def test_a_failed_or_unclear_realm_lookup_leaves_the_refusal_as_it_was(m, answer):
+    pve.login_refused(m)
+    m.get(f"{pve.API}/access/domains", **answer)
+    with pytest.raises(ProxmoxAuthenticationFailed) as raised:
+        client().inspect(TARGET, ALICE)
+    assert raised.value.message == (
+        "Proxmox refused the credentials of alice@oidc (authentication failure)"
+    )
+    assert len(domain_lookups(m)) == 1
+
+
+def test_a_refused_token_of_an_openid_user_looks_nothing_up(m):
+    pve.token_refused_pve9(m)
+    pve.domains(m)
+    token = TokenCredentials("alice@oidc!registry", Secret(TOKEN_SECRET))
+    with pytest.raises(ProxmoxAuthenticationFailed, match="Authentication failed!"):
+        client().inspect(TARGET, token)
+    assert domain_lookups(m) == []
+
+
 # -- the session --------------------------------------------------------------------------------
 
 ACL = {"path": "/", "roles": "PVEAuditor", "tokens": "root@pam!proxmoxer"}
-
-
-@pytest.fixture
-def transport() -> Transport:
-    return Transport(
-        connect_timeout=5.0,
-        read_timeout=10.0,
-        ca_bundle=None,
-        max_response_bytes=DEFAULT_MAX_RESPONSE_BYTES,
-        fingerprint_fetcher=lambda host, port, timeout: None,
-        network_policy=NetworkPolicy(),
-    )
 
 
 def test_a_ticket_goes_with_every_call_and_the_csrf_token_with_every_call_but_a_get(m, transport):

@@ -1,26 +1,36 @@
 """The transport's rules (clusters/proxmox/transport.py and tls.py) through
 ProxmoxClient against requests-mock with real PVE shapes: error mapping,
-redirects, body caps, TLS failures (with a fake fingerprint fetcher passed to
-the constructor), the SSLContexts. The same rules over real TLS:
+which of an error's texts is quoted (the body's message, else the reason
+phrase) and how PVE 9's "Authentication failed!" reads, redirects, body caps,
+TLS failures (with a fake fingerprint fetcher passed to the constructor), the
+SSLContexts. The same rules over real TLS:
 tests/integration/proxmox/test_transport_over_tls.py."""
 
 from __future__ import annotations
 
 import io
+import json
 
 import pytest
 import requests
 
 from clusters.domain import (
+    ClusterError,
     ConnectionTarget,
+    Credentials,
     ProxmoxAuthenticationFailed,
     ProxmoxBadResponse,
+    ProxmoxPermissionDenied,
     ProxmoxTLSError,
 )
 from clusters.proxmox import ProxmoxClient, tls
+from clusters.proxmox.api import PveSession
+from clusters.proxmox.redaction import REASON_MAX_LENGTH
+from clusters.proxmox.transport import Transport
 from tests import pve_responses as pve
-from tests.conftest import assert_secret_absent
+from tests.conftest import assert_secret_absent, secret_encodings
 from tests.unit.proxmox.conftest import (
+    PASSWORD,
     PASSWORD_CREDENTIALS,
     TARGET,
     TOKEN_CREDENTIALS,
@@ -73,6 +83,231 @@ def test_refused_token_is_an_authentication_failure_naming_the_token_not_its_sec
         "Proxmox refused the credentials of root@pam!proxmoxer (invalid token value!)"
     )
     assert_secret_absent(TOKEN_SECRET, messages(raised.value), "the error")
+
+
+# -- which text of an error is quoted --------------------------------------------------
+
+TOKEN = "root@pam!proxmoxer"
+PROXY_REASON = "Error"  # a reverse proxy put its own phrase in place of PVE's
+
+
+def message_body(message: str) -> bytes:
+    """An error body of pve-http-server 5.2 and later."""
+    return json.dumps({"data": None, "message": message}).encode()
+
+
+def refusal(
+    m,
+    transport: Transport,
+    *,
+    status: int,
+    reason: str,
+    body: bytes = b"",
+    credentials: Credentials = TOKEN_CREDENTIALS,
+) -> ClusterError:
+    """The error one ``GET /version`` answered so raises."""
+    m.get(f"{pve.API}/version", status_code=status, reason=reason, content=body)
+    with (
+        transport.connect(TARGET, credentials) as connection,
+        pytest.raises(ClusterError) as raised,
+    ):
+        connection.call("GET", "/version")
+    return raised.value
+
+
+@pytest.mark.parametrize(
+    ("status", "said", "kind", "expected"),
+    [
+        (
+            400,
+            "Parameter verification failed.",
+            ProxmoxBadResponse,
+            f"{pve.ENDPOINT} refused /version with 400 Parameter verification failed.",
+        ),
+        (
+            401,
+            "authentication failure",
+            ProxmoxAuthenticationFailed,
+            f"Proxmox refused the credentials of {TOKEN} (authentication failure)",
+        ),
+        (
+            403,
+            "Permission check failed (/, Sys.Audit)",
+            ProxmoxPermissionDenied,
+            f"{TOKEN} may not read /version on {pve.ENDPOINT} "
+            "(Permission check failed (/, Sys.Audit))",
+        ),
+        (
+            404,
+            "Method 'GET /version' not implemented",
+            ProxmoxBadResponse,
+            f"{pve.ENDPOINT} refused /version with 404 Method 'GET /version' not implemented",
+        ),
+        (
+            500,
+            "unable to read file '/etc/pve/nodes/pve1/lrm_status'",
+            ProxmoxBadResponse,
+            f"{pve.ENDPOINT} answered /version with 500 "
+            "unable to read file '/etc/pve/nodes/pve1/lrm_status'",
+        ),
+        (
+            596,
+            "Connection timed out",
+            ProxmoxBadResponse,
+            f"{pve.ENDPOINT} answered /version with 596 Connection timed out",
+        ),
+    ],
+    ids=["400", "401", "403", "404", "500", "596"],
+)
+def test_an_error_bodys_message_is_quoted_rather_than_the_reason_phrase(
+    m, transport, status, said, kind, expected
+):
+    error = refusal(
+        m, transport, status=status, reason=PROXY_REASON, body=message_body(f"{said}\n")
+    )
+    assert type(error) is kind
+    assert error.message == expected
+    assert PROXY_REASON not in error.message.replace(said, "")
+    if isinstance(error, ProxmoxPermissionDenied):
+        assert error.reason == said
+
+
+def test_pves_empty_401_body_leaves_the_reason_phrase_to_quote(m, transport):
+    error = refusal(m, transport, status=401, reason="invalid token value!", body=b"")
+    assert error.message == f"Proxmox refused the credentials of {TOKEN} (invalid token value!)"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"data": null}',
+        b'{"data": null, "errors": {"username": "value does not match the regex pattern"}}',
+        b'{"data": null, "message": null}',
+        b'{"data": null, "message": ["not", "text"]}',
+        b'{"data": null, "message": ""}',
+        b'{"data": null, "message": "\\n  \\n"}',
+        b'{"data": null, "message": "\\u0007\\u001b"}',
+        b'["message"]',
+        b"<html><body>message: from some other server</body></html>",
+    ],
+    ids=[
+        "pve8",
+        "errors",
+        "null",
+        "list",
+        "empty",
+        "blank-first-line",
+        "unprintable",
+        "not-an-object",
+        "not-json",
+    ],
+)
+def test_without_a_usable_body_message_the_reason_phrase_is_quoted(m, transport, body):
+    error = refusal(m, transport, status=400, reason="Parameter verification failed.", body=body)
+    assert error.message == (
+        f"{pve.ENDPOINT} refused /version with 400 Parameter verification failed."
+    )
+
+
+def test_below_400_a_body_message_is_not_read(m, transport):
+    error = refusal(m, transport, status=202, reason="Accepted", body=message_body("from the body"))
+    assert error.message == f"{pve.ENDPOINT} refused /version with 202 Accepted"
+
+
+def secret_echoes(secret: str) -> dict[str, bytes]:
+    """Error bodies whose message holds ``secret``, in every encoding."""
+    spelled_out = "".join(f"\\u{ord(char):04x}" for char in secret)
+    return {
+        **{
+            kind: message_body(f"no such user or bad value {form}")
+            for kind, form in secret_encodings(secret).items()
+        },
+        "escaped in the body's JSON": (
+            b'{"data": null, "message": "bad value ' + spelled_out.encode() + b'"}'
+        ),
+        "on the second line": message_body(f"authentication failure\nfor {secret}\n"),
+        "beyond where a long message is cut": message_body(f"{'x' * 200} {secret}"),
+    }
+
+
+@pytest.mark.parametrize(
+    ("credentials", "secret"),
+    [(TOKEN_CREDENTIALS, TOKEN_SECRET), (PASSWORD_CREDENTIALS, PASSWORD)],
+    ids=["token", "password"],
+)
+def test_a_body_message_holding_the_secret_is_not_quoted(m, transport, credentials, secret):
+    for kind, body in secret_echoes(secret).items():
+        error = refusal(
+            m, transport, status=403, reason="Forbidden", body=body, credentials=credentials
+        )
+        assert error.message.endswith("(Forbidden)"), kind
+        assert_secret_absent(secret, messages(error), f"the error ({kind})")
+
+
+def test_a_body_message_holding_the_ticket_is_not_quoted(m, transport):
+    pve.login_ok(m)
+    for kind, body in secret_echoes(pve.TICKET).items():
+        m.get(f"{pve.API}/version", status_code=500, reason="Internal Server Error", content=body)
+        with transport.connect(TARGET, PASSWORD_CREDENTIALS) as connection:
+            session = PveSession.login(connection, PASSWORD_CREDENTIALS)
+            with pytest.raises(ProxmoxBadResponse) as raised:
+                session.version()
+        assert raised.value.message == (
+            f"{pve.ENDPOINT} answered /version with 500 Internal Server Error"
+        ), kind
+        assert_secret_absent(pve.TICKET, messages(raised.value), f"the error ({kind})")
+
+
+def test_a_long_or_multi_line_body_message_is_cut_to_a_short_first_line(m, transport):
+    multi_line = refusal(
+        m,
+        transport,
+        status=403,
+        reason=PROXY_REASON,
+        body=message_body("Permission check failed (/, Sys.Audit)\nat PVE/RPCEnvironment.pm\n"),
+    )
+    long = refusal(m, transport, status=403, reason=PROXY_REASON, body=message_body("word " * 200))
+    unprintable = refusal(
+        m, transport, status=403, reason=PROXY_REASON, body=message_body("caf\u00e9\t\u001b[31mred")
+    )
+    assert isinstance(multi_line, ProxmoxPermissionDenied)
+    assert multi_line.reason == "Permission check failed (/, Sys.Audit)"
+    assert isinstance(long, ProxmoxPermissionDenied)
+    assert len(long.reason) <= REASON_MAX_LENGTH
+    assert long.reason.startswith("word word") and long.reason.endswith("...")
+    assert isinstance(unprintable, ProxmoxPermissionDenied)
+    assert unprintable.reason == "caf [31mred"
+
+
+# -- PVE 9.1.5 and later: "Authentication failed!" -------------------------------------
+
+
+def test_authentication_failed_for_a_token_says_what_it_can_mean_and_what_to_do(m):
+    pve.token_refused_pve9(m)
+    with pytest.raises(ProxmoxAuthenticationFailed) as raised:
+        client().inspect(TARGET, TOKEN_CREDENTIALS)
+    assert raised.value.message == (
+        f"Proxmox refused the credentials of {TOKEN} (Authentication failed!): the token id or "
+        "secret is wrong, or the token expired or was removed on the cluster; register or "
+        "edit the cluster with a valid API token"
+    )
+    assert_secret_absent(TOKEN_SECRET, messages(raised.value), "the error")
+
+
+def test_authentication_failed_for_a_ticket_says_the_registry_logs_in_again(m, transport):
+    pve.login_ok(m)
+    m.get(f"{pve.API}/version", status_code=401, reason="Authentication failed!", content=b"")
+    with transport.connect(TARGET, PASSWORD_CREDENTIALS) as connection:
+        session = PveSession.login(connection, PASSWORD_CREDENTIALS)
+        with pytest.raises(ProxmoxAuthenticationFailed) as raised:
+            session.version()
+    assert raised.value.message == (
+        "Proxmox refused the credentials of root@pam (Authentication failed!): the ticket of "
+        "its login expired or the cluster no longer accepts it; the registry logs in with the "
+        "password again on the next attempt"
+    )
+    for secret in (PASSWORD, pve.TICKET, pve.CSRF_TOKEN):
+        assert_secret_absent(secret, messages(raised.value), "the error")
 
 
 # -- hygiene ---------------------------------------------------------------------------
