@@ -159,8 +159,8 @@ class ClusterService:
         try:
             with self._unit_of_work() as uow:
                 identity = identity_keys(report)
+                uow.clusters.add(cluster)  # a taken name is said first
                 _refuse_registered_twice(uow, cluster, identity)
-                uow.clusters.add(cluster)
                 uow.identities.assign(cluster, identity)
                 uow.nodes.replace(cluster.id, node_states(report), now)
                 uow.history.append(first_status, keep=self._history_limit)
