@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from clusters.domain import ClusterStatus
+from clusters.domain import Cluster, ClusterStatus, public_cluster
 
 
 @dataclass(frozen=True)
@@ -109,25 +109,19 @@ class EndpointLine:
     last_ok_at: datetime | None
 
 
-def endpoints_of(cluster: Any) -> list[EndpointLine]:
+def endpoints_of(cluster: Cluster | Mapping[str, Any]) -> list[EndpointLine]:
     """Every address the registry may use for ``cluster``, the registered one
-    first. Before the registry learns a cluster's other nodes, that is the
-    registered endpoint alone, with its pin."""
-    known = field_of(cluster, "endpoints")
-    if known:
-        return [
-            EndpointLine(
-                url=field_of(endpoint, "url"),
-                node=field_of(endpoint, "node"),
-                fingerprint=field_of(endpoint, "fingerprint"),
-                last_ok_at=field_of(endpoint, "last_ok_at"),
-            )
-            for endpoint in known
-        ]
+    first, as the API lists them (a domain object is shown in its public
+    form, which composes the registered endpoint and the learned ones)."""
+    shown = cluster if isinstance(cluster, Mapping) else public_cluster(cluster)
     return [
         EndpointLine(
-            field_of(cluster, "api_endpoint"), None, field_of(cluster, "fingerprint"), None
+            url=endpoint["url"],
+            node=endpoint.get("node"),
+            fingerprint=endpoint.get("fingerprint"),
+            last_ok_at=moment(endpoint.get("last_ok_at")),
         )
+        for endpoint in shown["endpoints"]
     ]
 
 

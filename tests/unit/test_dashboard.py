@@ -13,6 +13,8 @@ from django.contrib.sessions.backends.signed_cookies import SessionStore
 from clusters.domain import (
     ClusterNameTaken,
     ClusterStatus,
+    EndpointHealth,
+    NodeEndpoint,
     ProxmoxAuthenticationFailed,
     ProxmoxPermissionDenied,
     ProxmoxTLSError,
@@ -92,6 +94,23 @@ def test_endpoints_are_the_registered_one_until_others_are_known():
         None,
         None,
     )
+
+
+def test_a_clusters_learned_endpoints_follow_the_registered_one_with_their_last_answers():
+    learned = NodeEndpoint("https://127.0.0.2:8006", "pve2", FINGERPRINT)
+    cluster = make_cluster(
+        "lab",
+        registered_node="pve1",
+        endpoints=(learned,),
+        endpoint_health={learned.url: EndpointHealth(last_ok_at=NOW)},
+    )
+
+    lines = endpoints_of(cluster)
+
+    assert [(line.url, line.node, line.fingerprint, line.last_ok_at) for line in lines] == [
+        (cluster.api_endpoint, "pve1", None, None),
+        (learned.url, "pve2", FINGERPRINT, NOW),
+    ]
 
 
 def test_endpoints_light_up_with_the_contracts_fields():
