@@ -1,5 +1,7 @@
 """A TCP port on loopback that only counts the connections made to it: the
-proof that a refused target got no packet."""
+proof that a refused target got no packet, or, on a port a client expects
+a server on, a black hole (the kernel completes the handshake, nothing ever
+answers) that counts who tried it."""
 
 from __future__ import annotations
 
@@ -7,8 +9,8 @@ import socket
 
 
 class Listener:
-    def __init__(self, host: str) -> None:
-        self.socket = socket.create_server((host, 0))
+    def __init__(self, host: str, port: int = 0) -> None:
+        self.socket = socket.create_server((host, port))
         self.socket.setblocking(False)
         self.port = self.socket.getsockname()[1]
 

@@ -18,6 +18,7 @@ from tests.e2e.conftest import (
     password_fields,
     pinned,
     start_service,
+    tidied,
     token_fields,
 )
 from tests.e2e.servers import manage
@@ -26,7 +27,7 @@ pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
-def private_ca_registry(service_env, ca_simulator, e2e_dir, secrets) -> Iterator[Registry]:
+def private_ca_session(service_env, ca_simulator, e2e_dir, secrets) -> Iterator[Registry]:
     """A service trusting the simulator's CA through PROXMOX_CA_BUNDLE, while
     REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE point at a CA that trusts nothing here."""
     _, ca_file = ca_simulator
@@ -44,6 +45,12 @@ def private_ca_registry(service_env, ca_simulator, e2e_dir, secrets) -> Iterator
     )
     yield registry
     registry.server.stop()
+
+
+@pytest.fixture
+def private_ca_registry(private_ca_session) -> Iterator[Registry]:
+    with tidied(private_ca_session) as registry:
+        yield registry
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.e2e.conftest import Registry, password_fields, pinned, start_service
+from tests.e2e.conftest import Registry, password_fields, pinned, start_service, tidied
 from tests.e2e.servers import PROJECT_DIR, PYTHON
 from tests.listener import Listener
 
@@ -21,7 +21,7 @@ DENIED = "127.0.0.2"
 
 
 @pytest.fixture(scope="module")
-def denying_registry(service_env, e2e_dir, secrets) -> Iterator[Registry]:
+def denying_session(service_env, e2e_dir, secrets) -> Iterator[Registry]:
     registry = start_service(
         service_env,
         e2e_dir / "service-denying.log",
@@ -30,6 +30,12 @@ def denying_registry(service_env, e2e_dir, secrets) -> Iterator[Registry]:
     )
     yield registry
     registry.server.stop()
+
+
+@pytest.fixture
+def denying_registry(denying_session) -> Iterator[Registry]:
+    with tidied(denying_session) as registry:
+        yield registry
 
 
 @pytest.fixture

@@ -143,12 +143,25 @@ def pair(environment: tuple[dict[str, str], str], tmp_path_factory: Any) -> Iter
     servers.stop()
 
 
+@pytest.fixture(scope="module")
+def other_simulator() -> Iterator[PveSimulator]:
+    """Another PVE cluster: one cluster is registered once (docs/product-contract.md §10)."""
+    with PveSimulator(cluster_name="other", auth_failure_delay=0.3) as simulator:
+        yield simulator
+
+
 @pytest.fixture
-def sim(simulator: PveSimulator) -> Iterator[PveSimulator]:
+def sim(simulator: PveSimulator, pair: Pair) -> Iterator[PveSimulator]:
+    """The simulated cluster, healthy; what a test registered is
+    deregistered after it, so that the next may register the cluster again."""
     simulator.configure(scenario="healthy", latency=0)
     simulator.clear_requests()
+    before = {cluster["id"] for cluster in pair.a.clusters()}
     yield simulator
     simulator.configure(latency=0)
+    for cluster in pair.a.clusters():
+        if cluster["id"] not in before:
+            pair.a.call("DELETE", f"/api/v1/clusters/{cluster['id']}")
 
 
 def test_cluster_registered_through_one_process_is_listed_shown_and_removed_through_the_other(
@@ -205,26 +218,27 @@ def test_concurrent_registrations_of_one_name_over_both_processes_store_exactly_
 
 
 def test_everything_is_still_there_after_both_processes_restart(
-    pair: Pair, sim: PveSimulator, database_url: str
+    pair: Pair, sim: PveSimulator, other_simulator: PveSimulator, database_url: str
 ) -> None:
-    by_password = pair.a.register(password_fields(sim, unique("Kept-Password"))).json()
-    by_token = pair.b.register(token_fields(sim, unique("Kept-Token"))).json()
+    by_password = pair.a.register(password_fields(sim, unique("Kept-Password")))
+    by_token = pair.b.register(token_fields(other_simulator, unique("Kept-Token")))
+    assert (by_password.status_code, by_token.status_code) == (201, 201), by_token.text
     before = pair.a.clusters()
 
     pair.restart()
 
     assert pair.a.clusters() == before
     assert pair.b.clusters() == before
-    for cluster in (by_password, by_token):
+    for cluster in (by_password.json(), by_token.json()):
         # The stored, encrypted secret still logs in after the restart.
         refreshed = pair.b.call("POST", f"/api/v1/clusters/{cluster['id']}/refresh")
         assert refreshed.status_code == 200, refreshed.text
         assert refreshed.json()["status"] == "healthy"
     with psycopg.connect(database_url) as connection:
         table = repr(connection.execute("SELECT c::text FROM clusters_cluster c").fetchall())
-    assert by_token["name"] in table
+    assert by_token.json()["name"] in table
     assert_secret_absent(sim.password, table, "the clusters table")
-    assert_secret_absent(sim.token_secret, table, "the clusters table")
+    assert_secret_absent(other_simulator.token_secret, table, "the clusters table")
 
 
 def test_manage_py_clusters_reads_the_registry_the_servers_share(
@@ -238,10 +252,13 @@ def test_manage_py_clusters_reads_the_registry_the_servers_share(
     assert name in listed
 
 
-def test_no_secret_reached_either_process_log(pair: Pair, sim: PveSimulator) -> None:
+def test_no_secret_reached_either_process_log(
+    pair: Pair, sim: PveSimulator, other_simulator: PveSimulator
+) -> None:
     for server in pair.started:
         log = server.log()
         assert "POST /api/v1/clusters" in log or "GET /api/v1/clusters" in log
-        assert_secret_absent(sim.password, log, "a server log")
-        assert_secret_absent(sim.token_secret, log, "a server log")
+        for simulator in (sim, other_simulator):
+            assert_secret_absent(simulator.password, log, "a server log")
+            assert_secret_absent(simulator.token_secret, log, "a server log")
         assert_secret_absent(pair.token, log, "a server log")

@@ -342,7 +342,12 @@ def test_readme_screenshots(page, secrets):
     try:
         for name, scenario, later in fleet:
             simulator = secrets.watch(
-                PveSimulator(hosts=["127.0.0.1"], scenario=scenario, auth_failure_delay=0.05)
+                PveSimulator(
+                    hosts=["127.0.0.1"],
+                    scenario=scenario,
+                    cluster_name=name,  # six PVE clusters: one registration each
+                    auth_failure_delay=0.05,
+                )
             )
             simulators.append(simulator.start())
             answer = page.registry.register(
