@@ -266,9 +266,11 @@ class ProxmoxClient:
         refuses, is passed over for the next. Credentials refused or a
         permission denied end it at once (they are the same on every node).
 
-        All of it within one check budget: an endpoint that does not answer
-        costs at most the connect timeout, and no endpoint is started after
-        the budget is spent. Tickets are kept per endpoint."""
+        All of it within one check budget, and no endpoint is started after
+        the budget is spent: an endpoint that refuses costs nothing, one
+        that never accepts the connection a connect timeout, one that
+        accepts it and never answers a read timeout. Tickets are kept per
+        endpoint."""
         deadline = Deadline.after(self.check_budget)
         failed: list[tuple[ConnectionTarget, ClusterError]] = []
         for target in targets:

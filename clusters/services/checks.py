@@ -24,12 +24,13 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import Any
 
 from clusters.domain import (
     Actor,
@@ -516,12 +517,13 @@ class CheckService:
             return _Findings(failed, started, None, error.message)
         self._finished(CheckOutcome.SUCCESS, started)
         assert attempts.report is not None and attempts.answered is not None
+        _log_refused_by_policy(cluster, attempts, loudly=by_person)
         report = attempts.report
         health = assess_health(report)
         endpoint_health = _endpoint_health(cluster, attempts, started)
         status, reason = health.status, health.reason
         last_error: str | None = None
-        last_error_details = None
+        last_error_details: Mapping[str, Any] | None = None
         registered_state = endpoint_health.get(registered.api_endpoint)
         if (
             attempts.answered != registered
@@ -533,12 +535,15 @@ class CheckService:
             through = f"; answered through {attempts.answered.api_endpoint}"
             if trouble is not None:
                 last_error = trouble.message + through
+                if isinstance(trouble, ProxmoxError):
+                    last_error_details = actionable_details(trouble)
             elif cluster.last_error and cluster.last_error.endswith(through):
-                last_error = cluster.last_error  # not tried again: what it said last time
+                # Not tried again: what it said last time, a certificate to
+                # trust included, stands until it is.
+                last_error = cluster.last_error
+                last_error_details = cluster.last_error_details
             else:
                 last_error = f"{registered.api_endpoint} did not answer when last tried{through}"
-            if trouble is not None and isinstance(trouble, ProxmoxError):
-                last_error_details = actionable_details(trouble)
             if status is ClusterStatus.HEALTHY:
                 status = ClusterStatus.DEGRADED
             reason = f"{reason}; the registered endpoint does not answer ({last_error})"
@@ -635,6 +640,22 @@ def _log_dropped(cluster: Cluster, error: Exception) -> None:
     else:
         why = "another check took over"
     logger.info("Cluster check dropped, %s, cluster_id=%s, name=%s", why, cluster.id, cluster.name)
+
+
+def _log_refused_by_policy(cluster: Cluster, attempts: CheckAttempts, *, loudly: bool) -> None:
+    """Say that the network policy kept a check off one of the cluster's
+    endpoints (a learned node address outside PROXMOXER_ALLOWED_NETWORKS,
+    say): when it was not failing already, or a person asked."""
+    for target, error in attempts.failed:
+        state = cluster.endpoint_health.get(target.api_endpoint)
+        if isinstance(error, NetworkPolicyRefused) and (
+            loudly or state is None or not state.failing
+        ):
+            logger.warning(
+                "Connection refused by the network policy, endpoint=%s, error=%s",
+                target.api_endpoint,
+                error.message,
+            )
 
 
 def _failure_to_report(attempts: CheckAttempts, registered: ConnectionTarget) -> ClusterError:

@@ -16,6 +16,7 @@ from clusters.domain import (
     ClusterAlreadyRegistered,
     ClusterStatus,
     EditRequest,
+    NetworkPolicyRefused,
     NodeEndpoint,
     ProxmoxAuthenticationFailed,
     ProxmoxTLSError,
@@ -210,6 +211,36 @@ def test_a_registered_certificate_replaced_still_asks_for_trust_while_another_an
 
     assert checked.status is ClusterStatus.DEGRADED
     assert checked.last_error_details == {"fingerprint": observed}
+    # The next check goes to node 2 first; the certificate to trust stays shown.
+    again = background_check(services, clock)
+    assert tried(proxmox)[-1] == NODE2
+    assert (again.last_error, again.last_error_details) == (
+        checked.last_error,
+        {"fingerprint": observed},
+    )
+
+
+def test_an_endpoint_the_network_policy_refuses_is_passed_over_and_said_once(
+    services, proxmox, clock, caplog
+):
+    register(services)
+    proxmox.unreachable[REGISTERED] = ProxmoxUnreachable("down")
+    proxmox.unreachable[NODE2] = NetworkPolicyRefused(
+        "The network policy refuses 127.0.31.2: it is outside PROXMOXER_ALLOWED_NETWORKS",
+        address="127.0.31.2",
+        rule="outside PROXMOXER_ALLOWED_NETWORKS",
+    )
+
+    with caplog.at_level(logging.WARNING, logger="clusters"):
+        checked = background_check(services, clock)
+        refusals = caplog.text.count("Connection refused by the network policy")
+        background_check(services, clock)
+
+    assert checked.status is ClusterStatus.DEGRADED
+    assert tried(proxmox) == [REGISTERED, NODE2, NODE3, NODE3]
+    assert f"Connection refused by the network policy, endpoint={NODE2}" in caplog.text
+    assert refusals == 1
+    assert caplog.text.count("Connection refused by the network policy") == 1
 
 
 def test_refused_credentials_are_not_tried_on_every_node(services, proxmox, clock):
