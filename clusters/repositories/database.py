@@ -21,13 +21,13 @@ then writes can fail at once ("database is locked") when another writes.
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
+import orjson
 import psycopg
 from django.db import DEFAULT_DB_ALIAS, IntegrityError, connections, transaction
 from django.db.models import F, Q, QuerySet, Subquery
@@ -291,6 +291,15 @@ _SQLITE_COLUMNS = tuple(
 )
 
 
+# The JSON columns' text as sqlite3 hands it over. orjson, not json.loads: a
+# row has three such columns, and a page of a thousand clusters with their
+# endpoints spent a third of its time in json.loads (docs/benchmarks.md,
+# "The cluster list"). What these documents hold (strings, nulls) loads the
+# same either way; what orjson would refuse (NaN, a lone surrogate) the
+# list's orjson renderer could not write anyway.
+_sqlite_document = orjson.loads
+
+
 def _sqlite_identifier(hex_digits: str) -> str:
     """Django stores a UUID on SQLite as its 32 lowercase hex digits."""
     h = hex_digits
@@ -354,7 +363,7 @@ class DjangoClusterRepository(ClusterRepository):
                 cursor.execute(sql, params)
                 rows = cursor.fetchall()
                 clusters = [
-                    _public_cluster(row, _sqlite_identifier, _sqlite_moment, json.loads)
+                    _public_cluster(row, _sqlite_identifier, _sqlite_moment, _sqlite_document)
                     for row in rows
                 ]
             elif connection.in_atomic_block:
