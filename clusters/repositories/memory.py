@@ -122,10 +122,12 @@ class InMemoryClusterRepository(ClusterRepository):
     next write. Clusters are keyed by ``UUID.int`` because hashing a UUID
     object runs Python code and an int's hash does not.
 
-    Each stored cluster's public form (what a list shows) is made once, when
-    the cluster is stored, and the snapshot keeps those in order too: a page
-    is a slice of it, with nothing built per request. They are shared by
-    every reader, so nobody may change one.
+    Each stored cluster's public form (what a list shows) is made once, by
+    the first read that needs it after the cluster was stored (a write does
+    not pay for it: checks store clusters far more often than anyone lists
+    them), and the snapshot keeps those in order too: a page is a slice of
+    it, with nothing built per request. They are shared by every reader, so
+    nobody may change one.
     """
 
     def __init__(self, batch: InMemoryBatch | None = None) -> None:
@@ -169,7 +171,7 @@ class InMemoryClusterRepository(ClusterRepository):
         if query.name is not None:
             with self._lock:
                 cluster_id = self._id_by_name.get(name_key(query.name))
-                found = None if cluster_id is None else self._public_by_id[cluster_id]
+                found = None if cluster_id is None else self._public_of(self._by_id[cluster_id])
             matches = [found] if found is not None and query.matches(found) else []
         elif query.filtered:
             matches = [cluster for cluster in ordered if query.matches(cluster)]
@@ -188,8 +190,7 @@ class InMemoryClusterRepository(ClusterRepository):
                 if snapshot is None:
                     self._apply_pending_writes()
                     ordered = tuple(self._ordered)
-                    public = self._public_by_id
-                    snapshot = (ordered, tuple(public[c.id.int] for c in ordered))
+                    snapshot = (ordered, tuple(self._public_of(c) for c in ordered))
                     self._snapshot = snapshot
         return snapshot
 
@@ -316,18 +317,24 @@ class InMemoryClusterRepository(ClusterRepository):
 
     def _insert(self, cluster: Cluster) -> None:
         self._by_id[cluster.id.int] = cluster
-        self._public_by_id[cluster.id.int] = public_cluster(cluster)
+        self._public_by_id.pop(cluster.id.int, None)
         self._id_by_name[name_key(cluster.name)] = cluster.id.int
         self._note_write(cluster, True)
 
     def _remove(self, cluster_id: int) -> Cluster:
         cluster = self._by_id.pop(cluster_id)
-        del self._public_by_id[cluster_id]
+        self._public_by_id.pop(cluster_id, None)
         del self._id_by_name[name_key(cluster.name)]
         self._note_write(cluster, False)
         return cluster
 
     # -- the ordered listing -------------------------------------------------------------
+
+    def _public_of(self, cluster: Cluster) -> PublicCluster:
+        public = self._public_by_id.get(cluster.id.int)
+        if public is None:
+            public = self._public_by_id[cluster.id.int] = public_cluster(cluster)
+        return public
 
     def _note_write(self, cluster: Cluster, added: bool) -> None:
         self._snapshot = None
