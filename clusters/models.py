@@ -35,7 +35,7 @@ from clusters.domain import (
     TokenCredentials,
     name_key,
 )
-from clusters.domain.topology import (
+from clusters.domain.endpoint_documents import (
     endpoints_document,
     endpoints_from_document,
     health_document,

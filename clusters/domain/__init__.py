@@ -92,6 +92,7 @@ from clusters.domain.health import (
     assess_health,
     node_states,
 )
+from clusters.domain.identity import identity_keys
 from clusters.domain.listing import (
     DEFAULT_LIMIT,
     MAX_LIMIT,
@@ -133,7 +134,6 @@ from clusters.domain.topology import (
     after_check,
     attempt_order,
     discovered_endpoints,
-    identity_keys,
     kept_for,
     local_node,
     matched_to_nodes,

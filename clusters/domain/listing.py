@@ -17,10 +17,14 @@ from dataclasses import dataclass, field
 from typing import Any, TypedDict
 
 from clusters.domain.cluster import Cluster, ClusterStatus
+from clusters.domain.endpoint_documents import (
+    endpoints_document,
+    health_document,
+    public_endpoints,
+)
 from clusters.domain.errors import ValidationFailed
 from clusters.domain.fields import has_control_characters, name_key
 from clusters.domain.moments import rfc3339
-from clusters.domain.topology import endpoints_document, health_document, public_endpoints
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000

@@ -1,8 +1,8 @@
 """A cluster's topology as the registry uses it: the addresses it may reach
-the cluster through, the order a check tries them in, and what identifies a
-PVE cluster whichever of its nodes it was registered through
+the cluster through, and the order a check tries them in
 (docs/product-contract.md §10; docs/operations.md, "Endpoints and
-failover").
+failover"). What identifies a PVE cluster is ``identity.py``; how endpoints
+are stored and shown, ``endpoint_documents.py``.
 
 The registered endpoint is the one the operator gave. Further endpoints are
 the other nodes' own API addresses, learned at registration from what the
@@ -13,7 +13,6 @@ cluster reports over the authenticated connection: each node's address
 
 from __future__ import annotations
 
-import hashlib
 import ipaddress
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -24,7 +23,6 @@ from clusters.domain.endpoint import Endpoint, parse_endpoint
 from clusters.domain.errors import ClusterError
 from clusters.domain.fields import FieldInvalid, normalise_fingerprint
 from clusters.domain.health import ProxmoxReport
-from clusters.domain.moments import parse_rfc3339, rfc3339
 
 # More than any PVE cluster has nodes (corosync's practical limit is far
 # lower); a report listing more does not make a check try them all.
@@ -84,7 +82,7 @@ def discovered_endpoints(report: ProxmoxReport, registered: Endpoint) -> tuple[N
     for entry in report.cluster_status or ():
         if entry.type != "node" or entry.name == answering or not entry.ip:
             continue
-        fingerprint = _fingerprint(fingerprints.get(entry.name))
+        fingerprint = node_fingerprint(fingerprints.get(entry.name))
         host = _address(entry.ip)
         if fingerprint is None or host is None:
             continue
@@ -228,43 +226,9 @@ def kept_for(
     return {url: state for url, state in health.items() if url in urls}
 
 
-def identity_keys(report: ProxmoxReport) -> frozenset[str]:
-    """What makes this PVE cluster the same whichever node or name it is
-    registered under (docs/product-contract.md §10):
-
-    - a cluster: its name and node set (``/cluster/status``);
-    - a standalone node: its name and certificate fingerprint;
-    - without Sys.Audit (no ``/cluster/status``): the node set of
-      ``/nodes``, each node with its fingerprint, which a registration with
-      Sys.Audit records too so that the two meet.
-
-    Digests, so that a key is short whatever the names. Empty when nothing
-    identifies the cluster (no node reported a fingerprint, say).
-    """
-    keys: set[str] = set()
-    listed = {node.node: _fingerprint(node.ssl_fingerprint) for node in report.nodes or ()}
-    if report.cluster_status is not None:
-        cluster = next((e for e in report.cluster_status if e.type == "cluster"), None)
-        members = sorted(e.name for e in report.cluster_status if e.type == "node")
-        if cluster is not None and cluster.name:
-            keys.add(_digest("cluster", cluster.name, *members))
-        elif len(members) == 1 and listed.get(members[0]):
-            keys.add(_digest("node", members[0], listed[members[0]] or ""))
-    if len(listed) == 1:
-        [(name, fingerprint)] = listed.items()
-        if fingerprint:
-            keys.add(_digest("node", name, fingerprint))
-    elif listed and all(listed.values()):
-        keys.add(_digest("nodes", *(f"{name}={listed[name]}" for name in sorted(listed))))
-    return frozenset(keys)
-
-
-def _digest(kind: str, *parts: str) -> str:
-    text = "\n".join(parts).encode("utf-8", "surrogatepass")
-    return f"{kind}:{hashlib.sha256(text).hexdigest()}"
-
-
-def _fingerprint(raw: str | None) -> str | None:
+def node_fingerprint(raw: str | None) -> str | None:
+    """A node's certificate fingerprint as PVE reports it, normalised; None
+    for anything that is not one."""
     if not raw:
         return None
     try:
@@ -280,89 +244,6 @@ def _address(ip: str) -> str | None:
     except ValueError:
         return None
     return f"[{address.compressed}]" if address.version == 6 else address.compressed
-
-
-# -- as documents (a JSON column, the API's list) -----------------------------------
-
-
-def endpoints_document(endpoints: Sequence[NodeEndpoint]) -> list[dict[str, str | None]]:
-    return [endpoint.as_dict() for endpoint in endpoints]
-
-
-def endpoints_from_document(document: object) -> tuple[NodeEndpoint, ...]:
-    if not isinstance(document, list):
-        return ()
-    return tuple(
-        NodeEndpoint(item["url"], item.get("node"), item.get("fingerprint"))
-        for item in document
-        if isinstance(item, dict) and isinstance(item.get("url"), str)
-    )
-
-
-def health_document(health: Mapping[str, EndpointHealth]) -> dict[str, dict[str, str | None]]:
-    """``{url: {"last_ok_at": RFC 3339 | None, "last_failed_at": …}}``."""
-    return {
-        url: {
-            "last_ok_at": rfc3339_or_none(state.last_ok_at),
-            "last_failed_at": rfc3339_or_none(state.last_failed_at),
-        }
-        for url, state in health.items()
-    }
-
-
-def health_from_document(document: object) -> dict[str, EndpointHealth]:
-    if not isinstance(document, dict):
-        return {}
-    return {
-        url: EndpointHealth(
-            parse_rfc3339(state.get("last_ok_at")), parse_rfc3339(state.get("last_failed_at"))
-        )
-        for url, state in document.items()
-        if isinstance(state, dict)
-    }
-
-
-def public_endpoints(
-    api_endpoint: str,
-    registered_node: str | None,
-    fingerprint: str | None,
-    further: object,
-    health: object,
-) -> list[dict[str, str | None]]:
-    """``endpoints`` as the API shows it: the registered endpoint first,
-    then the further ones, each with when a check last got an answer
-    through it. From the documents as stored, so that a list can build it
-    straight from the columns."""
-    states = health if isinstance(health, dict) else {}
-
-    def last_ok(url: str) -> str | None:
-        state = states.get(url)
-        return state.get("last_ok_at") if isinstance(state, dict) else None
-
-    shown = [
-        {
-            "url": api_endpoint,
-            "node": registered_node,
-            "fingerprint": fingerprint,
-            "last_ok_at": last_ok(api_endpoint),
-        }
-    ]
-    for item in further if isinstance(further, list) else ():
-        if isinstance(item, dict) and item.get("url") != api_endpoint:
-            url = item.get("url")
-            shown.append(
-                {
-                    "url": url,
-                    "node": item.get("node"),
-                    "fingerprint": item.get("fingerprint"),
-                    "last_ok_at": last_ok(url) if isinstance(url, str) else None,
-                }
-            )
-    return shown
-
-
-def rfc3339_or_none(moment: datetime | None) -> str | None:
-    return None if moment is None else rfc3339(moment)
 
 
 @dataclass(frozen=True, slots=True)

@@ -64,7 +64,7 @@ from clusters.domain import (
     rfc3339,
     search_key,
 )
-from clusters.domain.topology import public_endpoints
+from clusters.domain.endpoint_documents import public_endpoints
 from clusters.encryption import CredentialCipher
 from clusters.models import (
     NAME_KEY_CONSTRAINT,
