@@ -28,11 +28,7 @@ def nodes_refuse_connections(mocker: requests_mock.Mocker) -> None:
     that is down does: a check that fails over to the nodes a cluster
     reported finds them down instead of asking the real network. Register
     first; what a test registers later wins."""
-    mocker.register_uri(
-        requests_mock.ANY,
-        NODE_ADDRESS,
-        exc=requests.exceptions.ConnectionError("[Errno 111] Connection refused"),
-    )
+    mocker.register_uri(requests_mock.ANY, NODE_ADDRESS, exc=_refused())
 
 
 def node(name: str, nodeid: int, *, online: bool = True, local: bool = False) -> dict[str, Any]:
@@ -59,9 +55,11 @@ def cluster_entry(name: str, nodes: int, *, quorate: bool = True) -> dict[str, A
     }
 
 
-def three_node_cluster(*, offline: int = 0, quorate: bool = True) -> list[dict[str, Any]]:
+def three_node_cluster(
+    *, offline: int = 0, quorate: bool = True, name: str = "prod"
+) -> list[dict[str, Any]]:
     return [
-        cluster_entry("prod", 3, quorate=quorate),
+        cluster_entry(name, 3, quorate=quorate),
         *(node(f"pve{i}", i, online=i > offline, local=i == 1) for i in (1, 2, 3)),
     ]
 
@@ -103,9 +101,17 @@ def node_entry(name: str, *, online: bool = True, fingerprint: str = "AB") -> di
     return entry
 
 
-def three_nodes(*, offline: int = 0) -> list[dict[str, Any]]:
-    """``GET /nodes`` of ``three_node_cluster``: the first ``offline`` nodes offline."""
-    return [node_entry(f"pve{i}", online=i > offline, fingerprint=f"{i}A") for i in (1, 2, 3)]
+def three_nodes(*, offline: int = 0, certificates: int = 0) -> list[dict[str, Any]]:
+    """``GET /nodes`` of ``three_node_cluster``: the first ``offline`` nodes
+    offline; ``certificates`` (1–15) gives the nodes other certificates."""
+    return [
+        node_entry(
+            f"pve{i}",
+            online=i > offline,
+            fingerprint=f"{i}A" if not certificates else f"{certificates:X}{i}",
+        )
+        for i in (1, 2, 3)
+    ]
 
 
 def ticket_page(m: requests_mock.Mocker, *, endpoint: str = ENDPOINT) -> None:
@@ -197,12 +203,15 @@ def nodes(
     m.get(f"{endpoint}/api2/json/nodes", json={"data": entries})
 
 
-def healthy_cluster(m: requests_mock.Mocker, *, endpoint: str = ENDPOINT) -> None:
-    """Login, PVE 8.2.4, three nodes online and quorate."""
+def healthy_cluster(
+    m: requests_mock.Mocker, *, endpoint: str = ENDPOINT, name: str = "prod", certificates: int = 0
+) -> None:
+    """Login, PVE 8.2.4, three nodes online and quorate; another ``name`` and
+    ``certificates`` (1–15) make another PVE cluster of the same shape."""
     login_ok(m, endpoint=endpoint)
     version(m, endpoint=endpoint)
-    cluster_status(m, three_node_cluster(), endpoint=endpoint)
-    nodes(m, three_nodes(), endpoint=endpoint)
+    cluster_status(m, three_node_cluster(name=name), endpoint=endpoint)
+    nodes(m, three_nodes(certificates=certificates), endpoint=endpoint)
 
 
 def healthy_clusters(m: requests_mock.Mocker, names: Iterable[str]) -> dict[str, str]:
@@ -213,29 +222,18 @@ def healthy_clusters(m: requests_mock.Mocker, names: Iterable[str]) -> dict[str,
     endpoints = {}
     for index, name in enumerate(names):
         endpoint = f"https://{name.lower()}.example.com:8006"
-        login_ok(m, endpoint=endpoint)
-        version(m, endpoint=endpoint)
-        cluster_status(
-            m,
-            [
-                cluster_entry(name.lower(), 3),
-                *(node(f"pve{i}", i, local=i == 1) for i in (1, 2, 3)),
-            ],
-            endpoint=endpoint,
-        )
-        nodes(
-            m,
-            [node_entry(f"pve{i}", fingerprint=f"{index * 3 + i:02X}") for i in (1, 2, 3)],
-            endpoint=endpoint,
-        )
+        healthy_cluster(m, endpoint=endpoint, name=name.lower(), certificates=index + 1)
         endpoints[name] = endpoint
     return endpoints
 
 
 def unreachable(m: requests_mock.Mocker, *, endpoint: str = ENDPOINT) -> None:
     """Every call refused at the TCP level, as a node that is down."""
-    refused = requests.exceptions.ConnectionError(ConnectionRefusedError(111, "Connection refused"))
-    m.register_uri(requests_mock.ANY, re.compile(re.escape(endpoint)), exc=refused)
+    m.register_uri(requests_mock.ANY, re.compile(re.escape(endpoint)), exc=_refused())
+
+
+def _refused() -> requests.exceptions.ConnectionError:
+    return requests.exceptions.ConnectionError(ConnectionRefusedError(111, "Connection refused"))
 
 
 def ticket_refused(m: requests_mock.Mocker, *, endpoint: str = ENDPOINT) -> None:

@@ -103,13 +103,14 @@ def matched_to_nodes(
         host = _address(entry.ip) if entry.type == "node" and entry.ip else None
         if host is not None:
             by_address[host] = entry.name
-    named = []
-    for endpoint in endpoints:
-        host = endpoint.url.split("://", 1)[1].rsplit(":", 1)[0]
-        named.append(
-            NodeEndpoint(endpoint.url, by_address.get(host, endpoint.node), endpoint.fingerprint)
+    return tuple(
+        NodeEndpoint(
+            endpoint.url,
+            by_address.get(parse_endpoint(endpoint.url).host, endpoint.node),
+            endpoint.fingerprint,
         )
-    return tuple(named)
+        for endpoint in endpoints
+    )
 
 
 def parse_endpoints(raw: object) -> tuple[NodeEndpoint, ...]:

@@ -597,13 +597,12 @@ class DjangoClusterIdentities(ClusterIdentities):
         self._using = using
 
     def holder(self, keys: Iterable[str]) -> uuid.UUID | None:
-        found = (
+        return (
             ClusterIdentityRecord.objects.using(self._using)
             .filter(key__in=list(keys))
             .values_list("cluster_id", flat=True)
             .first()
         )
-        return found
 
     def assign(self, cluster: Cluster, keys: Iterable[str]) -> None:
         _require_transaction(self._using)

@@ -491,8 +491,14 @@ class CheckService:
                 attempts = self._proxmox.check_through(
                     order, cluster.credentials, fresh_login=by_person
                 )
-                if attempts.report is None:
-                    raise _failure_to_report(attempts, registered)
+                reported = (
+                    None
+                    if attempts.report is not None
+                    else _failure_to_report(attempts, registered)
+                )
+                _log_refused_by_policy(cluster, attempts, loudly=by_person, besides=reported)
+                if reported is not None:
+                    raise reported
         except ProxmoxError as error:
             self._finished(CheckOutcome.ERROR, started)
             failed = cluster.observed(
@@ -517,7 +523,6 @@ class CheckService:
             return _Findings(failed, started, None, error.message)
         self._finished(CheckOutcome.SUCCESS, started)
         assert attempts.report is not None and attempts.answered is not None
-        _log_refused_by_policy(cluster, attempts, loudly=by_person)
         report = attempts.report
         health = assess_health(report)
         endpoint_health = _endpoint_health(cluster, attempts, started)
@@ -642,14 +647,23 @@ def _log_dropped(cluster: Cluster, error: Exception) -> None:
     logger.info("Cluster check dropped, %s, cluster_id=%s, name=%s", why, cluster.id, cluster.name)
 
 
-def _log_refused_by_policy(cluster: Cluster, attempts: CheckAttempts, *, loudly: bool) -> None:
+def _log_refused_by_policy(
+    cluster: Cluster,
+    attempts: CheckAttempts,
+    *,
+    loudly: bool,
+    besides: ClusterError | None = None,
+) -> None:
     """Say that the network policy kept a check off one of the cluster's
     endpoints (a learned node address outside PROXMOXER_ALLOWED_NETWORKS,
-    say): when it was not failing already, or a person asked."""
+    say): when it was not failing already, or a person asked. ``besides``
+    is the failure the check reports, which is logged as that."""
     for target, error in attempts.failed:
         state = cluster.endpoint_health.get(target.api_endpoint)
-        if isinstance(error, NetworkPolicyRefused) and (
-            loudly or state is None or not state.failing
+        if (
+            isinstance(error, NetworkPolicyRefused)
+            and error is not besides
+            and (loudly or state is None or not state.failing)
         ):
             logger.warning(
                 "Connection refused by the network policy, endpoint=%s, error=%s",

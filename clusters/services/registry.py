@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import random
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,7 +46,6 @@ from clusters.domain import (
     StatusChange,
     TokenCredentials,
     TokenHandOffRefused,
-    UnitOfWork,
     assess_health,
     authorize,
     configuration_changes,
@@ -156,11 +155,10 @@ class ClusterService:
         first_status = StatusChange(
             cluster.id, now, None, cluster.status, f"registered: {health.reason}"
         )
+        identity = identity_keys(report)
         try:
             with self._unit_of_work() as uow:
-                identity = identity_keys(report)
                 uow.clusters.add(cluster)  # a taken name is said first
-                _refuse_registered_twice(uow, cluster, identity)
                 uow.identities.assign(cluster, identity)
                 uow.nodes.replace(cluster.id, node_states(report), now)
                 uow.history.append(first_status, keep=self._history_limit)
@@ -498,15 +496,6 @@ class ClusterService:
     @staticmethod
     def _log_name_taken(name: str) -> None:
         logger.warning("Cluster name already exists, name=%s", name)
-
-
-def _refuse_registered_twice(uow: UnitOfWork, cluster: Cluster, identity: Iterable[str]) -> None:
-    """ClusterAlreadyRegistered when another registration holds what
-    identifies this PVE cluster (checked again by ``assign``, atomically)."""
-    holder = uow.identities.holder(identity)
-    if holder is not None and holder != cluster.id:
-        existing = uow.clusters.find_by_id(holder)
-        raise ClusterAlreadyRegistered(existing.id, existing.name)
 
 
 def _log_registered_twice(error: ClusterAlreadyRegistered, target: ConnectionTarget) -> None:

@@ -25,6 +25,7 @@ from clusters.domain import (
     ValidationFailed,
 )
 from clusters.repositories.memory import InMemoryClusterRepository, InMemoryUnitOfWork
+from clusters.services import CheckResult
 from tests.conftest import assert_secret_absent
 from tests.fakes import FakeClock, FakeProxmox
 
@@ -73,6 +74,14 @@ def background_check(services: Services, clock: FakeClock):
     clock.advance(minutes=2)
     [outcome] = services.checks.check_due()
     return outcome.cluster
+
+
+def policy_refusal(address: str) -> NetworkPolicyRefused:
+    return NetworkPolicyRefused(
+        f"The network policy refuses {address}: it is outside PROXMOXER_ALLOWED_NETWORKS",
+        address=address,
+        rule="outside PROXMOXER_ALLOWED_NETWORKS",
+    )
 
 
 def tried(proxmox: FakeProxmox) -> list[str]:
@@ -225,11 +234,7 @@ def test_an_endpoint_the_network_policy_refuses_is_passed_over_and_said_once(
 ):
     register(services)
     proxmox.unreachable[REGISTERED] = ProxmoxUnreachable("down")
-    proxmox.unreachable[NODE2] = NetworkPolicyRefused(
-        "The network policy refuses 127.0.31.2: it is outside PROXMOXER_ALLOWED_NETWORKS",
-        address="127.0.31.2",
-        rule="outside PROXMOXER_ALLOWED_NETWORKS",
-    )
+    proxmox.unreachable[NODE2] = policy_refusal("127.0.31.2")
 
     with caplog.at_level(logging.WARNING, logger="clusters"):
         checked = background_check(services, clock)
@@ -241,6 +246,32 @@ def test_an_endpoint_the_network_policy_refuses_is_passed_over_and_said_once(
     assert f"Connection refused by the network policy, endpoint={NODE2}" in caplog.text
     assert refusals == 1
     assert caplog.text.count("Connection refused by the network policy") == 1
+
+
+def test_a_policy_refusal_is_said_when_no_endpoint_answers_too_and_only_once(
+    services, proxmox, clock, caplog
+):
+    register(services)
+    proxmox.unreachable.update(
+        {
+            REGISTERED: policy_refusal("127.0.31.1"),
+            NODE2: policy_refusal("127.0.31.2"),
+            NODE3: ProxmoxUnreachable("down"),
+        }
+    )
+    clock.advance(minutes=2)
+
+    with caplog.at_level(logging.WARNING, logger="clusters"):
+        [outcome] = services.checks.check_due()
+
+    assert outcome.result is CheckResult.FAILED  # the registered endpoint's refusal
+    lines = [r.getMessage() for r in caplog.records if "by the network policy" in r.getMessage()]
+    assert lines == [
+        f"Connection refused by the network policy, endpoint={NODE2}, error="
+        "The network policy refuses 127.0.31.2: it is outside PROXMOXER_ALLOWED_NETWORKS",
+        f"Connection refused by the network policy, endpoint={REGISTERED}, error="
+        "The network policy refuses 127.0.31.1: it is outside PROXMOXER_ALLOWED_NETWORKS",
+    ]
 
 
 def test_refused_credentials_are_not_tried_on_every_node(services, proxmox, clock):
