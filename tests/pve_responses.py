@@ -103,7 +103,7 @@ def node_entry(name: str, *, online: bool = True, fingerprint: str = "AB") -> di
 
 def three_nodes(*, offline: int = 0, certificates: int = 0) -> list[dict[str, Any]]:
     """``GET /nodes`` of ``three_node_cluster``: the first ``offline`` nodes
-    offline; ``certificates`` (1–15) gives the nodes other certificates."""
+    offline; ``certificates`` (1 to 15) gives the nodes other certificates."""
     return [
         node_entry(
             f"pve{i}",
@@ -207,7 +207,7 @@ def healthy_cluster(
     m: requests_mock.Mocker, *, endpoint: str = ENDPOINT, name: str = "prod", certificates: int = 0
 ) -> None:
     """Login, PVE 8.2.4, three nodes online and quorate; another ``name`` and
-    ``certificates`` (1–15) make another PVE cluster of the same shape."""
+    ``certificates`` (1 to 15) make another PVE cluster of the same shape."""
     login_ok(m, endpoint=endpoint)
     version(m, endpoint=endpoint)
     cluster_status(m, three_node_cluster(name=name), endpoint=endpoint)
